@@ -1,0 +1,106 @@
+"""``load``, ``stream`` and ``inspect``: the public entry points for reading a model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+
+from pagefault.errors import SinkError
+from pagefault.manifest import Manifest
+from pagefault.pipeline import LoadOptions, TensorStream, open_stream
+from pagefault.sources import resolve
+
+__all__ = ["inspect", "load", "parse_device", "stream"]
+
+PathLike = str | os.PathLike[str]
+
+
+def stream(
+    source: PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    mmap: bool | None = None,
+    dtype: torch.dtype | None = None,
+    threads: int | None = None,
+    memory_limit: int | None = None,
+    request_size: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> TensorStream:
+    """Yield ``(name, tensor)`` in file order, each as soon as its bytes are in place.
+
+    Reading starts at once and runs ahead on background threads; the returned
+    iterator's ``.stats`` describes the load once it is exhausted. See ``load`` for
+    the arguments. ``on_progress(nbytes)`` is called from worker threads.
+
+    >>> for name, tensor in pagefault.stream("model.safetensors"):  # doctest: +SKIP
+    ...     model.get_parameter(name).copy_(tensor)
+    """
+    options = LoadOptions(
+        device=parse_device(device),
+        mmap=mmap,
+        dtype=dtype,
+        threads=threads,
+        memory_limit=memory_limit,
+        request_size=request_size,
+    )
+    return open_stream(resolve(source), options, on_progress=on_progress)
+
+
+def load(
+    source: PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    mmap: bool | None = None,
+    dtype: torch.dtype | None = None,
+    threads: int | None = None,
+    memory_limit: int | None = None,
+    request_size: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Load every tensor of a safetensors file, sharded index, or directory.
+
+    Args:
+        source: a ``.safetensors`` file, a ``*.safetensors.index.json``, or a directory
+            holding one of them.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        mmap: CPU only. ``True``: tensors view a private copy-on-write mapping of the
+            file (zero-copy, made resident before returning). ``False``: tensors live in
+            one private huge-page arena. ``None`` (default): mapped when every file is
+            local and no ``dtype`` conversion is asked for, else private.
+        dtype: convert floating-point tensors (F16/BF16/F32/F64) to this dtype while
+            loading, through a bounded staging buffer (no second full copy).
+        threads: I/O threads; default ``max(4, cpus)`` capped at 16.
+        memory_limit: bytes of staging memory for CUDA loads and conversions
+            (default 256 MiB); never the model size.
+        request_size: bytes per read request (default 16 MiB).
+
+    Tensors keep their arena or mapping alive; it is freed with the last of them.
+
+    >>> tensors = pagefault.load("model.safetensors")  # doctest: +SKIP
+    """
+    with stream(
+        source,
+        device,
+        mmap=mmap,
+        dtype=dtype,
+        threads=threads,
+        memory_limit=memory_limit,
+        request_size=request_size,
+        on_progress=on_progress,
+    ) as tensors:
+        return dict(tensors)
+
+
+def inspect(source: PathLike) -> Manifest:
+    """Read and validate only the headers: files, tensor names, dtypes, shapes, byte ranges."""
+    with resolve(source) as model:
+        return model.manifest
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise SinkError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from exc

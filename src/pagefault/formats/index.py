@@ -1,0 +1,64 @@
+"""Parse Hugging Face sharded indexes (``model.safetensors.index.json``), from bytes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pagefault.errors import FormatError
+
+__all__ = ["INDEX_SUFFIX", "MAX_INDEX_BYTES", "ShardedIndex", "parse_index", "validate_shard_name"]
+
+INDEX_SUFFIX = ".safetensors.index.json"
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ShardedIndex:
+    """Which shard holds each tensor; ``shards`` keeps first-appearance order."""
+
+    weight_map: Mapping[str, str]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def shards(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.weight_map.values()))
+
+
+def parse_index(data: bytes, *, name: str) -> ShardedIndex:
+    """Validate an index file's bytes; shard names must be plain file names."""
+    if len(data) > MAX_INDEX_BYTES:
+        raise FormatError(f"{name}: index is {len(data)} bytes, over the {MAX_INDEX_BYTES} limit")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FormatError(f"{name}: not a valid JSON index: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("weight_map"), dict):
+        raise FormatError(f"{name}: index must be a JSON object with a 'weight_map' object")
+    weight_map = raw["weight_map"]
+    if not weight_map:
+        raise FormatError(f"{name}: weight_map is empty")
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise FormatError(f"{name}: weight_map[{tensor!r}] must be a file name string")
+        validate_shard_name(shard, where=f"{name}: weight_map[{tensor!r}]")
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise FormatError(f"{name}: 'metadata' must be an object")
+    return ShardedIndex(weight_map=dict(weight_map), metadata=metadata)
+
+
+def validate_shard_name(shard: str, *, where: str) -> None:
+    """Reject names that could escape the model's directory (``..``, absolute, separators)."""
+    bad = (
+        not shard
+        or shard in {".", ".."}
+        or "/" in shard
+        or "\\" in shard
+        or "\x00" in shard
+        or not shard.endswith(".safetensors")
+    )
+    if bad:
+        raise FormatError(f"{where}: {shard!r} is not a plain '*.safetensors' file name")

@@ -1,0 +1,116 @@
+"""Where each tensor's bytes land: straight into final memory, or via a staging buffer.
+
+A destination is *direct* when the final tensor is contiguous CPU memory of the file's
+dtype: the read scatters into it and nothing is copied. Anything else (a dtype
+conversion, a CUDA tensor) is *staged*: bytes land in a bounded staging buffer and are
+then copied (converted, or sent host→device) into the final tensor.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from pagefault.manifest import TensorEntry
+from pagefault.pipeline.dtypes import to_torch_dtype
+from pagefault.pipeline.memory import Arena
+
+__all__ = [
+    "ARENA_ALIGNMENT",
+    "Destination",
+    "arena_destinations",
+    "device_destinations",
+    "existing_destination",
+    "target_dtype",
+    "tensor_bytes",
+]
+
+ARENA_ALIGNMENT = 64  # cache line; also satisfies every dtype's alignment
+_CONVERTIBLE = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Final home of one tensor; ``direct`` is its writable bytes when no copy is needed."""
+
+    tensor: torch.Tensor
+    source_dtype: torch.dtype
+    direct: memoryview | None
+
+    @property
+    def staged(self) -> bool:
+        return self.direct is None
+
+
+def target_dtype(entry: TensorEntry, requested: torch.dtype | None) -> torch.dtype:
+    """``requested`` applies to floating-point tensors only; ints, bools and fp8 keep theirs."""
+    own = to_torch_dtype(entry.dtype, tensor=entry.name)
+    if requested is None or own not in _CONVERTIBLE:
+        return own
+    return requested
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """A writable byte view of a contiguous CPU tensor's memory (kept alive by the caller)."""
+    size = tensor.numel() * tensor.element_size()
+    array = (ctypes.c_ubyte * size).from_address(tensor.data_ptr())
+    return memoryview(array).cast("B")
+
+
+def existing_destination(tensor: torch.Tensor, source_dtype: torch.dtype) -> Destination:
+    """Load into an existing tensor, directly when its memory can take the raw bytes."""
+    direct_ok = (
+        tensor.device.type == "cpu"
+        and tensor.dtype == source_dtype
+        and tensor.is_contiguous()
+        and tensor.numel() > 0
+    )
+    return Destination(tensor, source_dtype, tensor_bytes(tensor) if direct_ok else None)
+
+
+def arena_destinations(
+    entries: Sequence[TensorEntry], dtypes: Sequence[torch.dtype]
+) -> list[Destination]:
+    """Lay tensors out in one huge-page arena, each at a 64-byte aligned offset."""
+    offsets: list[int] = []
+    size = 0
+    for entry, dtype in zip(entries, dtypes, strict=True):
+        offsets.append(size)
+        nbytes = _numel(entry) * _itemsize(dtype)
+        size += nbytes + (-nbytes % ARENA_ALIGNMENT)
+    arena = Arena(size)
+    result = []
+    for entry, dtype, offset in zip(entries, dtypes, offsets, strict=True):
+        source_dtype = to_torch_dtype(entry.dtype, tensor=entry.name)
+        tensor = arena.tensor(offset, dtype, entry.shape)
+        direct = arena.view(offset, entry.nbytes) if dtype == source_dtype and entry.nbytes else None
+        result.append(Destination(tensor, source_dtype, direct))
+    return result
+
+
+def device_destinations(
+    entries: Sequence[TensorEntry], dtypes: Sequence[torch.dtype], device: torch.device
+) -> list[Destination]:
+    """Allocate every tensor on ``device`` up front; all are staged."""
+    return [
+        Destination(
+            torch.empty(entry.shape, dtype=dtype, device=device),
+            to_torch_dtype(entry.dtype, tensor=entry.name),
+            None,
+        )
+        for entry, dtype in zip(entries, dtypes, strict=True)
+    ]
+
+
+def _numel(entry: TensorEntry) -> int:
+    numel = 1
+    for dim in entry.shape:
+        numel *= dim
+    return numel
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return dtype.itemsize

@@ -1,0 +1,211 @@
+"""Wire a resolved model to a sink: choose the mode, plan, start the workers, stream out.
+
+Modes (``LoadOptions.mmap``; None chooses):
+
+* ``mapped``  – CPU, no dtype conversion, every file local: tensors view a private
+  copy-on-write mapping of the file, made resident before they are handed out.
+  Chosen automatically when possible: zero copies, pages shared with the page cache.
+* ``private`` – CPU: one huge-page arena, file ranges read straight into it.
+  Used for ``mmap=False``, ``dtype=`` conversion (through the staging ring), and
+  sources that cannot be mapped.
+* ``device``  – CUDA (or another device): a pinned staging ring and a side stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from pagefault.errors import SinkError
+from pagefault.manifest import TensorEntry
+from pagefault.pipeline.destinations import (
+    ARENA_ALIGNMENT,
+    Destination,
+    arena_destinations,
+    device_destinations,
+    existing_destination,
+    target_dtype,
+)
+from pagefault.pipeline.dtypes import to_torch_dtype
+from pagefault.pipeline.executor import CompletionTracker, ParallelExecutor
+from pagefault.pipeline.mapped import mapped_tensors
+from pagefault.pipeline.plan import ReadTask, plan_reads
+from pagefault.pipeline.runners import PopulateRunner, ReadRunner
+from pagefault.pipeline.staging import StagingRing
+from pagefault.pipeline.stats import LoadStats
+from pagefault.pipeline.stream import TensorStream
+from pagefault.pipeline.tuning import auto_tuning
+from pagefault.sources import MappableSource, ResolvedModel
+
+__all__ = ["LoadOptions", "Target", "open_stream"]
+
+# A load_into target: an existing tensor to fill, or the dtype to allocate it with.
+Target = torch.Tensor | torch.dtype
+_STAGED_MAX_SEGMENTS = 256
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load; every field has a sensible automatic default."""
+
+    device: torch.device = torch.device("cpu")
+    mmap: bool | None = None
+    dtype: torch.dtype | None = None
+    threads: int | None = None
+    memory_limit: int | None = None
+    request_size: int | None = None
+
+
+def open_stream(
+    model: ResolvedModel,
+    options: LoadOptions,
+    *,
+    targets: Mapping[str, Target] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> TensorStream:
+    """Start loading ``model`` (or only the tensors named in ``targets``); stream the results."""
+    entries = _selected(model.manifest.tensors, targets)
+    stats = LoadStats(
+        device=str(options.device),
+        bytes=sum(e.nbytes for e in entries),
+        tensors=len(entries),
+        files=len(model.sources),
+    )
+    if _use_mapping(model, options, targets):
+        return _open_mapped(model, entries, options, stats, on_progress)
+    return _open_read(model, entries, options, stats, targets, on_progress)
+
+
+def _selected(
+    tensors: Sequence[TensorEntry], targets: Mapping[str, Target] | None
+) -> list[TensorEntry]:
+    return list(tensors) if targets is None else [t for t in tensors if t.name in targets]
+
+
+def _use_mapping(
+    model: ResolvedModel, options: LoadOptions, targets: Mapping[str, Target] | None
+) -> bool:
+    mappable = all(isinstance(s, MappableSource) for s in model.sources)
+    possible = options.device.type == "cpu" and options.dtype is None and targets is None
+    if options.mmap is True and not possible:
+        raise SinkError("mmap=True needs device='cpu' and no dtype conversion; use mmap=False")
+    if options.mmap is True and not mappable:
+        remote = ", ".join(s.name for s in model.sources if not isinstance(s, MappableSource))
+        raise SinkError(f"mmap=True needs local files; cannot map {remote}")
+    return options.mmap is not False and possible and mappable
+
+
+def _open_mapped(
+    model: ResolvedModel,
+    entries: list[TensorEntry],
+    options: LoadOptions,
+    stats: LoadStats,
+    on_progress: Callable[[int], None] | None,
+) -> TensorStream:
+    tuning = auto_tuning(
+        threads=options.threads, request_size=options.request_size, memory_limit=None, staged=False
+    )
+    maps = [source.map_private() for source in model.sources if isinstance(source, MappableSource)]
+    plan = plan_reads(entries, request_size=tuning.request_size)
+    stats.mode, stats.threads, stats.request_size = "mapped", tuning.threads, tuning.request_size
+    runner = PopulateRunner(maps, stats=stats, on_progress=on_progress)
+    return _start(plan.tasks, plan.tensor_bytes, runner, entries, mapped_tensors(maps, entries),
+                  stats=stats, threads=tuning.threads, model=model)
+
+
+def _open_read(
+    model: ResolvedModel,
+    entries: list[TensorEntry],
+    options: LoadOptions,
+    stats: LoadStats,
+    targets: Mapping[str, Target] | None,
+    on_progress: Callable[[int], None] | None,
+) -> TensorStream:
+    destinations = _destinations(entries, options, targets)
+    staged = any(d.staged and d.tensor.numel() for d in destinations)
+    tuning = auto_tuning(
+        threads=options.threads,
+        request_size=options.request_size,
+        memory_limit=options.memory_limit,
+        staged=staged,
+    )
+    ring, copy_stream = None, None
+    if staged:
+        cuda = next((d.tensor.device for d in destinations if d.tensor.device.type == "cuda"), None)
+        ring = StagingRing(
+            slots=tuning.staging_slots, slot_bytes=tuning.slot_bytes, pinned=cuda is not None
+        )
+        copy_stream = torch.cuda.Stream(cuda) if cuda is not None else None
+    max_segments = _STAGED_MAX_SEGMENTS if staged else 1024
+    request = tuning.request_size - (ARENA_ALIGNMENT * max_segments if staged else 0)
+    plan = plan_reads(
+        entries,
+        request_size=request,
+        element_sizes=[d.source_dtype.itemsize if d.staged else 1 for d in destinations],
+        max_segments=max_segments,
+    )
+    stats.mode = "into" if targets else "device" if options.device.type != "cpu" else "private"
+    stats.threads, stats.request_size = tuning.threads, request
+    runner = ReadRunner(model.sources, destinations, stats=stats, ring=ring,
+                        copy_stream=copy_stream, on_progress=on_progress)
+    return _start(plan.tasks, plan.tensor_bytes, runner, entries,
+                  [d.tensor for d in destinations], stats=stats, threads=tuning.threads,
+                  model=model, copy_stream=copy_stream)
+
+
+def _destinations(
+    entries: list[TensorEntry], options: LoadOptions, targets: Mapping[str, Target] | None
+) -> list[Destination]:
+    """Fill existing tensors where given; allocate the rest together (one arena on CPU)."""
+    wanted = targets or {}
+    fresh = [i for i, e in enumerate(entries) if not isinstance(wanted.get(e.name), torch.Tensor)]
+    dtypes = [_fresh_dtype(entries[i], wanted.get(entries[i].name), options) for i in fresh]
+    allocated = _allocate([entries[i] for i in fresh], dtypes, options.device)
+    result: dict[int, Destination] = dict(zip(fresh, allocated, strict=True))
+    for i, entry in enumerate(entries):
+        target = wanted.get(entry.name)
+        if isinstance(target, torch.Tensor):
+            result[i] = existing_destination(target, to_torch_dtype(entry.dtype, tensor=entry.name))
+    return [result[i] for i in range(len(entries))]
+
+
+def _fresh_dtype(entry: TensorEntry, target: Target | None, options: LoadOptions) -> torch.dtype:
+    return target if isinstance(target, torch.dtype) else target_dtype(entry, options.dtype)
+
+
+def _allocate(
+    entries: list[TensorEntry], dtypes: list[torch.dtype], device: torch.device
+) -> list[Destination]:
+    if device.type == "cpu":
+        return arena_destinations(entries, dtypes)
+    _check_device(device)
+    return device_destinations(entries, dtypes, device)
+
+
+def _check_device(device: torch.device) -> None:
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SinkError(f"device {device} requested but torch.cuda.is_available() is False")
+
+
+def _start(
+    tasks: Sequence[ReadTask],
+    tensor_bytes: Sequence[int],
+    runner: Callable[[ReadTask], None],
+    entries: list[TensorEntry],
+    tensors: Sequence[torch.Tensor],
+    *,
+    stats: LoadStats,
+    threads: int,
+    model: ResolvedModel,
+    copy_stream: torch.cuda.Stream | None = None,
+) -> TensorStream:
+    tracker = CompletionTracker(tensor_bytes)
+    executor = ParallelExecutor(tasks, runner, threads=threads, tracker=tracker)
+    stream = TensorStream(
+        [e.name for e in entries], tensors, tracker=tracker, executor=executor, stats=stats,
+        on_close=model.close, copy_stream=copy_stream,
+    )
+    executor.start()
+    return stream

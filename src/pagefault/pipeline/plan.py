@@ -1,0 +1,122 @@
+"""Plan a load: tensors → contiguous file ranges → read tasks, in consumption order.
+
+Pure: no I/O, no torch. Safetensors tiles each file's data section with tensors, so
+consecutive tensors of a file form one contiguous range that a single vectored read
+can scatter into many destinations. A task is at most ``request_size`` bytes and
+``max_segments`` destinations; a tensor split across tasks is split on element
+boundaries so each piece can be converted or copied on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pagefault.manifest import TensorEntry
+
+__all__ = ["LoadPlan", "ReadTask", "Segment", "plan_reads"]
+
+DEFAULT_MAX_SEGMENTS = 1024  # Linux IOV_MAX
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Bytes ``[offset, offset + length)`` of tensor number ``tensor``."""
+
+    tensor: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """One contiguous read of file ``file_index`` scattered into ``segments`` in order."""
+
+    file_index: int
+    file_offset: int
+    segments: tuple[Segment, ...]
+
+    @property
+    def length(self) -> int:
+        return sum(segment.length for segment in self.segments)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Read tasks in consumption order, and each tensor's byte count."""
+
+    tasks: tuple[ReadTask, ...]
+    tensor_bytes: tuple[int, ...]
+    request_size: int
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.tensor_bytes)
+
+
+def plan_reads(
+    tensors: Sequence[TensorEntry],
+    *,
+    request_size: int,
+    element_sizes: Sequence[int] | None = None,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
+) -> LoadPlan:
+    """Split ``tensors`` (in consumption order) into read tasks of at most ``request_size``.
+
+    ``element_sizes[i]`` is the byte granularity at which tensor ``i`` may be split
+    (its item size when it will be converted; 1 when any split is fine).
+    """
+    if request_size <= 0 or max_segments <= 0:
+        raise ValueError("request_size and max_segments must be positive")
+    sizes = element_sizes or [1] * len(tensors)
+    builder = _TaskBuilder(request_size, max_segments)
+    for index, tensor in enumerate(tensors):
+        builder.add_tensor(index, tensor, max(1, sizes[index]))
+    builder.flush()
+    return LoadPlan(
+        tasks=tuple(builder.tasks),
+        tensor_bytes=tuple(t.nbytes for t in tensors),
+        request_size=request_size,
+    )
+
+
+class _TaskBuilder:
+    """Accumulates segments into the current task and cuts tasks at the limits."""
+
+    def __init__(self, request_size: int, max_segments: int) -> None:
+        self.request_size = request_size
+        self.max_segments = max_segments
+        self.tasks: list[ReadTask] = []
+        self._segments: list[Segment] = []
+        self._file = -1
+        self._start = 0
+        self._length = 0
+
+    def add_tensor(self, index: int, tensor: TensorEntry, granularity: int) -> None:
+        if tensor.file_index != self._file or tensor.start != self._start + self._length:
+            self.flush()
+            self._file, self._start = tensor.file_index, tensor.start
+        done = 0
+        while done < tensor.nbytes:
+            room = self.request_size - self._length
+            take = min(tensor.nbytes - done, room)
+            if take < tensor.nbytes - done:
+                take -= take % granularity
+            if take <= 0 and self._segments:
+                self.flush()
+                self._start = tensor.start + done
+                continue
+            # An element larger than a whole request still has to be read in one piece.
+            take = max(take, min(granularity, tensor.nbytes - done))
+            self._segments.append(Segment(index, done, take))
+            self._length += take
+            done += take
+            if self._length >= self.request_size or len(self._segments) >= self.max_segments:
+                self.flush()
+                self._start = tensor.start + done
+
+    def flush(self) -> None:
+        if self._segments:
+            self.tasks.append(ReadTask(self._file, self._start, tuple(self._segments)))
+        self._segments = []
+        self._length = 0

@@ -1,0 +1,44 @@
+"""Per-load measurements: bytes, wall time, and where the time went."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["LoadStats"]
+
+
+@dataclass
+class LoadStats:
+    """Filled in while a load runs; ``*_s`` stage times are summed over worker threads."""
+
+    mode: str = ""
+    device: str = "cpu"
+    bytes: int = 0
+    tensors: int = 0
+    files: int = 0
+    threads: int = 0
+    request_size: int = 0
+    seconds: float = 0.0
+    read_s: float = 0.0
+    copy_s: float = 0.0
+    stall_s: float = 0.0
+    wait_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def gbps(self) -> float:
+        """Throughput in GB/s (10^9 bytes per second)."""
+        return self.bytes / self.seconds / 1e9 if self.seconds > 0 else 0.0
+
+    def add(self, *, read_s: float = 0.0, copy_s: float = 0.0, stall_s: float = 0.0) -> None:
+        with self._lock:
+            self.read_s += read_s
+            self.copy_s += copy_s
+            self.stall_s += stall_s
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        data["gbps"] = round(self.gbps, 3)
+        return data

@@ -1,0 +1,68 @@
+"""Defaults for threads, request size and staging memory, and how they are derived.
+
+Measured on the 2-core development VM (docs/benchmarks.md): with a hot page cache the
+copy out of the page cache is CPU-bound, so one thread per core is enough; for cold
+files extra threads keep more requests in flight for the device. Four threads cover
+both on small machines; larger machines get one per core, capped at 16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pagefault.errors import SinkError
+from pagefault.pipeline.memory import cpu_count
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_REQUEST_SIZE",
+    "MIN_SLOT_BYTES",
+    "Tuning",
+    "auto_tuning",
+]
+
+MiB = 1024 * 1024
+DEFAULT_REQUEST_SIZE = 16 * MiB
+DEFAULT_MEMORY_LIMIT = 256 * MiB
+MIN_SLOT_BYTES = 1 * MiB
+MAX_THREADS = 16
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Resolved knobs of one load."""
+
+    threads: int
+    request_size: int
+    staging_slots: int
+    slot_bytes: int
+
+
+def auto_tuning(
+    *,
+    threads: int | None,
+    request_size: int | None,
+    memory_limit: int | None,
+    staged: bool,
+) -> Tuning:
+    """Fill in unset knobs; the staging ring (2 slots per thread) fits in ``memory_limit``."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    if request_size is not None and request_size < 4096:
+        raise ValueError(f"request_size must be at least 4096 bytes, got {request_size}")
+    chosen_threads = threads or min(MAX_THREADS, max(4, cpu_count()))
+    chosen_request = request_size or DEFAULT_REQUEST_SIZE
+    if not staged:
+        return Tuning(chosen_threads, chosen_request, 0, 0)
+    limit = DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit
+    slots = 2 * chosen_threads
+    slot_bytes = min(chosen_request, limit // slots)
+    if slot_bytes < MIN_SLOT_BYTES:
+        slots = max(2, limit // MIN_SLOT_BYTES)
+        slot_bytes = limit // slots
+    if slot_bytes < MIN_SLOT_BYTES:
+        raise SinkError(
+            f"memory_limit={limit} bytes is too small for staging; give at least "
+            f"{2 * MIN_SLOT_BYTES} bytes"
+        )
+    return Tuning(min(chosen_threads, slots), slot_bytes, slots, slot_bytes)

@@ -1,0 +1,49 @@
+"""The one protocol every byte source implements, plus the optional mapping capability.
+
+Call order: ``size()`` and ``read_into()`` any number of times, from any number of
+threads at once, then ``close()`` once. Implementations open lazily so that
+constructing a source does no I/O.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Buffer", "MappableSource", "Source"]
+
+Buffer = memoryview  # a writable, C-contiguous byte view
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Random-access bytes of one file: "read this range into these buffers"."""
+
+    @property
+    def name(self) -> str:
+        """Human-readable identity used in error messages (a path or URI)."""
+        ...
+
+    def size(self) -> int:
+        """Total size in bytes."""
+        ...
+
+    def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
+        """Fill ``buffers`` in order with the contiguous bytes starting at ``offset``.
+
+        Must be safe to call from several threads at once; raises ``SourceError`` (or
+        ``NotFound``) on failure and never returns with a buffer partly filled silently.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class MappableSource(Source, Protocol):
+    """A source backed by a local file that can be mapped copy-on-write."""
+
+    def map_private(self) -> mmap.mmap:
+        """Return a private (copy-on-write) read-write mapping of the whole file."""
+        ...
