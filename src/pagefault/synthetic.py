@@ -32,7 +32,7 @@ class SyntheticConfig:
 
 
 def llama_like_specs(size: int) -> list[TensorSpec]:
-    """Embedding, decoder layers (attention, MLP, norms), final norm and lm_head ≈ ``size`` bytes."""
+    """Embedding, decoder layers (attention, MLP, norms), norm and lm_head: ≈ ``size`` bytes."""
     hidden = next(h for limit, h in _HIDDEN_BY_SIZE if size < limit)
     vocab = 32000 if size >= 1 << 30 else 4096
     inter = (hidden * 8 // 3 + 255) // 256 * 256
@@ -43,8 +43,10 @@ def llama_like_specs(size: int) -> list[TensorSpec]:
         p = f"model.layers.{i}."
         specs += [
             TensorSpec(p + "input_layernorm.weight", DType.BF16, (hidden,)),
-            *(TensorSpec(p + f"self_attn.{n}_proj.weight", DType.BF16, (hidden, hidden))
-              for n in "qkvo"),
+            *(
+                TensorSpec(p + f"self_attn.{n}_proj.weight", DType.BF16, (hidden, hidden))
+                for n in "qkvo"
+            ),
             TensorSpec(p + "post_attention_layernorm.weight", DType.BF16, (hidden,)),
             TensorSpec(p + "mlp.gate_proj.weight", DType.BF16, (inter, hidden)),
             TensorSpec(p + "mlp.up_proj.weight", DType.BF16, (inter, hidden)),
@@ -57,8 +59,13 @@ def llama_like_specs(size: int) -> list[TensorSpec]:
     return specs
 
 
-_HIDDEN_BY_SIZE = ((64 << 20, 256), (512 << 20, 512), (2 << 30, 1024), (16 << 30, 2048),
-                   (1 << 62, 4096))
+_HIDDEN_BY_SIZE = (
+    (64 << 20, 256),
+    (512 << 20, 512),
+    (2 << 30, 1024),
+    (16 << 30, 2048),
+    (1 << 62, 4096),
+)
 
 
 def write_synthetic_checkpoint(directory: str | os.PathLike[str], config: SyntheticConfig) -> Path:

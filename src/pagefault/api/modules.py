@@ -69,8 +69,9 @@ def load_into(
         if strict and (keys.missing_keys or keys.unexpected_keys):
             raise LoadIntoError(_mismatch_message(keys, source))
         targets = {name: _target(name, slots[name], model.manifest) for name in chosen}
-        options = LoadOptions(device=parse_device(device), threads=threads,
-                              memory_limit=memory_limit)
+        options = LoadOptions(
+            device=parse_device(device), threads=threads, memory_limit=memory_limit
+        )
         with open_stream(model, options, targets=targets) as tensors:
             for name, tensor in tensors:
                 if slots[name].tensor.is_meta:

@@ -40,7 +40,9 @@ def build_header(specs: Sequence[TensorSpec], metadata: Mapping[str, str] | None
             numel *= dim
         size = spec.dtype.nbytes(numel)
         if size is None:
-            raise FormatError(f"tensor {spec.name!r}: {numel} x {spec.dtype.value} is not whole bytes")
+            raise FormatError(
+                f"tensor {spec.name!r}: {numel} x {spec.dtype.value} is not whole bytes"
+            )
         if spec.name in entries:
             raise FormatError(f"tensor {spec.name!r} appears twice")
         entries[spec.name] = {

@@ -82,13 +82,20 @@ def build_manifest(
         for info in header.tensors:
             if info.name in owner:
                 raise FormatError(
-                    f"{name}: tensor {info.name!r} is also in {owner[info.name]}; names must be unique"
+                    f"{name}: tensor {info.name!r} is also in {owner[info.name]}; "
+                    "names must be unique"
                 )
             owner[info.name] = name
             base = header.data_offset
             tensors.append(
-                TensorEntry(info.name, info.dtype, info.shape, file_index,
-                            base + info.start, base + info.end)
+                TensorEntry(
+                    info.name,
+                    info.dtype,
+                    info.shape,
+                    file_index,
+                    base + info.start,
+                    base + info.end,
+                )
             )
     if index is not None:
         _check_index(index, owner)

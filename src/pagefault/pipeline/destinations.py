@@ -86,7 +86,9 @@ def arena_destinations(
     for entry, dtype, offset in zip(entries, dtypes, offsets, strict=True):
         source_dtype = to_torch_dtype(entry.dtype, tensor=entry.name)
         tensor = arena.tensor(offset, dtype, entry.shape)
-        direct = arena.view(offset, entry.nbytes) if dtype == source_dtype and entry.nbytes else None
+        direct = (
+            arena.view(offset, entry.nbytes) if dtype == source_dtype and entry.nbytes else None
+        )
         result.append(Destination(tensor, source_dtype, direct))
     return result
 

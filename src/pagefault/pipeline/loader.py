@@ -14,7 +14,7 @@ Modes (``LoadOptions.mmap``; None chooses):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -50,7 +50,7 @@ _STAGED_MAX_SEGMENTS = 256
 class LoadOptions:
     """How to load; every field has a sensible automatic default."""
 
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     mmap: bool | None = None
     dtype: torch.dtype | None = None
     threads: int | None = None
@@ -75,7 +75,7 @@ def open_stream(
     )
     if _use_mapping(model, options, targets):
         return _open_mapped(model, entries, options, stats, on_progress)
-    return _open_read(model, entries, options, stats, targets, on_progress)
+    return _open_read(model, entries, options, stats, targets=targets, on_progress=on_progress)
 
 
 def _selected(
@@ -111,8 +111,16 @@ def _open_mapped(
     plan = plan_reads(entries, request_size=tuning.request_size)
     stats.mode, stats.threads, stats.request_size = "mapped", tuning.threads, tuning.request_size
     runner = PopulateRunner(maps, stats=stats, on_progress=on_progress)
-    return _start(plan.tasks, plan.tensor_bytes, runner, entries, mapped_tensors(maps, entries),
-                  stats=stats, threads=tuning.threads, model=model)
+    return _start(
+        plan.tasks,
+        plan.tensor_bytes,
+        runner,
+        entries,
+        mapped_tensors(maps, entries),
+        stats=stats,
+        threads=tuning.threads,
+        model=model,
+    )
 
 
 def _open_read(
@@ -120,6 +128,7 @@ def _open_read(
     entries: list[TensorEntry],
     options: LoadOptions,
     stats: LoadStats,
+    *,
     targets: Mapping[str, Target] | None,
     on_progress: Callable[[int], None] | None,
 ) -> TensorStream:
@@ -137,7 +146,7 @@ def _open_read(
         ring = StagingRing(
             slots=tuning.staging_slots, slot_bytes=tuning.slot_bytes, pinned=cuda is not None
         )
-        copy_stream = torch.cuda.Stream(cuda) if cuda is not None else None
+        copy_stream = torch.cuda.Stream(cuda) if cuda is not None else None  # type: ignore[no-untyped-call]
     max_segments = _STAGED_MAX_SEGMENTS if staged else 1024
     request = tuning.request_size - (ARENA_ALIGNMENT * max_segments if staged else 0)
     plan = plan_reads(
@@ -148,11 +157,25 @@ def _open_read(
     )
     stats.mode = "into" if targets else "device" if options.device.type != "cpu" else "private"
     stats.threads, stats.request_size = tuning.threads, request
-    runner = ReadRunner(model.sources, destinations, stats=stats, ring=ring,
-                        copy_stream=copy_stream, on_progress=on_progress)
-    return _start(plan.tasks, plan.tensor_bytes, runner, entries,
-                  [d.tensor for d in destinations], stats=stats, threads=tuning.threads,
-                  model=model, copy_stream=copy_stream)
+    runner = ReadRunner(
+        model.sources,
+        destinations,
+        stats=stats,
+        ring=ring,
+        copy_stream=copy_stream,
+        on_progress=on_progress,
+    )
+    return _start(
+        plan.tasks,
+        plan.tensor_bytes,
+        runner,
+        entries,
+        [d.tensor for d in destinations],
+        stats=stats,
+        threads=tuning.threads,
+        model=model,
+        copy_stream=copy_stream,
+    )
 
 
 def _destinations(
@@ -204,8 +227,13 @@ def _start(
     tracker = CompletionTracker(tensor_bytes)
     executor = ParallelExecutor(tasks, runner, threads=threads, tracker=tracker)
     stream = TensorStream(
-        [e.name for e in entries], tensors, tracker=tracker, executor=executor, stats=stats,
-        on_close=model.close, copy_stream=copy_stream,
+        [e.name for e in entries],
+        tensors,
+        tracker=tracker,
+        executor=executor,
+        stats=stats,
+        on_close=model.close,
+        copy_stream=copy_stream,
     )
     executor.start()
     return stream

@@ -36,7 +36,8 @@ def buffer_address(buf: mmap.mmap) -> int:
 def madvise(address: int, length: int, advice: int) -> bool:
     """madvise() through ctypes, which releases the GIL; False when the kernel declines."""
     start = address - address % PAGE
-    return _libc.madvise(start, length + (address - start), advice) == 0
+    result: int = _libc.madvise(start, length + (address - start), advice)
+    return result == 0
 
 
 def populate_read(buf: mmap.mmap, address: int, offset: int, length: int) -> None:

@@ -37,7 +37,7 @@ class StagingRing:
         self._free: queue.SimpleQueue[StagingSlot] = queue.SimpleQueue()
         for _ in range(slots):
             buffer = torch.empty(slot_bytes, dtype=torch.uint8, pin_memory=pinned)
-            event = torch.cuda.Event() if pinned else None
+            event = torch.cuda.Event() if pinned else None  # type: ignore[no-untyped-call]
             self._free.put(StagingSlot(buffer, tensor_bytes(buffer), event))
 
     def acquire(self) -> tuple[StagingSlot, float]:

@@ -45,6 +45,8 @@ class TensorStream(Iterator[tuple[str, torch.Tensor]]):
         return self
 
     def __next__(self) -> tuple[str, torch.Tensor]:
+        if self._closed:
+            raise StopIteration
         if self._next >= len(self._names):
             self._finish()
             raise StopIteration

@@ -80,7 +80,9 @@ class LocalFileSource:
             try:
                 got = os.preadv(fd, buffers, offset)
             except OSError as exc:
-                raise SourceError(f"{self.name}: read at offset {offset} failed: {exc.strerror}") from exc
+                raise SourceError(
+                    f"{self.name}: read at offset {offset} failed: {exc.strerror}"
+                ) from exc
             if got == 0:
                 raise SourceError(
                     f"{self.name}: unexpected end of file at offset {offset} "

@@ -29,7 +29,8 @@ class MemorySource:
             end = offset + len(buf)
             if offset < 0 or end > len(self._data):
                 raise SourceError(
-                    f"{self._name}: range [{offset}, {end}) is outside the {len(self._data)}-byte file"
+                    f"{self._name}: range [{offset}, {end}) is outside "
+                    f"the {len(self._data)}-byte file"
                 )
             buf[:] = self._data[offset:end]
             offset = end

@@ -1,0 +1,153 @@
+"""The ``pagefault`` command: load, inspect, synth."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pagefault.api import inspect, stream
+from pagefault.errors import PagefaultError
+from pagefault.manifest import Manifest
+from pagefault.pipeline import LoadStats
+from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+
+from .output import console, emit_json, fail, parse_size, progress_bar, stdout_console
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Move model weights from storage into CPU/GPU memory at the hardware limit.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+PathArg = Annotated[Path, typer.Argument(help="A .safetensors file, an index, or a directory.")]
+
+
+@app.command()
+def load(
+    path: PathArg,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="I/O threads (default: auto)")] = None,
+    mmap: Annotated[
+        bool | None, typer.Option("--mmap/--no-mmap", help="CPU: map files (default: auto)")
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Load a model and report bytes, seconds, GB/s and where the time went."""
+    try:
+        total = inspect(path).total_bytes
+        with progress_bar(total, "loading", enabled=not (quiet or as_json)) as advance:
+            tensors = stream(path, device, threads=threads, mmap=mmap, on_progress=advance)
+            for _ in tensors:
+                pass
+    except PagefaultError as exc:
+        fail(exc, as_json=as_json)
+    if as_json:
+        emit_json({"path": str(path), **tensors.stats.to_dict()})
+    else:
+        _print_stats(path, tensors.stats)
+
+
+@app.command(name="inspect")
+def inspect_command(path: PathArg, as_json: JsonOpt = False) -> None:
+    """List tensors (name, dtype, shape, bytes) and totals, reading only the headers."""
+    try:
+        manifest = inspect(path)
+    except PagefaultError as exc:
+        fail(exc, as_json=as_json)
+    if as_json:
+        emit_json(_manifest_json(manifest))
+        return
+    table = Table(title=str(path))
+    for column in ("name", "dtype", "shape", "bytes", "file"):
+        table.add_column(column, overflow="fold")
+    for t in manifest.tensors:
+        table.add_row(
+            t.name,
+            t.dtype.value,
+            str(list(t.shape)),
+            f"{t.nbytes:,}",
+            manifest.files[t.file_index].name,
+        )
+    out = stdout_console()  # tables go to stdout
+    out.print(table)
+    out.print(
+        f"{len(manifest.tensors)} tensors, {manifest.total_bytes:,} bytes, "
+        f"{len(manifest.files)} files, model id {manifest.model_id[:16]}"
+    )
+
+
+@app.command()
+def synth(
+    directory: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
+    size: Annotated[str, typer.Option(help="Approximate total size, e.g. 4GiB.")] = "1GiB",
+    shards: Annotated[int, typer.Option(help="Number of shards (1 = single file).")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed; same seed, same bytes.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a deterministic Llama-shaped bf16 checkpoint (for tests and benchmarks)."""
+    config = SyntheticConfig(size=parse_size(size), shards=shards, seed=seed)
+    show = not as_json and console.is_terminal
+    with console.status("writing synthetic checkpoint") if show else nullcontext():
+        target = write_synthetic_checkpoint(directory, config)
+    manifest = inspect(target)
+    if as_json:
+        emit_json(
+            {
+                "path": str(target),
+                "bytes": manifest.total_bytes,
+                "tensors": len(manifest.tensors),
+                "files": len(manifest.files),
+            }
+        )
+    else:
+        console.print(
+            f"wrote {target} ({manifest.total_bytes:,} bytes, "
+            f"{len(manifest.tensors)} tensors, {len(manifest.files)} files)"
+        )
+
+
+def _print_stats(path: Path, stats: LoadStats) -> None:
+    out = stdout_console()
+    out.print(f"loaded {stats.tensors} tensors from {path} to {stats.device} ({stats.mode})")
+    table = Table("bytes", "seconds", "GB/s", "read s", "copy s", "stall s", "wait s", "threads")
+    table.add_row(
+        f"{stats.bytes:,}",
+        f"{stats.seconds:.3f}",
+        f"{stats.gbps:.2f}",
+        f"{stats.read_s:.3f}",
+        f"{stats.copy_s:.3f}",
+        f"{stats.stall_s:.3f}",
+        f"{stats.wait_s:.3f}",
+        str(stats.threads),
+    )
+    out.print(table)
+    out.print("read/copy/stall: summed over I/O threads; wait: caller waiting for tensors")
+
+
+def _manifest_json(manifest: Manifest) -> dict[str, object]:
+    return {
+        "model_id": manifest.model_id,
+        "bytes": manifest.total_bytes,
+        "files": [
+            {"name": f.name, "size": f.size, "metadata": dict(f.metadata)} for f in manifest.files
+        ],
+        "tensors": [
+            {
+                "name": t.name,
+                "dtype": t.dtype.value,
+                "shape": list(t.shape),
+                "bytes": t.nbytes,
+                "file": manifest.files[t.file_index].name,
+            }
+            for t in manifest.tensors
+        ],
+    }

@@ -1,0 +1,72 @@
+"""Shared CLI plumbing: progress bars on a TTY only, JSON output, typed error exits."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from pagefault.errors import PagefaultError
+
+__all__ = ["console", "emit_json", "fail", "parse_size", "progress_bar", "stdout_console"]
+
+console = Console(stderr=True)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+
+
+def parse_size(text: str) -> int:
+    """Parse ``4GiB``, ``512MB``, ``1.5G`` or a plain byte count."""
+    match = _SIZE.match(text)
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not a size (examples: 4GiB, 512MB, 1048576)")
+    number, unit = float(match.group(1)), (match.group(2) or "").upper()
+    base = _UNITS[unit[:1]] if unit else 1
+    if "I" in unit:
+        base = 1024 ** {"K": 1, "M": 2, "G": 3, "T": 4}[unit[0]]
+    return int(number * base)
+
+
+def stdout_console() -> Console:
+    """Tables go to stdout; when piped, use a wide page so names are not folded."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+
+
+def fail(exc: PagefaultError, *, as_json: bool) -> None:
+    """Report a pagefault error and exit 2 (typer uses 1 for usage errors)."""
+    if as_json:
+        emit_json({"error": str(exc), "type": type(exc).__name__})
+    else:
+        console.print(f"[red]error[/red] ({type(exc).__name__}): {exc}", highlight=False)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def progress_bar(total: int, description: str, *, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """Yield an ``advance(nbytes)`` callback; draws a bar only when enabled and on a TTY."""
+    if not enabled or not console.is_terminal:
+        yield lambda _n: None
+        return
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(
+        "[progress.description]{task.description}", *columns, console=console, transient=True
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

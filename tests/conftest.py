@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+
+
+@pytest.fixture(scope="session")
+def sharded_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ~24 MiB, 3-shard Llama-like checkpoint; returns its index path."""
+    directory = tmp_path_factory.mktemp("sharded")
+    return write_synthetic_checkpoint(directory, SyntheticConfig(size=24 << 20, shards=3, seed=7))
+
+
+@pytest.fixture(scope="session")
+def single_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("single")
+    return write_synthetic_checkpoint(directory, SyntheticConfig(size=8 << 20, shards=1, seed=3))

@@ -1,0 +1,72 @@
+"""Builders shared by the tests: raw safetensors bytes, and files written with our writer."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import torch
+
+from pagefault.formats import DType, TensorSpec, write_safetensors
+
+TORCH_TO_ST = {
+    torch.bool: DType.BOOL,
+    torch.uint8: DType.U8,
+    torch.int8: DType.I8,
+    torch.float8_e5m2: DType.F8_E5M2,
+    torch.float8_e4m3fn: DType.F8_E4M3,
+    torch.int16: DType.I16,
+    torch.uint16: DType.U16,
+    torch.float16: DType.F16,
+    torch.bfloat16: DType.BF16,
+    torch.int32: DType.I32,
+    torch.uint32: DType.U32,
+    torch.float32: DType.F32,
+    torch.complex64: DType.C64,
+    torch.float64: DType.F64,
+    torch.int64: DType.I64,
+    torch.uint64: DType.U64,
+}
+
+
+def raw_file(header: object, data: bytes = b"", *, pad: bytes = b"") -> bytes:
+    """Bytes of a (possibly hostile) safetensors file with this JSON header."""
+    body = (header if isinstance(header, bytes) else json.dumps(header).encode()) + pad
+    return struct.pack("<Q", len(body)) + body + data
+
+
+def random_tensor(dtype: torch.dtype, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Deterministic tensor with arbitrary bit patterns (NaNs included for floats)."""
+    gen = torch.Generator().manual_seed(seed)
+    nbytes = dtype.itemsize * int(torch.tensor(shape).prod().item() if shape else 1)
+    raw = torch.randint(0, 256, (nbytes,), dtype=torch.uint8, generator=gen)
+    if dtype == torch.bool:
+        raw = raw % 2
+    return raw.view(dtype).reshape(shape)
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata=None) -> Path:
+    """Write ``tensors`` in dict order with no alignment padding (offsets may be odd)."""
+    specs = [TensorSpec(n, TORCH_TO_ST[t.dtype], tuple(t.shape)) for n, t in tensors.items()]
+    data = [
+        t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        for t in tensors.values()
+    ]
+    write_safetensors(path, specs, data, metadata)
+    return path
+
+
+def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equality (NaN-safe), shapes and dtypes included."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return (
+        bool(
+            torch.equal(
+                a.contiguous().view(-1).view(torch.uint8), b.contiguous().view(-1).view(torch.uint8)
+            )
+        )
+        if a.numel()
+        else True
+    )
