@@ -71,10 +71,10 @@ def load(
             local and no ``dtype`` conversion is asked for, else private.
         dtype: convert floating-point tensors (F16/BF16/F32/F64) to this dtype while
             loading, through a bounded staging buffer (no second full copy).
-        threads: I/O threads; default ``max(4, cpus)`` capped at 16.
+        threads: I/O threads; default one per usable CPU (at least 2, at most 16).
         memory_limit: bytes of staging memory for CUDA loads and conversions
             (default 256 MiB); never the model size.
-        request_size: bytes per read request (default 16 MiB).
+        request_size: bytes per read request (default 64 MiB).
 
     Tensors keep their arena or mapping alive; it is freed with the last of them.
 

@@ -1,0 +1,148 @@
+"""Side-by-side load benchmark: the machine's read limit, pagefault, and the baselines.
+
+Every variant runs in a fresh subprocess on the same checkpoint, hot (page cache warm)
+and cold (page cache dropped before each run), so ratios come from one run on one
+machine. Usage:
+
+    python bench/load_bench.py --size 4GiB --shards 2 [--no-cold] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pagefault.cli.output import parse_size
+from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from variants import VARIANTS
+
+console = Console()
+
+
+def prepare(directory: Path, size: int, shards: int) -> Path:
+    """Write the synthetic checkpoint (once per size) and its torch.save twin."""
+    marker = directory / "config.json"
+    wanted = {"size": size, "shards": shards}
+    index = directory / ("model.safetensors.index.json" if shards > 1 else "model.safetensors")
+    if not (marker.exists() and json.loads(marker.read_text()) == wanted and index.exists()):
+        console.print(f"writing a {size / 2**30:.2f} GiB synthetic checkpoint to {directory}")
+        for old in directory.glob("*"):
+            old.unlink()
+        write_synthetic_checkpoint(directory, SyntheticConfig(size=size, shards=shards))
+        marker.write_text(json.dumps(wanted))
+    return index
+
+
+def drop_caches(files: list[Path]) -> str:
+    """Evict the files from the page cache: drop_caches when root, else fadvise."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+        return "drop_caches"
+    except OSError:
+        for path in files:
+            fd = os.open(path, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+        return "fadvise"
+
+
+def run_variant(name: str, index: Path, files: list[Path], cold: bool) -> dict:
+    env = dict(os.environ)
+    env.update(VARIANTS[name].env)
+    if cold:
+        drop_caches(files)
+    command = [sys.executable, str(Path(__file__).parent / "variants.py"), name, str(index)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        return {"variant": name, "error": done.stderr.strip().splitlines()[-1:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="4GiB")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/pagefault-bench"))
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
+    parser.add_argument("--repeat", type=int, default=2, help="hot runs per variant (best kept)")
+    parser.add_argument("--only", nargs="*", help="run only these variants")
+    parser.add_argument("--out", type=Path, help="also write results as JSON")
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    index = prepare(args.dir, parse_size(args.size), args.shards)
+    files = sorted(args.dir.glob("*.safetensors"))
+    names = [n for n in VARIANTS if not args.only or n in args.only]
+    results: dict[str, list[dict]] = {"hot": [], "cold": []}
+    for temperature in ["hot"] if args.no_cold else ["hot", "cold"]:
+        for name in names:
+            runs = []
+            for _ in range(1 if temperature == "cold" else args.repeat):
+                for f in files if temperature == "hot" else []:
+                    subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
+                runs.append(run_variant(name, index, files, temperature == "cold"))
+            ok = [r for r in runs if "error" not in r]
+            best = min(ok, key=lambda r: r["seconds"]) if ok else runs[0]
+            results[temperature].append(best)
+            console.print(f"{temperature:4} {name:28} {_summary(best)}")
+    report(results)
+    if args.out:
+        facts = {
+            "date": time.strftime("%Y-%m-%d"),
+            "cpus": os.cpu_count(),
+            "kernel": os.uname().release,
+            "size": args.size,
+            "shards": args.shards,
+        }
+        args.out.write_text(json.dumps({"machine": facts, **results}, indent=2))
+
+
+def _summary(result: dict) -> str:
+    if "error" in result:
+        return f"error: {result['error']}"
+    return f"{result['seconds']:.3f} s  {result['gbps']:.2f} GB/s"
+
+
+def report(results: dict[str, list[dict]]) -> None:
+    for temperature, rows in results.items():
+        if not rows:
+            continue
+        limit = next((r for r in rows if r["variant"] == "raw-preadv" and "error" not in r), None)
+        table = Table(
+            "variant",
+            "seconds",
+            "GB/s",
+            "× limit",
+            "peak RSS Δ MiB",
+            "anon Δ MiB",
+            "file-backed Δ MiB",
+            title=f"{temperature} page cache",
+        )
+        for r in rows:
+            if "error" in r:
+                table.add_row(r["variant"], "error", str(r["error"]), "", "", "", "")
+                continue
+            ratio = f"{limit['seconds'] / r['seconds']:.2f}" if limit else "-"
+            table.add_row(
+                r["variant"],
+                f"{r['seconds']:.3f}",
+                f"{r['gbps']:.2f}",
+                ratio,
+                f"{r['peak_rss_mib']:.0f}",
+                f"{r['anon_mib']:.0f}",
+                f"{r['file_mib']:.0f}",
+            )
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""One benchmark variant per process: ``python variants.py NAME INDEX`` prints one JSON line.
+
+Each variant materializes every tensor in CPU memory and is timed from the call to the
+last byte in place; peak RSS and anonymous/file-backed memory growth are measured
+around it in this fresh process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MiB = 1024 * 1024
+REQUEST = 64 * MiB
+
+
+@dataclass(frozen=True)
+class Variant:
+    run: Callable[[Path], object]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def shard_files(index: Path) -> list[Path]:
+    return sorted(index.parent.glob("*.safetensors"))
+
+
+def raw_preadv(index: Path) -> object:
+    """The machine limit: 2 threads, 64 MiB preadv into a prefaulted buffer."""
+    files = shard_files(index)
+    sizes = [f.stat().st_size for f in files]
+    buffer = bytearray(b"\x01") * max(sizes)  # written, so every page is already faulted
+    view = memoryview(buffer)
+    jobs = [
+        (f, off, min(REQUEST, size - off), off)
+        for f, size in zip(files, sizes, strict=True)
+        for off in range(0, size, REQUEST)
+    ]
+    return parallel_preadv(files, jobs, view)
+
+
+def raw_preadv_fresh(index: Path) -> object:
+    """The limit for private memory: the same reads into a fresh huge-page arena."""
+    from pagefault.pipeline.memory import Arena
+
+    files = shard_files(index)
+    sizes = [f.stat().st_size for f in files]
+    started = time.perf_counter()
+    arena = Arena(sum(sizes))
+    bases = [sum(sizes[:i]) for i in range(len(files))]
+    jobs = [
+        (f, off, min(REQUEST, size - off), base + off)
+        for f, size, base in zip(files, sizes, bases, strict=True)
+        for off in range(0, size, REQUEST)
+    ]
+    parallel_preadv(files, jobs, arena.view(0, sum(sizes)))
+    return time.perf_counter() - started
+
+
+def parallel_preadv(files: list[Path], jobs: list[tuple], view: memoryview) -> float:
+    """Two threads read (file, offset, length, destination offset) jobs into ``view``."""
+    lock = threading.Lock()
+    fds = {f: os.open(f, os.O_RDONLY) for f in files}
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not jobs:
+                    return
+                path, offset, length, at = jobs.pop(0)
+            os.preadv(fds[path], [view[at : at + length]], offset)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started  # excludes the buffer's allocation
+
+
+def pagefault_load(mmap: bool) -> Callable[[Path], object]:
+    def run(index: Path) -> object:
+        import pagefault
+
+        return pagefault.load(index, mmap=mmap)
+
+    return run
+
+
+def safetensors_clone(index: Path) -> object:
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in shard_files(index):
+        out.update({k: v.clone() for k, v in load_file(f).items()})
+    return out
+
+
+def torch_load(index: Path) -> object:
+    import torch
+
+    return torch.load(torch_save_path(index), weights_only=True)
+
+
+def torch_save_path(index: Path) -> Path:
+    path = index.parent / "model.pt"
+    if not path.exists():
+        import torch
+
+        tensors = safetensors_clone(index)
+        torch.save(tensors, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").rename(path)
+    return path
+
+
+def runai(index: Path) -> object:
+    from runai_model_streamer import SafetensorsStreamer
+
+    out = {}
+    with SafetensorsStreamer() as streamer:
+        streamer.stream_files([str(f) for f in shard_files(index)])
+        for name, tensor in streamer.get_tensors():
+            out[name] = tensor.clone()  # its buffers are reused: keep a copy, as vLLM does
+    return out
+
+
+VARIANTS: dict[str, Variant] = {
+    "raw-preadv": Variant(raw_preadv),
+    "raw-preadv-fresh-memory": Variant(raw_preadv_fresh),
+    "pagefault-mapped": Variant(pagefault_load(True)),
+    "pagefault-private": Variant(pagefault_load(False)),
+    "safetensors+clone": Variant(safetensors_clone),
+    "torch.load": Variant(torch_load),
+    "runai-default": Variant(runai),
+    "runai-sync_buffered": Variant(runai, env={"RUNAI_STREAMER_FS_STRATEGY": "sync_buffered"}),
+}
+
+
+def memory() -> dict[str, float]:
+    """Resident MiB of this process: VmRSS, VmHWM (peak), RssAnon, RssFile + RssShmem."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in {"VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"}:
+            fields[key] = int(value.split()[0]) / 1024
+    fields["file"] = fields.pop("RssFile") + fields.pop("RssShmem")
+    return fields
+
+
+def main() -> None:
+    name, index = sys.argv[1], Path(sys.argv[2])
+    if name == "torch.load":
+        torch_save_path(index)  # create outside the timed region
+    # Import every library before the clock starts: we time loading, not imports.
+    import runai_model_streamer  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import torch  # noqa: F401
+
+    import pagefault  # noqa: F401
+
+    size = sum(f.stat().st_size for f in shard_files(index))
+    before = memory()
+    started = time.perf_counter()
+    result = VARIANTS[name].run(index)
+    seconds = result if isinstance(result, float) else time.perf_counter() - started
+    after = memory()
+    print(
+        json.dumps(
+            {
+                "variant": name,
+                "seconds": seconds,
+                "bytes": size,
+                "gbps": size / seconds / 1e9,
+                "peak_rss_mib": after["VmHWM"] - before["VmRSS"],
+                "anon_mib": after["RssAnon"] - before["RssAnon"],
+                "file_mib": after["file"] - before["file"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
