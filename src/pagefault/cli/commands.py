@@ -43,9 +43,9 @@ def load(
 ) -> None:
     """Load a model and report bytes, seconds, GB/s and where the time went."""
     try:
-        total = inspect(path).total_bytes
-        with progress_bar(total, "loading", enabled=not (quiet or as_json)) as advance:
-            tensors = stream(path, device, threads=threads, mmap=mmap, on_progress=advance)
+        with progress_bar("loading", enabled=not (quiet or as_json)) as bar:
+            tensors = stream(path, device, threads=threads, mmap=mmap, on_progress=bar.advance)
+            bar.set_total(tensors.stats.bytes)
             for _ in tensors:
                 pass
     except PagefaultError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +21,15 @@ from rich.progress import (
 
 from pagefault.errors import PagefaultError
 
-__all__ = ["console", "emit_json", "fail", "parse_size", "progress_bar", "stdout_console"]
+__all__ = [
+    "ProgressBar",
+    "console",
+    "emit_json",
+    "fail",
+    "parse_size",
+    "progress_bar",
+    "stdout_console",
+]
 
 console = Console(stderr=True)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -58,15 +66,30 @@ def fail(exc: PagefaultError, *, as_json: bool) -> None:
     raise typer.Exit(2)
 
 
+class ProgressBar:
+    """``advance(nbytes)`` from any thread; ``set_total`` once the size is known."""
+
+    def __init__(self, progress: Progress | None, description: str) -> None:
+        self._progress = progress
+        self._task = progress.add_task(description, total=None) if progress else None
+
+    def advance(self, nbytes: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def set_total(self, total: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
+
+
 @contextmanager
-def progress_bar(total: int, description: str, *, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """Yield an ``advance(nbytes)`` callback; draws a bar only when enabled and on a TTY."""
+def progress_bar(description: str, *, enabled: bool) -> Iterator[ProgressBar]:
+    """Yield a ``ProgressBar``; it draws only when enabled and stderr is a TTY."""
     if not enabled or not console.is_terminal:
-        yield lambda _n: None
+        yield ProgressBar(None, description)
         return
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(
         "[progress.description]{task.description}", *columns, console=console, transient=True
     ) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+        yield ProgressBar(progress, description)
