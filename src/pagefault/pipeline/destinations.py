@@ -9,6 +9,7 @@ then copied (converted, or sent host→device) into the final tensor.
 from __future__ import annotations
 
 import ctypes
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -79,7 +80,7 @@ def arena_destinations(
     size = 0
     for entry, dtype in zip(entries, dtypes, strict=True):
         offsets.append(size)
-        nbytes = _numel(entry) * _itemsize(dtype)
+        nbytes = math.prod(entry.shape) * dtype.itemsize
         size += nbytes + (-nbytes % ARENA_ALIGNMENT)
     arena = Arena(size)
     result = []
@@ -105,14 +106,3 @@ def device_destinations(
         )
         for entry, dtype in zip(entries, dtypes, strict=True)
     ]
-
-
-def _numel(entry: TensorEntry) -> int:
-    numel = 1
-    for dim in entry.shape:
-        numel *= dim
-    return numel
-
-
-def _itemsize(dtype: torch.dtype) -> int:
-    return dtype.itemsize

@@ -7,7 +7,7 @@ import torch
 from pagefault.errors import SinkError
 from pagefault.formats import DType
 
-__all__ = ["itemsize", "to_torch_dtype"]
+__all__ = ["to_torch_dtype"]
 
 _TORCH_NAMES: dict[DType, str] = {
     DType.BOOL: "bool",
@@ -39,7 +39,3 @@ def to_torch_dtype(dtype: DType, *, tensor: str = "") -> torch.dtype:
             f"{where}dtype {dtype.value} has no torch equivalent in torch {torch.__version__}"
         )
     return found
-
-
-def itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()

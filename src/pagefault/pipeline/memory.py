@@ -9,6 +9,7 @@ memory lives exactly as long as the last tensor that views it.
 from __future__ import annotations
 
 import ctypes
+import math
 import mmap
 import os
 
@@ -76,9 +77,7 @@ def tensor_from_buffer(
     buf: mmap.mmap, offset: int, dtype: torch.dtype, shape: tuple[int, ...]
 ) -> torch.Tensor:
     """A tensor viewing ``buf`` at ``offset``; the tensor keeps ``buf`` alive."""
-    numel = 1
-    for dim in shape:
-        numel *= dim
+    numel = math.prod(shape)
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
     return torch.frombuffer(buf, dtype=dtype, count=numel, offset=offset).view(shape)
