@@ -50,7 +50,9 @@ def parse_index(data: bytes, *, name: str) -> ShardedIndex:
     return ShardedIndex(weight_map=dict(weight_map), metadata=metadata)
 
 
-def validate_shard_name(shard: str, *, where: str) -> None:
+def validate_shard_name(
+    shard: str, *, where: str, suffixes: tuple[str, ...] = (".safetensors",)
+) -> None:
     """Reject names that could escape the model's directory (``..``, absolute, separators)."""
     bad = (
         not shard
@@ -58,7 +60,8 @@ def validate_shard_name(shard: str, *, where: str) -> None:
         or "/" in shard
         or "\\" in shard
         or "\x00" in shard
-        or not shard.endswith(".safetensors")
+        or not shard.endswith(suffixes)
     )
     if bad:
-        raise FormatError(f"{where}: {shard!r} is not a plain '*.safetensors' file name")
+        wanted = " or ".join(f"'*{suffix}'" for suffix in suffixes)
+        raise FormatError(f"{where}: {shard!r} is not a plain {wanted} file name")

@@ -1,0 +1,186 @@
+"""Per-piece SHA-256 digests of a model's files: what bytes from the network are checked against.
+
+A *piece manifest* (``pagefault.manifest.json``, published next to the model) splits
+each file into fixed-size pieces and records the SHA-256 of each. Pieces are absolute
+file ranges ``[i * piece_size, (i + 1) * piece_size)`` (the last one shorter), header
+bytes included, so the cache and the swarm can key on them without knowing tensors.
+Parsing is from bytes and strict: a manifest comes from the network too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pagefault.errors import FormatError, NotFound
+from pagefault.formats.index import validate_shard_name
+
+__all__ = [
+    "DEFAULT_PIECE_SIZE",
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "MAX_MANIFEST_BYTES",
+    "FileDigest",
+    "PieceHasher",
+    "PieceManifest",
+    "hash_piece",
+    "piece_count",
+]
+
+MANIFEST_NAME = "pagefault.manifest.json"
+MANIFEST_FORMAT = "pagefault-manifest/1"
+DEFAULT_PIECE_SIZE = 16 * 1024 * 1024
+MIN_PIECE_SIZE = 16 * 1024  # libtorrent v2's block size: pieces must be a power of two above it
+MAX_PIECE_SIZE = 1024 * 1024 * 1024
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def piece_count(size: int, piece_size: int) -> int:
+    """Pieces needed to cover ``size`` bytes (an empty file has none)."""
+    return -(-size // piece_size)
+
+
+def hash_piece(chunks: Sequence[bytes | memoryview]) -> str:
+    """SHA-256 (hex) of the concatenation of ``chunks``; hashlib releases the GIL."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """One file of a model: its size and the SHA-256 of each piece."""
+
+    name: str
+    size: int
+    pieces: tuple[str, ...]
+
+    def piece_range(self, index: int, piece_size: int) -> tuple[int, int]:
+        """Absolute ``[start, end)`` of piece ``index`` in this file."""
+        start = index * piece_size
+        return start, min(start + piece_size, self.size)
+
+
+@dataclass(frozen=True)
+class PieceManifest:
+    """Every file of a model split into pieces, each with its SHA-256."""
+
+    piece_size: int
+    files: tuple[FileDigest, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def manifest_id(self) -> str:
+        """SHA-256 of the canonical JSON: same bytes, same id, whatever the URI."""
+        return hashlib.sha256(self.to_json()).hexdigest()
+
+    def file(self, name: str) -> FileDigest:
+        for entry in self.files:
+            if entry.name == name:
+                return entry
+        raise NotFound(f"piece manifest has no file {name!r}")
+
+    def to_json(self) -> bytes:
+        """Canonical bytes: sorted keys, no whitespace, files in the given order."""
+        body = {
+            "format": MANIFEST_FORMAT,
+            "piece_size": self.piece_size,
+            "files": [
+                {"name": f.name, "size": f.size, "pieces": list(f.pieces)} for f in self.files
+            ],
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, *, name: str) -> PieceManifest:
+        """Parse and validate manifest bytes; ``name`` (path or URI) appears in errors."""
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise FormatError(f"{name}: {len(data)} bytes, over the {MAX_MANIFEST_BYTES} limit")
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise FormatError(f"{name}: not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
+            raise FormatError(f"{name}: not a piece manifest (want format {MANIFEST_FORMAT!r})")
+        piece_size = _check_piece_size(raw.get("piece_size"), name)
+        files = raw.get("files")
+        if not isinstance(files, list) or not files:
+            raise FormatError(f"{name}: 'files' must be a non-empty list")
+        digests = tuple(
+            _parse_file(entry, piece_size, f"{name}: files[{i}]") for i, entry in enumerate(files)
+        )
+        names = [d.name for d in digests]
+        if len(set(names)) != len(names):
+            raise FormatError(f"{name}: a file is listed twice")
+        return cls(piece_size, digests)
+
+
+class PieceHasher:
+    """Hash bytes written sequentially (e.g. a checkpoint shard) into fixed-size pieces."""
+
+    def __init__(self, piece_size: int = DEFAULT_PIECE_SIZE) -> None:
+        self.piece_size = _check_piece_size(piece_size, "piece_size")
+        self._pieces: list[str] = []
+        self._current = hashlib.sha256()
+        self._filled = 0
+        self.size = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        self.size += view.nbytes
+        while view.nbytes:
+            take = min(view.nbytes, self.piece_size - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.piece_size:
+                self._pieces.append(self._current.hexdigest())
+                self._current, self._filled = hashlib.sha256(), 0
+
+    def finish(self, name: str) -> FileDigest:
+        """The digest of everything passed to :meth:`update`, as file ``name``."""
+        pieces = list(self._pieces)
+        if self._filled:
+            pieces.append(self._current.hexdigest())
+        return FileDigest(name, self.size, tuple(pieces))
+
+
+def _check_piece_size(value: Any, name: str) -> int:
+    valid = (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and MIN_PIECE_SIZE <= value <= MAX_PIECE_SIZE
+        and value & (value - 1) == 0
+    )
+    if not valid:
+        raise FormatError(
+            f"{name}: piece_size {value!r} must be a power of two in "
+            f"[{MIN_PIECE_SIZE}, {MAX_PIECE_SIZE}]"
+        )
+    return int(value)
+
+
+def _parse_file(entry: Any, piece_size: int, where: str) -> FileDigest:
+    if not isinstance(entry, dict):
+        raise FormatError(f"{where}: must be an object")
+    name, size, pieces = entry.get("name"), entry.get("size"), entry.get("pieces")
+    if not isinstance(name, str):
+        raise FormatError(f"{where}: 'name' must be a string")
+    validate_shard_name(name, where=f"{where}.name", suffixes=(".safetensors", ".json"))
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise FormatError(f"{where} ({name}): 'size' must be a non-negative integer")
+    if not isinstance(pieces, list) or len(pieces) != piece_count(size, piece_size):
+        want = piece_count(size, piece_size)
+        raise FormatError(f"{where} ({name}): {size} bytes need {want} piece hashes")
+    for i, digest in enumerate(pieces):
+        if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX_DIGITS:
+            raise FormatError(f"{where} ({name}): pieces[{i}] is not a lowercase hex SHA-256")
+    return FileDigest(name, size, tuple(pieces))
