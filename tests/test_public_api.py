@@ -30,6 +30,13 @@ EXPECTED = {
     "TensorEntry",
     "TensorStream",
     "__version__",
+    "PieceManifest",
+    "PullResult",
+    "VerifyReport",
+    "make_piece_manifest",
+    "pull",
+    "verify",
+    "write_piece_manifest",
 }
 
 

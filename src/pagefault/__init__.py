@@ -4,7 +4,18 @@
 >>> tensors = pagefault.load("model.safetensors")  # doctest: +SKIP
 """
 
-from pagefault.api import IncompatibleKeys, inspect, load, load_into, stream
+from pagefault.api import (
+    IncompatibleKeys,
+    VerifyReport,
+    inspect,
+    load,
+    load_into,
+    make_piece_manifest,
+    pull,
+    stream,
+    verify,
+    write_piece_manifest,
+)
 from pagefault.errors import (
     CacheError,
     CheckpointError,
@@ -17,8 +28,9 @@ from pagefault.errors import (
     SourceError,
     SwarmError,
 )
-from pagefault.manifest import Manifest, TensorEntry
+from pagefault.manifest import Manifest, PieceManifest, TensorEntry
 from pagefault.pipeline import LoadStats, TensorStream
+from pagefault.pipeline.download import PullResult
 
 __version__ = "0.1.0"
 
@@ -33,14 +45,21 @@ __all__ = [
     "Manifest",
     "NotFound",
     "PagefaultError",
+    "PieceManifest",
+    "PullResult",
     "SinkError",
     "SourceError",
     "SwarmError",
     "TensorEntry",
     "TensorStream",
+    "VerifyReport",
     "__version__",
     "inspect",
     "load",
     "load_into",
+    "make_piece_manifest",
+    "pull",
     "stream",
+    "verify",
+    "write_piece_manifest",
 ]

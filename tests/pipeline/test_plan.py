@@ -67,3 +67,24 @@ def test_element_larger_than_request_is_read_whole() -> None:
     entries = layout([(0, 64)])
     plan = plan_reads(entries, request_size=16, element_sizes=[32])
     assert [t.length for t in plan.tasks] == [32, 32]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5000)), min_size=1, max_size=30),
+    st.integers(64, 4096),
+    st.sampled_from([64, 128, 1024]),
+)
+def test_piece_aligned_tasks_hold_whole_pieces(sizes, request_size, piece_size) -> None:
+    entries = layout(sizes)
+    plan = plan_reads(entries, request_size=request_size, piece_size=piece_size)
+    starts = {e.file_index: 100 for e in entries}
+    ends = {}
+    for e in entries:
+        ends[e.file_index] = max(ends.get(e.file_index, 0), e.end)
+    for task in plan.tasks:
+        end = task.file_offset + task.length
+        assert task.file_offset % piece_size == 0 or task.file_offset == starts[task.file_index]
+        assert end % piece_size == 0 or end == ends[task.file_index]
+        assert task.length <= max(request_size, piece_size)
+    assert sum(t.length for t in plan.tasks) == plan.total_bytes

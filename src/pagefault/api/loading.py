@@ -26,6 +26,7 @@ def stream(
     threads: int | None = None,
     memory_limit: int | None = None,
     request_size: int | None = None,
+    verify: bool | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> TensorStream:
     """Yield ``(name, tensor)`` in file order, each as soon as its bytes are in place.
@@ -44,6 +45,7 @@ def stream(
         threads=threads,
         memory_limit=memory_limit,
         request_size=request_size,
+        verify=verify,
     )
     return open_stream(resolve(source), options, on_progress=on_progress)
 
@@ -57,13 +59,16 @@ def load(
     threads: int | None = None,
     memory_limit: int | None = None,
     request_size: int | None = None,
+    verify: bool | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Load every tensor of a safetensors file, sharded index, or directory.
 
     Args:
         source: a ``.safetensors`` file, a ``*.safetensors.index.json``, or a directory
-            holding one of them.
+            holding one of them; local, or a remote URI (``s3://``, ``gs://``, ``az://``,
+            ``http(s)://``) naming a file, an index or a prefix. Remote bytes stream
+            straight into the tensors with parallel ranged GETs.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         mmap: CPU only. ``True``: tensors view a private copy-on-write mapping of the
             file (zero-copy, made resident before returning). ``False``: tensors live in
@@ -71,10 +76,14 @@ def load(
             local and no ``dtype`` conversion is asked for, else private.
         dtype: convert floating-point tensors (F16/BF16/F32/F64) to this dtype while
             loading, through a bounded staging buffer (no second full copy).
-        threads: I/O threads; default one per usable CPU (at least 2, at most 16).
+        threads: I/O threads; default one per usable CPU (at least 2, at most 16), or
+            16 concurrent connections for a remote source.
         memory_limit: bytes of staging memory for CUDA loads and conversions
             (default 256 MiB); never the model size.
-        request_size: bytes per read request (default 64 MiB).
+        request_size: bytes per read request (default 64 MiB; 16 MiB remote).
+        verify: check every piece against the published ``pagefault.manifest.json``
+            before its tensors are exposed. ``None`` (default): when the model is
+            remote and publishes one. ``True``: require it. ``False``: never.
 
     Tensors keep their arena or mapping alive; it is freed with the last of them.
 
@@ -88,6 +97,7 @@ def load(
         threads=threads,
         memory_limit=memory_limit,
         request_size=request_size,
+        verify=verify,
         on_progress=on_progress,
     ) as tensors:
         return dict(tensors)

@@ -51,12 +51,14 @@ def load_into(
     device: str | torch.device = "cpu",
     threads: int | None = None,
     memory_limit: int | None = None,
+    verify: bool | None = None,
 ) -> IncompatibleKeys:
     """Load a checkpoint into ``module``'s parameters and persistent buffers.
 
     ``device`` is where parameters that are on ``meta`` are materialized; others stay
     where they are. With ``strict`` every name must match both ways and no tensor may
-    remain on ``meta`` afterwards. Shapes must always match.
+    remain on ``meta`` afterwards. Shapes must always match. ``source`` and ``verify``
+    are as for :func:`pagefault.load` (remote URIs included).
 
     >>> with torch.device("meta"):  # doctest: +SKIP
     ...     model = MyModel()
@@ -70,7 +72,10 @@ def load_into(
             raise LoadIntoError(_mismatch_message(keys, source))
         targets = {name: _target(name, slots[name], model.manifest) for name in chosen}
         options = LoadOptions(
-            device=parse_device(device), threads=threads, memory_limit=memory_limit
+            device=parse_device(device),
+            threads=threads,
+            memory_limit=memory_limit,
+            verify=verify,
         )
         with open_stream(model, options, targets=targets) as tensors:
             for name, tensor in tensors:

@@ -1,4 +1,4 @@
-"""The ``pagefault`` command: load, inspect, synth."""
+"""The ``pagefault`` command: load, inspect, synth (the remote verbs live in ``remote``)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,13 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-PathArg = Annotated[Path, typer.Argument(help="A .safetensors file, an index, or a directory.")]
+PathArg = Annotated[
+    str,
+    typer.Argument(
+        help="A .safetensors file, an index, or a directory; or an s3://, gs://, az://, "
+        "http(s):// URI of one of them or of a prefix."
+    ),
+]
 
 
 @app.command()
@@ -38,13 +44,22 @@ def load(
     mmap: Annotated[
         bool | None, typer.Option("--mmap/--no-mmap", help="CPU: map files (default: auto)")
     ] = None,
+    verify: Annotated[
+        bool | None,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Check pieces against pagefault.manifest.json (default: remote models)",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Load a model and report bytes, seconds, GB/s and where the time went."""
     try:
         with progress_bar("loading", enabled=not (quiet or as_json)) as bar:
-            tensors = stream(path, device, threads=threads, mmap=mmap, on_progress=bar.advance)
+            tensors = stream(
+                path, device, threads=threads, mmap=mmap, verify=verify, on_progress=bar.advance
+            )
             bar.set_total(tensors.stats.bytes)
             for _ in tensors:
                 pass
@@ -115,22 +130,28 @@ def synth(
         )
 
 
-def _print_stats(path: Path, stats: LoadStats) -> None:
+def _print_stats(path: str, stats: LoadStats) -> None:
     out = stdout_console()
     out.print(f"loaded {stats.tensors} tensors from {path} to {stats.device} ({stats.mode})")
-    table = Table("bytes", "seconds", "GB/s", "read s", "copy s", "stall s", "wait s", "threads")
+    table = Table(
+        "bytes", "seconds", "GB/s", "read s", "verify s", "copy s", "stall s", "wait s", "threads"
+    )
     table.add_row(
         f"{stats.bytes:,}",
         f"{stats.seconds:.3f}",
         f"{stats.gbps:.2f}",
         f"{stats.read_s:.3f}",
+        f"{stats.verify_s:.3f}",
         f"{stats.copy_s:.3f}",
         f"{stats.stall_s:.3f}",
         f"{stats.wait_s:.3f}",
         str(stats.threads),
     )
     out.print(table)
-    out.print("read/copy/stall: summed over I/O threads; wait: caller waiting for tensors")
+    out.print(
+        "read/verify/copy/stall: summed over I/O threads; wait: caller waiting for tensors"
+        + ("" if stats.verified else "; pieces not verified")
+    )
 
 
 def _manifest_json(manifest: Manifest) -> dict[str, object]:

@@ -44,7 +44,7 @@ def piece_count(size: int, piece_size: int) -> int:
     return -(-size // piece_size)
 
 
-def hash_piece(chunks: Sequence[bytes | memoryview]) -> str:
+def hash_piece(chunks: Sequence[bytes | bytearray | memoryview]) -> str:
     """SHA-256 (hex) of the concatenation of ``chunks``; hashlib releases the GIL."""
     digest = hashlib.sha256()
     for chunk in chunks:

@@ -9,6 +9,10 @@ Modes (``LoadOptions.mmap``; None chooses):
   Used for ``mmap=False``, ``dtype=`` conversion (through the staging ring), and
   sources that cannot be mapped.
 * ``device``  – CUDA (or another device): a pinned staging ring and a side stream.
+
+Verification (``LoadOptions.verify``; None chooses): every piece is checked against the
+published piece manifest before its tensors are handed out. Automatic for remote
+models that publish one; ``True`` demands a manifest, also for local files.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pagefault.errors import SinkError
-from pagefault.manifest import TensorEntry
+from pagefault.errors import NotFound, SinkError
+from pagefault.manifest import MANIFEST_NAME, TensorEntry
 from pagefault.pipeline.destinations import (
     ARENA_ALIGNMENT,
     Destination,
@@ -36,7 +40,8 @@ from pagefault.pipeline.runners import PopulateRunner, ReadRunner
 from pagefault.pipeline.staging import StagingRing
 from pagefault.pipeline.stats import LoadStats
 from pagefault.pipeline.stream import TensorStream
-from pagefault.pipeline.tuning import auto_tuning
+from pagefault.pipeline.tuning import MIN_SLOT_BYTES, auto_tuning
+from pagefault.pipeline.verify import PieceVerifier
 from pagefault.sources import MappableSource, ResolvedModel
 
 __all__ = ["LoadOptions", "Target", "open_stream"]
@@ -56,6 +61,7 @@ class LoadOptions:
     threads: int | None = None
     memory_limit: int | None = None
     request_size: int | None = None
+    verify: bool | None = None
 
 
 def open_stream(
@@ -73,9 +79,29 @@ def open_stream(
         tensors=len(entries),
         files=len(model.sources),
     )
+    verifier = _verifier(model, options)
+    stats.verified = verifier is not None
     if _use_mapping(model, options, targets):
-        return _open_mapped(model, entries, options, stats, on_progress)
-    return _open_read(model, entries, options, stats, targets=targets, on_progress=on_progress)
+        return _open_mapped(
+            model, entries, options, stats, verifier=verifier, on_progress=on_progress
+        )
+    return _open_read(
+        model, entries, options, stats, targets=targets, verifier=verifier, on_progress=on_progress
+    )
+
+
+def _verifier(model: ResolvedModel, options: LoadOptions) -> PieceVerifier | None:
+    """Check pieces when asked to, or by default when bytes cross a network."""
+    wanted = options.verify if options.verify is not None else model.remote
+    if not wanted or (model.pieces is None and options.verify is None):
+        return None
+    if model.pieces is None:
+        where = model.sources[0].name if model.sources else "the model"
+        raise NotFound(
+            f"verify=True but no {MANIFEST_NAME} was published beside {where}; "
+            "create one with `pagefault manifest build`"
+        )
+    return PieceVerifier(model.pieces, model.manifest, model.headers)
 
 
 def _selected(
@@ -102,15 +128,18 @@ def _open_mapped(
     entries: list[TensorEntry],
     options: LoadOptions,
     stats: LoadStats,
+    *,
+    verifier: PieceVerifier | None,
     on_progress: Callable[[int], None] | None,
 ) -> TensorStream:
     tuning = auto_tuning(
         threads=options.threads, request_size=options.request_size, memory_limit=None, staged=False
     )
     maps = [source.map_private() for source in model.sources if isinstance(source, MappableSource)]
-    plan = plan_reads(entries, request_size=tuning.request_size)
+    piece_size = verifier.piece_size if verifier else None
+    plan = plan_reads(entries, request_size=tuning.request_size, piece_size=piece_size)
     stats.mode, stats.threads, stats.request_size = "mapped", tuning.threads, tuning.request_size
-    runner = PopulateRunner(maps, stats=stats, on_progress=on_progress)
+    runner = PopulateRunner(maps, stats=stats, verifier=verifier, on_progress=on_progress)
     return _start(
         plan.tasks,
         plan.tensor_bytes,
@@ -130,15 +159,20 @@ def _open_read(
     stats: LoadStats,
     *,
     targets: Mapping[str, Target] | None,
+    verifier: PieceVerifier | None,
     on_progress: Callable[[int], None] | None,
 ) -> TensorStream:
     destinations = _destinations(entries, options, targets)
     staged = any(d.staged and d.tensor.numel() for d in destinations)
+    piece_size = verifier.piece_size if verifier else None
+    overhead = ARENA_ALIGNMENT * _STAGED_MAX_SEGMENTS if staged else 0
     tuning = auto_tuning(
         threads=options.threads,
         request_size=options.request_size,
         memory_limit=options.memory_limit,
         staged=staged,
+        remote=model.remote,
+        min_slot_bytes=piece_size + overhead if piece_size else MIN_SLOT_BYTES,
     )
     ring, copy_stream = None, None
     if staged:
@@ -148,12 +182,13 @@ def _open_read(
         )
         copy_stream = torch.cuda.Stream(cuda) if cuda is not None else None  # type: ignore[no-untyped-call]
     max_segments = _STAGED_MAX_SEGMENTS if staged else 1024
-    request = tuning.request_size - (ARENA_ALIGNMENT * max_segments if staged else 0)
+    request = tuning.request_size - overhead
     plan = plan_reads(
         entries,
         request_size=request,
         element_sizes=[d.source_dtype.itemsize if d.staged else 1 for d in destinations],
         max_segments=max_segments,
+        piece_size=piece_size,
     )
     stats.mode = "into" if targets else "device" if options.device.type != "cpu" else "private"
     stats.threads, stats.request_size = tuning.threads, request
@@ -163,6 +198,7 @@ def _open_read(
         stats=stats,
         ring=ring,
         copy_stream=copy_stream,
+        verifier=verifier,
         on_progress=on_progress,
     )
     return _start(

@@ -4,7 +4,9 @@ Pure: no I/O, no torch. Safetensors tiles each file's data section with tensors,
 consecutive tensors of a file form one contiguous range that a single vectored read
 can scatter into many destinations. A task is at most ``request_size`` bytes and
 ``max_segments`` destinations; a tensor split across tasks is split on element
-boundaries so each piece can be converted or copied on its own.
+boundaries so each piece can be converted or copied on its own. With ``piece_size``
+(verified loads), tasks also start and end on piece boundaries, so each task can be
+checked against the piece manifest on its own.
 """
 
 from __future__ import annotations
@@ -60,16 +62,19 @@ def plan_reads(
     request_size: int,
     element_sizes: Sequence[int] | None = None,
     max_segments: int = DEFAULT_MAX_SEGMENTS,
+    piece_size: int | None = None,
 ) -> LoadPlan:
     """Split ``tensors`` (in consumption order) into read tasks of at most ``request_size``.
 
     ``element_sizes[i]`` is the byte granularity at which tensor ``i`` may be split
-    (its item size when it will be converted; 1 when any split is fine).
+    (its item size when it will be converted; 1 when any split is fine). With
+    ``piece_size``, a task holds whole pieces where it can: it ends on a multiple of
+    ``piece_size``, at most ``request_size`` on from its start (or one piece if that is more).
     """
-    if request_size <= 0 or max_segments <= 0:
-        raise ValueError("request_size and max_segments must be positive")
+    if request_size <= 0 or max_segments <= 0 or (piece_size is not None and piece_size <= 0):
+        raise ValueError("request_size, max_segments and piece_size must be positive")
     sizes = element_sizes or [1] * len(tensors)
-    builder = _TaskBuilder(request_size, max_segments)
+    builder = _TaskBuilder(request_size, max_segments, piece_size)
     for index, tensor in enumerate(tensors):
         builder.add_tensor(index, tensor, max(1, sizes[index]))
     builder.flush()
@@ -83,9 +88,10 @@ def plan_reads(
 class _TaskBuilder:
     """Accumulates segments into the current task and cuts tasks at the limits."""
 
-    def __init__(self, request_size: int, max_segments: int) -> None:
+    def __init__(self, request_size: int, max_segments: int, piece_size: int | None) -> None:
         self.request_size = request_size
         self.max_segments = max_segments
+        self.piece_size = piece_size
         self.tasks: list[ReadTask] = []
         self._segments: list[Segment] = []
         self._file = -1
@@ -98,7 +104,7 @@ class _TaskBuilder:
             self._file, self._start = tensor.file_index, tensor.start
         done = 0
         while done < tensor.nbytes:
-            room = self.request_size - self._length
+            room = self._room()
             take = min(tensor.nbytes - done, room)
             if take < tensor.nbytes - done:
                 take -= take % granularity
@@ -111,9 +117,21 @@ class _TaskBuilder:
             self._segments.append(Segment(index, done, take))
             self._length += take
             done += take
-            if self._length >= self.request_size or len(self._segments) >= self.max_segments:
+            if self._room() <= 0 or len(self._segments) >= self.max_segments:
                 self.flush()
                 self._start = tensor.start + done
+
+    def _room(self) -> int:
+        """Bytes the current task may still take before it must end."""
+        end = self._start + self.request_size
+        if self.piece_size is not None:
+            boundary = end - end % self.piece_size
+            end = (
+                boundary
+                if boundary > self._start
+                else self._start - self._start % self.piece_size + self.piece_size
+            )
+        return end - self._start - self._length
 
     def flush(self) -> None:
         if self._segments:

@@ -14,6 +14,7 @@ from pagefault.pipeline.memory import buffer_address, populate_read
 from pagefault.pipeline.plan import ReadTask, Segment
 from pagefault.pipeline.staging import StagingRing, StagingSlot
 from pagefault.pipeline.stats import LoadStats
+from pagefault.pipeline.verify import PieceVerifier
 from pagefault.sources import Source
 
 __all__ = ["PopulateRunner", "ReadRunner"]
@@ -32,9 +33,11 @@ class ReadRunner:
         stats: LoadStats,
         ring: StagingRing | None = None,
         copy_stream: torch.cuda.Stream | None = None,
+        verifier: PieceVerifier | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> None:
         self._sources = sources
+        self._verifier = verifier
         self._destinations = destinations
         self._stats = stats
         self._ring = ring
@@ -49,13 +52,19 @@ class ReadRunner:
             started = time.perf_counter()
             self._sources[task.file_index].read_into(task.file_offset, buffers)
             read_done = time.perf_counter()
+            if self._verifier is not None:
+                self._verifier.verify(task, buffers)
+            verify_done = time.perf_counter()
             if slot is not None:
                 self._copy_out(slot, positions)
         finally:
             if slot is not None and self._ring is not None:
                 self._ring.release(slot, self._copy_stream)
         self._stats.add(
-            read_s=read_done - started, copy_s=time.perf_counter() - read_done, stall_s=stalled
+            read_s=read_done - started,
+            verify_s=verify_done - read_done,
+            copy_s=time.perf_counter() - verify_done,
+            stall_s=stalled,
         )
         if self._on_progress is not None:
             self._on_progress(task.length)
@@ -102,9 +111,11 @@ class PopulateRunner:
         maps: Sequence[mmap.mmap],
         *,
         stats: LoadStats,
+        verifier: PieceVerifier | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> None:
         self._maps = maps
+        self._verifier = verifier
         self._addresses = [buffer_address(m) for m in maps]
         self._stats = stats
         self._on_progress = on_progress
@@ -113,6 +124,12 @@ class PopulateRunner:
         started = time.perf_counter()
         mapping = self._maps[task.file_index]
         populate_read(mapping, self._addresses[task.file_index], task.file_offset, task.length)
-        self._stats.add(read_s=time.perf_counter() - started)
+        read_done = time.perf_counter()
+        if self._verifier is not None:
+            with memoryview(mapping) as whole:
+                view = whole[task.file_offset : task.file_offset + task.length]
+                self._verifier.verify(task, [view])
+                view.release()
+        self._stats.add(read_s=read_done - started, verify_s=time.perf_counter() - read_done)
         if self._on_progress is not None:
             self._on_progress(task.length)

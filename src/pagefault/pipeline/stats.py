@@ -23,6 +23,8 @@ class LoadStats:
     seconds: float = 0.0
     read_s: float = 0.0
     copy_s: float = 0.0
+    verify_s: float = 0.0
+    verified: bool = False
     stall_s: float = 0.0
     wait_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -32,10 +34,18 @@ class LoadStats:
         """Throughput in GB/s (10^9 bytes per second)."""
         return self.bytes / self.seconds / 1e9 if self.seconds > 0 else 0.0
 
-    def add(self, *, read_s: float = 0.0, copy_s: float = 0.0, stall_s: float = 0.0) -> None:
+    def add(
+        self,
+        *,
+        read_s: float = 0.0,
+        copy_s: float = 0.0,
+        verify_s: float = 0.0,
+        stall_s: float = 0.0,
+    ) -> None:
         with self._lock:
             self.read_s += read_s
             self.copy_s += copy_s
+            self.verify_s += verify_s
             self.stall_s += stall_s
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,10 @@ thread-time of 2. So the default is one thread per usable CPU (at least 2, at mo
 Requests are 64 MiB: on a cold page cache 2 threads x 16 MiB reads took 6.8 s for
 4.3 GB where 2 x 64 MiB took 3.9 s (the device wants large requests in flight); hot,
 the two sizes were equal.
+
+Remote origins are latency- and per-connection-bound instead: the default is 16
+concurrent ranged GETs of 16 MiB (one piece), which keeps many connections busy and
+hands out the first tensors early (docs/benchmarks.md, remote section).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ DEFAULT_REQUEST_SIZE = 64 * MiB
 DEFAULT_MEMORY_LIMIT = 256 * MiB
 MIN_SLOT_BYTES = 1 * MiB
 MAX_THREADS = 16
+REMOTE_CONNECTIONS = 16
+REMOTE_REQUEST_SIZE = 16 * MiB
 
 
 @dataclass(frozen=True)
@@ -49,25 +55,30 @@ def auto_tuning(
     request_size: int | None,
     memory_limit: int | None,
     staged: bool,
+    remote: bool = False,
+    min_slot_bytes: int = MIN_SLOT_BYTES,
 ) -> Tuning:
-    """Fill in unset knobs; the staging ring (2 slots per thread) fits in ``memory_limit``."""
+    """Fill in unset knobs; the staging ring (2 slots per thread) fits in ``memory_limit``.
+
+    ``min_slot_bytes`` is the smallest task the plan can make (a whole piece when verifying).
+    """
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     if request_size is not None and request_size < 4096:
         raise ValueError(f"request_size must be at least 4096 bytes, got {request_size}")
-    chosen_threads = threads or min(MAX_THREADS, max(2, cpu_count()))
-    chosen_request = request_size or DEFAULT_REQUEST_SIZE
+    local_threads = min(MAX_THREADS, max(2, cpu_count()))
+    chosen_threads = threads or (REMOTE_CONNECTIONS if remote else local_threads)
+    chosen_request = request_size or (REMOTE_REQUEST_SIZE if remote else DEFAULT_REQUEST_SIZE)
     if not staged:
         return Tuning(chosen_threads, chosen_request, 0, 0)
     limit = DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit
     slots = 2 * chosen_threads
-    slot_bytes = min(chosen_request, limit // slots)
-    if slot_bytes < MIN_SLOT_BYTES:
-        slots = max(2, limit // MIN_SLOT_BYTES)
-        slot_bytes = limit // slots
-    if slot_bytes < MIN_SLOT_BYTES:
+    slot_bytes = max(min(chosen_request, limit // slots), min_slot_bytes)
+    if slot_bytes * slots > limit:
+        slots = max(2, limit // slot_bytes)
+    if slot_bytes * slots > limit:
         raise SinkError(
             f"memory_limit={limit} bytes is too small for staging; give at least "
-            f"{2 * MIN_SLOT_BYTES} bytes"
+            f"{2 * slot_bytes} bytes"
         )
     return Tuning(min(chosen_threads, slots), slot_bytes, slots, slot_bytes)

@@ -1,13 +1,20 @@
-"""Turn what the user passed (file, index, directory) into a manifest and its sources."""
+"""Turn what the user passed (file, index, directory, URI, prefix) into a manifest and sources.
+
+Local paths and remote URIs (``s3://``, ``gs://``, ``az://``, ``http(s)://``) resolve the
+same way: a ``.safetensors`` file, a sharded index, or a directory/prefix holding one of
+them. A piece manifest (``pagefault.manifest.json``) beside the model is picked up too,
+so the pipeline can verify every piece that crossed a network.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pagefault.errors import NotFound, PagefaultError
+from pagefault.errors import IntegrityError, NotFound, PagefaultError
 from pagefault.formats import (
     HEADER_PREFIX_BYTES,
     INDEX_SUFFIX,
@@ -17,24 +24,45 @@ from pagefault.formats import (
     parse_header_length,
     parse_index,
 )
-from pagefault.manifest import Manifest, build_manifest
+from pagefault.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    PieceManifest,
+    build_manifest,
+    hash_piece,
+)
 from pagefault.sources.base import Source
 from pagefault.sources.local import LocalFileSource
+from pagefault.sources.object_store import is_remote
+from pagefault.sources.remote_dir import RemoteDirectory
 
-__all__ = ["ResolvedModel", "read_header", "resolve", "resolve_sources"]
+__all__ = [
+    "ResolvedModel",
+    "pick_model_file",
+    "read_header",
+    "resolve",
+    "resolve_sources",
+]
 
 DEFAULT_INDEX_NAME = "model" + INDEX_SUFFIX
+_HEADER_FETCHERS = 16  # shard headers are fetched concurrently: remote round trips dominate
 
 
 @dataclass
 class ResolvedModel:
-    """A manifest and one open source per manifest file (same order). Close when done."""
+    """A manifest, one open source per manifest file (same order), raw header bytes
+    (prefix included) of each file, and the piece manifest if one was published.
+    Close when done."""
 
     manifest: Manifest
     sources: list[Source]
+    headers: list[bytes]
+    pieces: PieceManifest | None = None
+    remote: bool = False
+    index: Source | None = None  # the sharded index file, when the model has one
 
     def close(self) -> None:
-        for source in self.sources:
+        for source in [*self.sources, *([self.index] if self.index else [])]:
             source.close()
 
     def __enter__(self) -> ResolvedModel:
@@ -46,27 +74,43 @@ class ResolvedModel:
 
 def resolve(source: str | os.PathLike[str]) -> ResolvedModel:
     """Resolve a ``.safetensors`` file, a sharded index, or a directory holding either."""
+    if is_remote(source):
+        return _resolve_remote(str(source))
     path = Path(source)
     if not path.exists():
         raise NotFound(f"{path}: no such file or directory")
     if path.is_dir():
         path = _pick_in_directory(path)
+    pieces = _local_pieces(path.parent / MANIFEST_NAME)
     if path.name.endswith(".index.json"):
         index = _read_index(path)
         shards = [LocalFileSource(path.parent / shard) for shard in index.shards]
-        return resolve_sources(shards, index)
-    return resolve_sources([LocalFileSource(path)])
+        return resolve_sources(shards, index, pieces=pieces, index_source=LocalFileSource(path))
+    return resolve_sources([LocalFileSource(path)], pieces=pieces)
 
 
-def resolve_sources(sources: Sequence[Source], index: ShardedIndex | None = None) -> ResolvedModel:
+def resolve_sources(
+    sources: Sequence[Source],
+    index: ShardedIndex | None = None,
+    *,
+    pieces: PieceManifest | None = None,
+    remote: bool = False,
+    index_source: Source | None = None,
+) -> ResolvedModel:
     """Read each source's header and build the manifest; closes the sources on failure.
 
     With an index, ``sources`` must be in ``index.shards`` order.
     """
     try:
         names = index.shards if index is not None else [_file_name(s.name) for s in sources]
-        headers = [(name, read_header(src)) for name, src in zip(names, sources, strict=True)]
-        return ResolvedModel(build_manifest(headers, index), list(sources))
+        with ThreadPoolExecutor(min(_HEADER_FETCHERS, max(1, len(sources)))) as pool:
+            fetched = list(pool.map(_fetch_header, sources))
+        headers = [(name, parsed) for name, (_, parsed) in zip(names, fetched, strict=True)]
+        manifest = build_manifest(headers, index)
+        if pieces is not None:
+            _check_pieces(pieces, manifest, sources)
+        raw = [data for data, _ in fetched]
+        return ResolvedModel(manifest, list(sources), raw, pieces, remote, index_source)
     except BaseException:
         for src in sources:
             src.close()
@@ -75,13 +119,76 @@ def resolve_sources(sources: Sequence[Source], index: ShardedIndex | None = None
 
 def read_header(source: Source) -> SafetensorsHeader:
     """Fetch and validate a source's header: the prefix first, so its length is bounded."""
+    return _fetch_header(source)[1]
+
+
+def _fetch_header(source: Source) -> tuple[bytes, SafetensorsHeader]:
     size = source.size()
     prefix = bytearray(min(HEADER_PREFIX_BYTES, size))
     source.read_into(0, [memoryview(prefix)])
     length = parse_header_length(bytes(prefix), file_size=size, name=source.name)
     header = bytearray(length)
     source.read_into(HEADER_PREFIX_BYTES, [memoryview(header)])
-    return parse_header(bytes(header), file_size=size, name=source.name)
+    parsed = parse_header(bytes(header), file_size=size, name=source.name)
+    return bytes(prefix + header), parsed
+
+
+def _check_pieces(pieces: PieceManifest, manifest: Manifest, sources: Sequence[Source]) -> None:
+    """The published digests must describe exactly these files, at these sizes."""
+    for entry, source in zip(manifest.files, sources, strict=True):
+        digest = pieces.file(entry.name)
+        if digest.size != source.size():
+            raise IntegrityError(
+                f"{source.name}: {source.size()} bytes, but {MANIFEST_NAME} says {digest.size}"
+            )
+
+
+def _resolve_remote(uri: str) -> ResolvedModel:
+    directory, name = RemoteDirectory.split(uri)
+    if not name:
+        name = pick_model_file(directory.list_names(), where=directory.uri)
+    pieces = directory.piece_manifest()
+    if name.endswith(".index.json"):
+        data = directory.read(name)
+        if pieces is not None and name in {f.name for f in pieces.files}:
+            _check_small_file(pieces, name, data, where=directory.uri + name)
+        index = parse_index(data, name=directory.uri + name)
+        shards = [directory.source(shard) for shard in index.shards]
+        return resolve_sources(
+            shards, index, pieces=pieces, remote=True, index_source=directory.source(name)
+        )
+    return resolve_sources([directory.source(name)], pieces=pieces, remote=True)
+
+
+def _check_small_file(pieces: PieceManifest, name: str, data: bytes, *, where: str) -> None:
+    """Verify a whole small file (the index) against its digest before parsing it."""
+    digest = pieces.file(name)
+    size = pieces.piece_size
+    actual = tuple(hash_piece([data[i : i + size]]) for i in range(0, len(data), size))
+    if len(data) != digest.size or actual != digest.pieces:
+        raise IntegrityError(f"{where}: does not match its digest in {MANIFEST_NAME}")
+
+
+def pick_model_file(names: Sequence[str], *, where: str) -> str:
+    """Which file of a directory (or object prefix) is the model: its index, or its one shard."""
+    if DEFAULT_INDEX_NAME in names:
+        return DEFAULT_INDEX_NAME
+    indexes = sorted(n for n in names if n.endswith(INDEX_SUFFIX))
+    if len(indexes) == 1:
+        return indexes[0]
+    if len(indexes) > 1:
+        raise PagefaultError(
+            f"{where}: several indexes ({', '.join(indexes)}); pass the one to load"
+        )
+    files = sorted(n for n in names if n.endswith(".safetensors"))
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise NotFound(f"{where}: no .safetensors file or {DEFAULT_INDEX_NAME} there")
+    raise PagefaultError(
+        f"{where}: {len(files)} .safetensors files and no index; "
+        f"pass one file or add {DEFAULT_INDEX_NAME}"
+    )
 
 
 def _file_name(name: str) -> str:
@@ -90,24 +197,18 @@ def _file_name(name: str) -> str:
 
 
 def _pick_in_directory(directory: Path) -> Path:
-    default = directory / DEFAULT_INDEX_NAME
-    if default.is_file():
-        return default
-    indexes = sorted(directory.glob("*" + INDEX_SUFFIX))
-    if len(indexes) == 1:
-        return indexes[0]
-    if len(indexes) > 1:
-        names = ", ".join(p.name for p in indexes)
-        raise PagefaultError(f"{directory}: several indexes ({names}); pass the one to load")
-    files = sorted(directory.glob("*.safetensors"))
-    if len(files) == 1:
-        return files[0]
-    if not files:
-        raise NotFound(f"{directory}: no .safetensors file or {DEFAULT_INDEX_NAME} in directory")
-    raise PagefaultError(
-        f"{directory}: {len(files)} .safetensors files and no index; "
-        f"pass one file or add {DEFAULT_INDEX_NAME}"
-    )
+    names = sorted(p.name for p in directory.iterdir() if p.is_file())
+    return directory / pick_model_file(names, where=str(directory))
+
+
+def _local_pieces(path: Path) -> PieceManifest | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise NotFound(f"{path}: cannot read piece manifest: {exc.strerror}") from exc
+    return PieceManifest.from_json(data, name=str(path))
 
 
 def _read_index(path: Path) -> ShardedIndex:

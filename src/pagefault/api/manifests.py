@@ -1,0 +1,138 @@
+"""Build, publish and check piece manifests, and pull models: the remote-origin verbs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import obstore
+
+from pagefault.errors import IntegrityError
+from pagefault.formats import write_atomic
+from pagefault.manifest import DEFAULT_PIECE_SIZE, MANIFEST_NAME, PieceManifest
+from pagefault.pipeline.digest import digest_files
+from pagefault.pipeline.download import PullResult, pull_model
+from pagefault.pipeline.tuning import REMOTE_CONNECTIONS
+from pagefault.sources import ResolvedModel, Source, resolve
+from pagefault.sources.object_store import is_remote, map_store_errors, store_for_uri
+
+__all__ = ["VerifyReport", "make_piece_manifest", "pull", "verify", "write_piece_manifest"]
+
+PathLike = str | os.PathLike[str]
+Progress = Callable[[int], None]
+
+
+def make_piece_manifest(
+    source: PathLike,
+    *,
+    piece_size: int = DEFAULT_PIECE_SIZE,
+    threads: int | None = None,
+    on_progress: Progress | None = None,
+) -> PieceManifest:
+    """Hash every piece of a model (local or remote): its shards and its index."""
+    with resolve(source) as model:
+        sources, names = _model_files(model)
+        digests = digest_files(
+            sources,
+            names,
+            piece_size=piece_size,
+            threads=_threads(threads),
+            on_progress=on_progress,
+        )
+    return PieceManifest(piece_size, tuple(digests))
+
+
+def write_piece_manifest(manifest: PieceManifest, dest: PathLike) -> str:
+    """Write ``manifest`` to a local path (atomically) or upload it to a URI; returns where."""
+    data = manifest.to_json()
+    if is_remote(dest):
+        store, key = store_for_uri(str(dest))
+        with map_store_errors(str(dest)):
+            obstore.put(store, key, data)
+    else:
+        write_atomic(dest, [data])
+    return str(dest)
+
+
+def default_manifest_location(source: PathLike) -> str:
+    """Where a model's piece manifest is published: beside its index or single file."""
+    text = os.fspath(source)
+    if is_remote(text):
+        names_file = text.endswith((".json", ".safetensors"))
+        base = text.rsplit("/", 1)[0] if names_file else text.rstrip("/")
+        return f"{base}/{MANIFEST_NAME}"
+    directory = text if os.path.isdir(text) else os.path.dirname(text) or "."
+    return os.path.join(directory, MANIFEST_NAME)
+
+
+@dataclass
+class VerifyReport:
+    """Result of checking a model against its published manifest."""
+
+    ok: bool
+    files: int
+    bytes: int
+    bad_pieces: list[tuple[str, int]] = field(default_factory=list)
+
+
+def verify(
+    source: PathLike, *, threads: int | None = None, on_progress: Progress | None = None
+) -> VerifyReport:
+    """Hash every piece of ``source`` and compare with its ``pagefault.manifest.json``."""
+    with resolve(source) as model:
+        if model.pieces is None:
+            raise IntegrityError(
+                f"{source}: no {MANIFEST_NAME} beside the model; create one with "
+                "`pagefault manifest build`"
+            )
+        sources, names = _model_files(model)
+        listed = {f.name for f in model.pieces.files}
+        sources = [s for s, n in zip(sources, names, strict=True) if n in listed]
+        names = [n for n in names if n in listed]
+        actual = digest_files(
+            sources,
+            names,
+            piece_size=model.pieces.piece_size,
+            threads=_threads(threads),
+            on_progress=on_progress,
+        )
+        bad = [
+            (digest.name, index)
+            for digest in actual
+            for index, (got, want) in enumerate(
+                zip(digest.pieces, model.pieces.file(digest.name).pieces, strict=True)
+            )
+            if got != want
+        ]
+    return VerifyReport(not bad, len(actual), sum(d.size for d in actual), bad)
+
+
+def pull(
+    source: PathLike,
+    dest: PathLike,
+    *,
+    threads: int | None = None,
+    on_progress: Progress | None = None,
+) -> PullResult:
+    """Download a model (file, index or prefix) into the directory ``dest``.
+
+    Parallel ranged reads, every piece verified when a manifest is published, files
+    renamed into place only when complete (the index last), and resumable: run it
+    again after an interruption and finished pieces are kept.
+    """
+    with resolve(source) as model:
+        return pull_model(model, dest, threads=_threads(threads), on_progress=on_progress)
+
+
+def _model_files(model: ResolvedModel) -> tuple[list[Source], list[str]]:
+    names = [entry.name for entry in model.manifest.files]
+    sources = list(model.sources)
+    if model.index is not None:
+        sources.append(model.index)
+        names.append(model.index.name.rstrip("/").rsplit("/", 1)[-1])
+    return sources, names
+
+
+def _threads(threads: int | None) -> int:
+    return threads or REMOTE_CONNECTIONS

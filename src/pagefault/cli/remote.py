@@ -1,0 +1,117 @@
+"""``pagefault manifest build``, ``pagefault verify`` and ``pagefault pull``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pagefault.api import make_piece_manifest, pull, verify, write_piece_manifest
+from pagefault.api.manifests import default_manifest_location
+from pagefault.errors import PagefaultError
+from pagefault.manifest import DEFAULT_PIECE_SIZE
+
+from .commands import JsonOpt, PathArg, QuietOpt, app
+from .output import console, emit_json, fail, parse_size, progress_bar, stdout_console
+
+__all__ = ["manifest_app"]
+
+manifest_app = typer.Typer(help="Piece manifests (per-piece SHA-256) that loads verify against.")
+app.add_typer(manifest_app, name="manifest")
+ThreadsOpt = Annotated[int | None, typer.Option(help="Concurrent reads (default: 16)")]
+
+
+@manifest_app.command("build")
+def build_command(
+    source: PathArg,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Local path or URI to write (default: beside the model)"),
+    ] = None,
+    piece_size: Annotated[str, typer.Option(help="Piece size, a power of two")] = "16MiB",
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Hash every piece of a model and publish pagefault.manifest.json."""
+    try:
+        size = parse_size(piece_size) if piece_size else DEFAULT_PIECE_SIZE
+        with progress_bar("hashing", enabled=not (quiet or as_json)) as bar:
+            manifest = make_piece_manifest(
+                source, piece_size=size, threads=threads, on_progress=bar.advance
+            )
+        where = write_piece_manifest(manifest, out or default_manifest_location(source))
+    except PagefaultError as exc:
+        fail(exc, as_json=as_json)
+    summary = {
+        "manifest": where,
+        "manifest_id": manifest.manifest_id,
+        "files": len(manifest.files),
+        "bytes": manifest.total_bytes,
+        "piece_size": manifest.piece_size,
+        "pieces": sum(len(f.pieces) for f in manifest.files),
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        stdout_console().print(
+            f"wrote {where}: {summary['files']} files, {summary['bytes']:,} bytes, "
+            f"{summary['pieces']} pieces of {manifest.piece_size:,} bytes"
+        )
+
+
+@app.command(name="verify")
+def verify_command(
+    source: PathArg, threads: ThreadsOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False
+) -> None:
+    """Check every piece of a model against its pagefault.manifest.json (exit 1 on mismatch)."""
+    try:
+        with progress_bar("verifying", enabled=not (quiet or as_json)) as bar:
+            report = verify(source, threads=threads, on_progress=bar.advance)
+    except PagefaultError as exc:
+        fail(exc, as_json=as_json)
+    bad = [{"file": name, "piece": index} for name, index in report.bad_pieces]
+    if as_json:
+        emit_json(
+            {
+                "source": source,
+                "ok": report.ok,
+                "files": report.files,
+                "bytes": report.bytes,
+                "bad_pieces": bad,
+            }
+        )
+    elif report.ok:
+        stdout_console().print(f"ok: {report.files} files, {report.bytes:,} bytes match")
+    else:
+        for item in bad:
+            console.print(f"[red]mismatch[/red] {item['file']} piece {item['piece']}")
+        console.print(f"{len(bad)} pieces do not match the manifest")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command(name="pull")
+def pull_command(
+    source: PathArg,
+    dest: Annotated[str, typer.Argument(help="Local directory to download into")],
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download a model with parallel verified ranged reads; atomic and resumable."""
+    try:
+        with progress_bar("pulling", enabled=not (quiet or as_json)) as bar:
+            result = pull(source, dest, threads=threads, on_progress=bar.advance)
+    except PagefaultError as exc:
+        fail(exc, as_json=as_json)
+    payload = {"source": source, **vars(result)}
+    if as_json:
+        emit_json(payload)
+    else:
+        rate = result.downloaded / result.seconds / 1e6 if result.seconds else 0.0
+        stdout_console().print(
+            f"pulled {len(result.files)} files ({result.bytes:,} bytes) into {dest} in "
+            f"{result.seconds:.2f} s; downloaded {result.downloaded:,} bytes at {rate:.0f} MB/s"
+            + (", every piece verified" if result.verified else ", no manifest to verify against")
+        )

@@ -1,0 +1,47 @@
+"""Hash a model's files piece by piece, in parallel, from any source (build or check a manifest)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from pagefault.manifest import FileDigest, hash_piece, piece_count
+from pagefault.sources import Source
+
+__all__ = ["digest_files"]
+
+
+def digest_files(
+    sources: Sequence[Source],
+    names: Sequence[str],
+    *,
+    piece_size: int,
+    threads: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[FileDigest]:
+    """SHA-256 of every piece of every file; memory is ``threads`` pieces at most."""
+    jobs = [
+        (source, index)
+        for source in sources
+        for index in range(piece_count(source.size(), piece_size))
+    ]
+
+    def hash_one(job: tuple[Source, int]) -> str:
+        source, index = job
+        start = index * piece_size
+        buffer = bytearray(min(piece_size, source.size() - start))
+        source.read_into(start, [memoryview(buffer)])
+        if on_progress is not None:
+            on_progress(len(buffer))
+        return hash_piece([buffer])
+
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pagefault-hash") as pool:
+        hashes = iter(pool.map(hash_one, jobs))
+        return [
+            FileDigest(
+                name,
+                source.size(),
+                tuple(next(hashes) for _ in range(piece_count(source.size(), piece_size))),
+            )
+            for source, name in zip(sources, names, strict=True)
+        ]

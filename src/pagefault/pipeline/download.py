@@ -1,0 +1,202 @@
+"""Download a resolved model into a local directory: parallel, verified, atomic, resumable.
+
+Each file is fetched piece by piece into a hidden partial file (``.NAME.pagefault-part``)
+beside a journal (``.NAME.pagefault-journal``) that records, after the data is synced,
+which pieces are complete; an interrupted pull resumes from the journal as long as the
+object's ETag is unchanged. Nothing gets its final name until every byte is in: shards
+are renamed first, then the piece manifest, then the index, which makes the model
+loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pagefault.errors import IntegrityError, SinkError
+from pagefault.formats import write_atomic
+from pagefault.manifest import (
+    DEFAULT_PIECE_SIZE,
+    MANIFEST_NAME,
+    FileDigest,
+    hash_piece,
+    piece_count,
+)
+from pagefault.sources import ResolvedModel, Source
+
+__all__ = ["PullResult", "pull_model"]
+
+
+@dataclass
+class PullResult:
+    """What a pull did; ``downloaded`` excludes pieces reused from an interrupted pull."""
+
+    dest: str
+    files: list[str] = field(default_factory=list)
+    bytes: int = 0
+    downloaded: int = 0
+    verified: bool = False
+    seconds: float = 0.0
+
+
+class _PartialFile:
+    """One file being downloaded: the partial data file and its journal of done pieces."""
+
+    def __init__(self, dest: Path, name: str, source: Source, piece_size: int) -> None:
+        self.name, self.source, self.piece_size = name, source, piece_size
+        self.final = dest / name
+        self.part = dest / f".{name}.pagefault-part"
+        self.journal = dest / f".{name}.pagefault-journal"
+        self.identity = {
+            "etag": getattr(source, "etag", None),
+            "size": source.size(),
+            "piece_size": piece_size,
+        }
+        self.done = self._load_journal()
+        self._lock = threading.Lock()
+        self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        os.ftruncate(self._fd, source.size())
+        self._log = self.journal.open("a")
+        if not self.done:
+            self._log.truncate(0)
+            self._log.write(json.dumps(self.identity) + "\n")
+            self._log.flush()
+
+    @property
+    def pieces(self) -> int:
+        return piece_count(self.source.size(), self.piece_size)
+
+    def _load_journal(self) -> set[int]:
+        """Pieces a previous pull completed, if it pulled the same version of this file."""
+        try:
+            header, *lines = self.journal.read_text().splitlines()
+            if json.loads(header) != self.identity or not self.part.exists():
+                return set()
+            return {int(line) for line in lines if line.strip().isdigit()}
+        except (OSError, ValueError):
+            return set()
+
+    def write_piece(self, index: int, data: bytearray) -> None:
+        os.pwrite(self._fd, data, index * self.piece_size)
+        os.fdatasync(self._fd)  # data durable before the journal says it is there
+        with self._lock:
+            self._log.write(f"{index}\n")
+            self._log.flush()
+            self.done.add(index)
+
+    def read_piece(self, index: int) -> bytes:
+        start = index * self.piece_size
+        return os.pread(self._fd, min(self.piece_size, self.source.size() - start), start)
+
+    def commit(self) -> None:
+        os.fsync(self._fd)
+        self.close()
+        os.replace(self.part, self.final)
+        self.journal.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self._log.close()
+
+
+def pull_model(
+    model: ResolvedModel,
+    dest: str | os.PathLike[str],
+    *,
+    threads: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> PullResult:
+    """Download every file of ``model`` into ``dest``; see the module docstring."""
+    started = time.perf_counter()
+    target = Path(dest)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SinkError(f"{target}: cannot create the destination: {exc.strerror}") from exc
+    piece_size = model.pieces.piece_size if model.pieces else DEFAULT_PIECE_SIZE
+    names = [entry.name for entry in model.manifest.files]
+    parts = [
+        _PartialFile(target, n, s, piece_size) for n, s in zip(names, model.sources, strict=True)
+    ]
+    result = PullResult(
+        str(target), names, sum(p.source.size() for p in parts), verified=model.pieces is not None
+    )
+    try:
+        _fetch_all(model, parts, threads=threads, result=result, on_progress=on_progress)
+        for part in parts:
+            part.commit()
+    finally:
+        for part in parts:
+            part.close()
+    _write_small_files(model, target, result)
+    _sync_directory(target)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _fetch_all(
+    model: ResolvedModel,
+    parts: list[_PartialFile],
+    *,
+    threads: int,
+    result: PullResult,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    digests = [model.pieces.file(p.name) if model.pieces else None for p in parts]
+    jobs = [(p, d, i) for p, d in zip(parts, digests, strict=True) for i in range(p.pieces)]
+    lock = threading.Lock()
+
+    def fetch(job: tuple[_PartialFile, FileDigest | None, int]) -> None:
+        part, digest, index = job
+        reused = index in part.done and _matches(digest, index, part.read_piece(index))
+        if not reused:
+            start = index * part.piece_size
+            data = bytearray(min(part.piece_size, part.source.size() - start))
+            part.source.read_into(start, [memoryview(data)])
+            if digest is not None and not _matches(digest, index, data):
+                raise IntegrityError(
+                    f"{part.source.name}: piece {index} does not match {MANIFEST_NAME}"
+                )
+            part.write_piece(index, data)
+            with lock:
+                result.downloaded += len(data)
+        if on_progress is not None:
+            on_progress(min(part.piece_size, part.source.size() - index * part.piece_size))
+
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pagefault-pull") as pool:
+        for _ in pool.map(fetch, jobs):
+            pass
+
+
+def _matches(digest: FileDigest | None, index: int, data: bytes | bytearray) -> bool:
+    return digest is None or hash_piece([data]) == digest.pieces[index]
+
+
+def _write_small_files(model: ResolvedModel, target: Path, result: PullResult) -> None:
+    """The manifest, then the index: the index's rename is what makes the model loadable."""
+    if model.pieces is not None:
+        write_atomic(target / MANIFEST_NAME, [model.pieces.to_json()])
+        result.files.append(MANIFEST_NAME)
+    if model.index is not None:
+        name = model.index.name.rstrip("/").rsplit("/", 1)[-1]
+        data = bytearray(model.index.size())
+        model.index.read_into(0, [memoryview(data)])
+        write_atomic(target / name, [bytes(data)])
+        result.files.append(name)
+        result.bytes += len(data)
+
+
+def _sync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
