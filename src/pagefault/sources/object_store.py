@@ -97,7 +97,12 @@ def map_store_errors(name: str) -> Iterator[None]:
             f"(AWS_*, GOOGLE_*, AZURE_*): {_first_line(exc)}"
         ) from exc
     except (obs_errors.BaseError, OSError, ValueError) as exc:
-        raise SourceError(f"{name}: {_first_line(exc)}") from exc
+        denied = any(status in str(exc) for status in _DENIED)
+        hint = "access denied; check the credentials in the environment: " if denied else ""
+        raise SourceError(f"{name}: {hint}{_first_line(exc)}") from exc
+
+
+_DENIED = ("401 Unauthorized", "403 Forbidden")  # obstore reports some of these as generic
 
 
 def _first_line(exc: BaseException) -> str:
