@@ -1,4 +1,4 @@
-.PHONY: test lint bench bench-quick
+.PHONY: test lint bench bench-quick bench-remote
 
 test:
 	python -m pytest
@@ -13,3 +13,7 @@ bench:
 
 bench-quick:
 	python bench/load_bench.py --size 1GiB --shards 2 --no-cold
+
+bench-remote:
+	python bench/remote_bench.py --size 1GiB --repeat 1 --no-s3 --out bench/results/remote-1GiB.json
+	python bench/remote_bench.py --dir /tmp/pagefault-remote-bench-s3 --size 256MiB --repeat 2 --no-http --out bench/results/remote-s3-256MiB.json

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 DEFAULT_INDEX_NAME = "model" + INDEX_SUFFIX
+_SPECULATIVE_HEADER_BYTES = 256 * 1024
 _HEADER_FETCHERS = 16  # shard headers are fetched concurrently: remote round trips dominate
 
 
@@ -123,14 +124,20 @@ def read_header(source: Source) -> SafetensorsHeader:
 
 
 def _fetch_header(source: Source) -> tuple[bytes, SafetensorsHeader]:
+    """One read of the first bytes usually holds the whole header: one round trip, not two."""
     size = source.size()
-    prefix = bytearray(min(HEADER_PREFIX_BYTES, size))
-    source.read_into(0, [memoryview(prefix)])
-    length = parse_header_length(bytes(prefix), file_size=size, name=source.name)
-    header = bytearray(length)
-    source.read_into(HEADER_PREFIX_BYTES, [memoryview(header)])
-    parsed = parse_header(bytes(header), file_size=size, name=source.name)
-    return bytes(prefix + header), parsed
+    first = bytearray(min(size, _SPECULATIVE_HEADER_BYTES))
+    source.read_into(0, [memoryview(first)])
+    length = parse_header_length(
+        bytes(first[:HEADER_PREFIX_BYTES]), file_size=size, name=source.name
+    )
+    end = HEADER_PREFIX_BYTES + length
+    if end > len(first):
+        rest = bytearray(end - len(first))
+        source.read_into(len(first), [memoryview(rest)])
+        first += rest
+    raw = bytes(first[:end])
+    return raw, parse_header(raw[HEADER_PREFIX_BYTES:], file_size=size, name=source.name)
 
 
 def _check_pieces(pieces: PieceManifest, manifest: Manifest, sources: Sequence[Source]) -> None:
@@ -145,11 +152,14 @@ def _check_pieces(pieces: PieceManifest, manifest: Manifest, sources: Sequence[S
 
 def _resolve_remote(uri: str) -> ResolvedModel:
     directory, name = RemoteDirectory.split(uri)
-    if not name:
-        name = pick_model_file(directory.list_names(), where=directory.uri)
-    pieces = directory.piece_manifest()
+    with ThreadPoolExecutor(2) as pool:  # two round trips at once
+        manifest_fetch = pool.submit(directory.piece_manifest)
+        if not name:
+            name = pick_model_file(directory.list_names(), where=directory.uri)
+        index_fetch = pool.submit(directory.read, name) if name.endswith(".index.json") else None
+        pieces = manifest_fetch.result()
+        data = index_fetch.result() if index_fetch else b""
     if name.endswith(".index.json"):
-        data = directory.read(name)
         if pieces is not None and name in {f.name for f in pieces.files}:
             _check_small_file(pieces, name, data, where=directory.uri + name)
         index = parse_index(data, name=directory.uri + name)

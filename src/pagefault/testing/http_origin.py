@@ -24,7 +24,8 @@ from urllib.parse import unquote, urlsplit
 __all__ = ["FaultPlan", "HTTPOrigin"]
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
-_CHUNK = 64 * 1024
+_PACED_CHUNK = 256 * 1024  # ~5 ms at 50 MB/s: smooth pacing without a hot Python loop
+_FREE_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -211,10 +212,11 @@ class _Handler(BaseHTTPRequestHandler):
             stop = start + int((end - start) * self.origin.fraction())
         sent = 0
         began = time.monotonic()
+        chunk = _PACED_CHUNK if self.origin.bandwidth else _FREE_CHUNK
         fd = os.open(file, os.O_RDONLY)
         try:
             while start + sent < stop:
-                size = min(_CHUNK, stop - start - sent)
+                size = min(chunk, stop - start - sent)
                 count = os.sendfile(self.connection.fileno(), fd, start + sent, size)
                 if count == 0:
                     break
