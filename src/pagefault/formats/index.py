@@ -9,7 +9,14 @@ from typing import Any
 
 from pagefault.errors import FormatError
 
-__all__ = ["INDEX_SUFFIX", "MAX_INDEX_BYTES", "ShardedIndex", "parse_index", "validate_shard_name"]
+__all__ = [
+    "INDEX_SUFFIX",
+    "MAX_INDEX_BYTES",
+    "ShardedIndex",
+    "parse_index",
+    "parse_json_bytes",
+    "validate_shard_name",
+]
 
 INDEX_SUFFIX = ".safetensors.index.json"
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -27,14 +34,19 @@ class ShardedIndex:
         return tuple(dict.fromkeys(self.weight_map.values()))
 
 
+def parse_json_bytes(data: bytes, *, name: str, limit: int) -> Any:
+    """Decode a small JSON document from untrusted bytes, bounded, errors as FormatError."""
+    if len(data) > limit:
+        raise FormatError(f"{name}: {len(data)} bytes, over the {limit} limit")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FormatError(f"{name}: not valid JSON: {exc}") from exc
+
+
 def parse_index(data: bytes, *, name: str) -> ShardedIndex:
     """Validate an index file's bytes; shard names must be plain file names."""
-    if len(data) > MAX_INDEX_BYTES:
-        raise FormatError(f"{name}: index is {len(data)} bytes, over the {MAX_INDEX_BYTES} limit")
-    try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise FormatError(f"{name}: not a valid JSON index: {exc}") from exc
+    raw = parse_json_bytes(data, name=name, limit=MAX_INDEX_BYTES)
     if not isinstance(raw, dict) or not isinstance(raw.get("weight_map"), dict):
         raise FormatError(f"{name}: index must be a JSON object with a 'weight_map' object")
     weight_map = raw["weight_map"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pagefault.errors import FormatError, NotFound
-from pagefault.formats.index import validate_shard_name
+from pagefault.formats.index import parse_json_bytes, validate_shard_name
 
 __all__ = [
     "DEFAULT_PIECE_SIZE",
@@ -102,12 +102,7 @@ class PieceManifest:
     @classmethod
     def from_json(cls, data: bytes, *, name: str) -> PieceManifest:
         """Parse and validate manifest bytes; ``name`` (path or URI) appears in errors."""
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise FormatError(f"{name}: {len(data)} bytes, over the {MAX_MANIFEST_BYTES} limit")
-        try:
-            raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise FormatError(f"{name}: not valid JSON: {exc}") from exc
+        raw = parse_json_bytes(data, name=name, limit=MAX_MANIFEST_BYTES)
         if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
             raise FormatError(f"{name}: not a piece manifest (want format {MANIFEST_FORMAT!r})")
         piece_size = _check_piece_size(raw.get("piece_size"), name)
