@@ -3,7 +3,9 @@
 Credentials come from each cloud's standard environment (obstore reads ``AWS_*``,
 ``GOOGLE_*``, ``AZURE_*``); pagefault never takes them as arguments and never logs
 them. ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT``) selects an S3-compatible endpoint,
-addressed path-style; a plain ``http://`` endpoint is allowed automatically.
+addressed path-style; a plain ``http://`` endpoint is allowed automatically. A private
+CA (an internal HTTPS origin or object store) is trusted through ``SSL_CERT_FILE`` or
+``AWS_CA_BUNDLE`` (a PEM file), in addition to the system roots.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -52,7 +55,7 @@ def store_for_uri(uri: str) -> tuple[ObjectStore, str]:
 
 
 def _client_options(*, allow_http: bool) -> ClientConfig:
-    return {
+    options: ClientConfig = {
         "allow_http": allow_http,
         "connect_timeout": timedelta(seconds=10),
         "pool_idle_timeout": timedelta(seconds=30),
@@ -60,6 +63,13 @@ def _client_options(*, allow_http: bool) -> ClientConfig:
         "read_timeout": timedelta(seconds=30),
         "timeout": timedelta(hours=1),
     }
+    bundle = os.environ.get("SSL_CERT_FILE") or os.environ.get("AWS_CA_BUNDLE")
+    if bundle:
+        try:
+            options["root_certificate"] = Path(bundle).read_bytes()
+        except OSError as exc:
+            raise SourceError(f"{bundle}: cannot read the CA certificate: {exc.strerror}") from exc
+    return options
 
 
 def _http_store(root: str) -> ObjectStore:

@@ -13,6 +13,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -49,8 +50,10 @@ class HTTPOrigin:
         *,
         bandwidth: float | None = None,
         faults: FaultPlan | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.root = Path(root).resolve()
+        self.tls = tls
         self.bandwidth = bandwidth  # bytes per second per connection; None = unlimited
         self.faults = faults or FaultPlan()
         self.bytes_sent = 0
@@ -64,7 +67,7 @@ class HTTPOrigin:
     def url(self) -> str:
         assert self._server is not None, "start the origin first"
         port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
 
     def start(self) -> HTTPOrigin:
         origin = self
@@ -75,6 +78,8 @@ class HTTPOrigin:
         Handler.origin = origin
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._server.request_queue_size = 128
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -217,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             while start + sent < stop:
                 size = min(chunk, stop - start - sent)
-                count = os.sendfile(self.connection.fileno(), fd, start + sent, size)
+                count = self._send_range(fd, start + sent, size)
                 if count == 0:
                     break
                 sent += count
@@ -229,6 +234,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             self._drop_connection(reset=fault == "reset")
         return sent
+
+    def _send_range(self, fd: int, offset: int, size: int) -> int:
+        """sendfile() where the socket is plain; TLS needs the bytes in user space."""
+        if self.origin.tls is None:
+            return os.sendfile(self.connection.fileno(), fd, offset, size)
+        data = os.pread(fd, size, offset)
+        self.connection.sendall(data)
+        return len(data)
 
     def _pace(self, sent: int, began: float) -> None:
         """Hold this connection to ``bandwidth`` bytes per second."""
