@@ -4,7 +4,8 @@
 >>> tensors = pagefault.load("model.safetensors")  # doctest: +SKIP
 """
 
-from pagefault.api import IncompatibleKeys, inspect, load, load_into, stream
+from pagefault.api import IncompatibleKeys, inspect, load, load_into, save, stream
+from pagefault.checkpoint import SaveHandle
 from pagefault.errors import (
     CacheError,
     CheckpointError,
@@ -33,6 +34,7 @@ __all__ = [
     "Manifest",
     "NotFound",
     "PagefaultError",
+    "SaveHandle",
     "SinkError",
     "SourceError",
     "SwarmError",
@@ -42,5 +44,6 @@ __all__ = [
     "inspect",
     "load",
     "load_into",
+    "save",
     "stream",
 ]
