@@ -70,11 +70,18 @@ class StagingPool:
         self._cond = threading.Condition()
         self._idle: list[HostBuffer] = []
         self._held = 0  # capacity of idle and busy buffers together
+        self._waiting = 0
 
     @property
     def held_bytes(self) -> int:
         with self._cond:
             return self._held
+
+    @property
+    def waiting(self) -> int:
+        """Saves blocked until a buffer is released."""
+        with self._cond:
+            return self._waiting
 
     def acquire(
         self, nbytes: int, *, pinned: bool, budget: int | None = None
@@ -95,7 +102,11 @@ class StagingPool:
                 self._free_idle(nbytes, pinned)
                 if self._held + nbytes <= limit:
                     return self._allocate(nbytes, pinned), time.perf_counter() - started
-                self._cond.wait()
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
 
     def release(self, buffer: HostBuffer) -> None:
         """Return a buffer whose save has finished persisting; wake waiting saves."""
