@@ -52,7 +52,9 @@ def test_round_trip_with_pagefault_and_safetensors(tmp_path: Path, async_: bool)
     ckpt = tmp_path / "ckpt"
     shards = sorted(p.name for p in ckpt.glob("*.safetensors"))
     assert len(shards) == stats.files >= 2
-    assert shards == [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, 1 + len(shards))]
+    assert shards == [
+        f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, 1 + len(shards))
+    ]
     assert_same(pagefault.load(ckpt), state)
     from_safetensors: dict[str, torch.Tensor] = {}
     for shard in shards:

@@ -9,7 +9,7 @@ from pagefault.errors import CheckpointError
 
 
 class MemoryWriter:
-    """Implements the writer protocol in memory; ``fail_on`` shards whose name starts so, ``gate`` to block."""
+    """The writer protocol in memory; ``fail_on``: shard-name prefix to fail, ``gate``: block."""
 
     def __init__(self, *, fail_on: str | None = None, gate: threading.Event | None = None) -> None:
         self.location = "memory://test"

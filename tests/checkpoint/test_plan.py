@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 
@@ -64,7 +65,7 @@ def test_staging_layout_is_aligned_and_disjoint() -> None:
     plan = plan_save(specs(5000, 7000, 3), max_shard_size=6000)
     regions = [(s.buffer_offset, s.buffer_offset + s.size) for s in plan.shards]
     assert all(start % BUFFER_ALIGNMENT == 0 for start, _ in regions)
-    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(regions, regions[1:]))
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(regions))
     assert plan.buffer_bytes >= regions[-1][1]
     placements = plan.placements()
     assert [n for _, n in placements] == [5000, 7000, 3]
@@ -78,7 +79,7 @@ def test_units_cover_every_byte_once_in_whole_pieces() -> None:
     for index, shard in enumerate(plan.shards):
         mine = [u for u in units if u.shard == index]
         assert mine[0].start == 0 and mine[-1].end == shard.size
-        assert all(a.end == b.start for a, b in zip(mine, mine[1:]))
+        assert all(a.end == b.start for a, b in itertools.pairwise(mine))
         assert all(u.start % MiB == 0 for u in mine)
         assert all(u.end - u.start <= 4 * MiB for u in mine)
     # Interleaved: the first units belong to different shards, so all shards progress.
