@@ -45,7 +45,7 @@ class SaveOptions:
     def persist_config(self, shards: int) -> PersistConfig:
         if self.threads is not None and self.threads < 1:
             raise CheckpointError(f"threads must be at least 1, got {self.threads}")
-        threads = self.threads or min(_MAX_THREADS, max(2, cpu_count()))
+        threads = _copy_threads(self)
         return PersistConfig(
             request_size=self.request_size,
             piece_size=self.piece_size,
@@ -164,6 +164,10 @@ def start_save(
     return handle
 
 
+def _copy_threads(options: SaveOptions) -> int:
+    return options.threads or min(_MAX_THREADS, max(2, cpu_count()))
+
+
 def _snapshot(
     plan: SavePlan,
     tensors: list[torch.Tensor],
@@ -183,7 +187,7 @@ def _snapshot(
     )
     copying = time.perf_counter()
     try:
-        snapshot = stage(plan, tensors, buffer)
+        snapshot = stage(plan, tensors, buffer, threads=_copy_threads(options))
     except BaseException as exc:
         pool.release(buffer)
         if isinstance(exc, RuntimeError):

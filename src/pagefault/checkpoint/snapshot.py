@@ -1,8 +1,11 @@
 """Take a consistent copy of a state dict's bytes, laid out exactly as the shard files.
 
-``stage`` copies every tensor into a staging buffer (one copy, as fast as memory
-allows: large copies run on torch's intra-op threads); afterwards the caller may
-modify its tensors. CUDA tensors are copied device→host on a side stream that first
+``stage`` copies every tensor into a staging buffer, once, as fast as memory allows:
+contiguous CPU tensors are cut into 16 MiB ``memmove`` calls spread over a few threads
+(ctypes releases the GIL; on the development VM two threads copy at up to ~10 GB/s
+where ``Tensor.copy_`` reached ~5). Afterwards the caller may modify its tensors.
+
+CUDA tensors are copied device→host into pinned memory on a side stream that first
 waits for the caller's stream; the caller's stream then waits for those copies, so
 kernels it queues later (an optimizer step) cannot overwrite a tensor mid-copy, and
 the persister blocks on the copies' event before it reads the buffer.
@@ -13,7 +16,9 @@ writers read the tensors' own memory while the caller waits.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -25,7 +30,9 @@ from pagefault.formats import TensorSpec
 from pagefault.pipeline.destinations import tensor_bytes
 from pagefault.pipeline.dtypes import from_torch_dtype
 
-__all__ = ["Snapshot", "can_write_directly", "direct", "specs_of", "stage"]
+__all__ = ["Snapshot", "can_write_directly", "direct", "parallel_memmove", "specs_of", "stage"]
+
+_MOVE_PIECE = 16 * 1024 * 1024
 
 
 def _nothing_to_wait_for() -> None:
@@ -80,11 +87,14 @@ def direct(plan: SavePlan, tensors: Sequence[torch.Tensor]) -> Snapshot:
     return Snapshot(files, keep=tuple(tensors))
 
 
-def stage(plan: SavePlan, tensors: Sequence[torch.Tensor], buffer: HostBuffer) -> Snapshot:
+def stage(
+    plan: SavePlan, tensors: Sequence[torch.Tensor], buffer: HostBuffer, *, threads: int = 2
+) -> Snapshot:
     """Copy headers and tensors into ``buffer``; return once the caller may modify them."""
     for shard in plan.shards:
         buffer.view(shard.buffer_offset, len(shard.header))[:] = shard.header
     pending: dict[torch.device, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    moves: list[tuple[int, int, int]] = []
     with torch.no_grad():
         for (offset, nbytes), tensor in zip(plan.placements(), tensors, strict=True):
             if not nbytes:
@@ -92,11 +102,35 @@ def stage(plan: SavePlan, tensors: Sequence[torch.Tensor], buffer: HostBuffer) -
             region = buffer.region(offset, nbytes)
             if tensor.device.type == "cuda":
                 pending.setdefault(tensor.device, []).append((region, tensor))
+            elif tensor.device.type == "cpu" and tensor.is_contiguous():
+                moves.append((region.data_ptr(), tensor.data_ptr(), nbytes))
             else:
                 _copy_host(region, tensor.cpu())
         waits = [_copy_from_cuda(device, pairs) for device, pairs in pending.items()]
+        parallel_memmove(moves, threads=threads)
     files = [[buffer.view(s.buffer_offset, s.size)] for s in plan.shards]
     return Snapshot(files, ready=_wait_all(waits), buffer=buffer)
+
+
+def parallel_memmove(moves: Sequence[tuple[int, int, int]], *, threads: int) -> None:
+    """Run ``memmove(dst, src, n)`` jobs, cut into pieces, on ``threads`` threads."""
+    pieces = [
+        (dst + at, src + at, min(_MOVE_PIECE, n - at))
+        for dst, src, n in moves
+        for at in range(0, n, _MOVE_PIECE)
+    ]
+    if threads <= 1 or len(pieces) <= 1:
+        _memmove_all(pieces)
+        return
+    groups = [pieces[i::threads] for i in range(threads)]
+    with ThreadPoolExecutor(threads, thread_name_prefix="pagefault-snapshot") as pool:
+        for future in [pool.submit(_memmove_all, group) for group in groups]:
+            future.result()
+
+
+def _memmove_all(pieces: Sequence[tuple[int, int, int]]) -> None:
+    for dst, src, n in pieces:
+        ctypes.memmove(dst, src, n)
 
 
 def _copy_host(region: torch.Tensor, tensor: torch.Tensor) -> None:
