@@ -46,3 +46,4 @@ def save_and_stop(dest: str, seed: int, block_at: int | None, conn: Connection) 
     )
     handle.wait()
     conn.send("done")
+    threading.Event().wait()  # a timer kill may come after the commit: wait for it

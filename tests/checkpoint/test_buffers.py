@@ -65,3 +65,12 @@ def test_clear_frees_idle_buffers() -> None:
     buffer, _ = pool.acquire(MiB, pinned=False)
     pool.release(buffer)
     assert pool.clear() == MiB and pool.held_bytes == 0
+
+
+def test_reserve_prepares_a_buffer_the_next_save_reuses() -> None:
+    pool = StagingPool()
+    pool.reserve(2 * MiB)
+    assert pool.held_bytes == 2 * MiB
+    buffer, _ = pool.acquire(2 * MiB, pinned=False)
+    assert buffer.capacity == 2 * MiB and pool.held_bytes == 2 * MiB
+    assert bytes(buffer.view(0, 8)) == bytes(8)  # faulted in, zero-filled

@@ -18,6 +18,9 @@ and reported as ``SaveStats.buffer_wait_s``). A budget of twice the state dict l
 save persist while the next snapshot is taken. A snapshot larger than the budget fails
 at once with ``CheckpointError``.
 
+``reserve(n)`` allocates and faults in a buffer ahead of time (say at start-up), so
+even the first save's snapshot runs at memcpy speed.
+
 Kinds: a huge-page ``Arena`` for CPU tensors; pinned memory when any tensor is on CUDA
 (device→host copies into pageable memory are synchronous and slower).
 """
@@ -31,9 +34,11 @@ import torch
 
 from pagefault.errors import CheckpointError, SinkError
 from pagefault.pipeline.destinations import tensor_bytes
-from pagefault.pipeline.memory import Arena
+from pagefault.pipeline.memory import Arena, madvise
 
 __all__ = ["HostBuffer", "StagingPool", "default_pool", "free_staging_buffers"]
+
+MADV_POPULATE_WRITE = 23  # Linux 5.14+
 
 
 class HostBuffer:
@@ -53,6 +58,11 @@ class HostBuffer:
                 f"cannot allocate a {capacity}-byte {kind} staging buffer: {exc}"
             ) from exc
         self._bytes = tensor_bytes(self.tensor)
+
+    def populate(self) -> None:
+        """Fault every page in (zero-filled) ahead of the first copy."""
+        if not madvise(self.tensor.data_ptr(), self.capacity, MADV_POPULATE_WRITE):
+            self.tensor.zero_()  # kernels before 5.14: touch the pages ourselves
 
     def view(self, offset: int, length: int) -> memoryview:
         """Bytes ``[offset, offset + length)`` (valid while this buffer is referenced)."""
@@ -107,6 +117,17 @@ class StagingPool:
                     self._cond.wait()
                 finally:
                     self._waiting -= 1
+
+    def reserve(self, nbytes: int, *, pinned: bool = False) -> None:
+        """Allocate and fault in an idle buffer now, so the first save's snapshot is a memcpy.
+
+        Call it at start-up with the state dict's size (``SaveHandle.total_bytes`` of an
+        earlier save, or the sum of tensor bytes plus a few KiB of headers per shard).
+        """
+        with self._cond:
+            buffer = self._allocate(nbytes, pinned)
+        buffer.populate()
+        self.release(buffer)
 
     def release(self, buffer: HostBuffer) -> None:
         """Return a buffer whose save has finished persisting; wake waiting saves."""

@@ -38,6 +38,7 @@ PART_SUFFIX = ".part"
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 _SYNC_FILE_RANGE_WRITE = 2
+_WRITEBACK_BYTES = 32 * 1024 * 1024  # start writeback per 32 MiB, not per (small) chunk
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -70,11 +71,13 @@ class LocalDirectoryWriter:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                offset = 0
+                offset = flushed = 0
                 for chunk in chunks:
                     _write_all(fd, chunk)
-                    _start_writeback(fd, offset, chunk.nbytes)
                     offset += chunk.nbytes
+                    if offset - flushed >= _WRITEBACK_BYTES:
+                        _start_writeback(fd, flushed, offset - flushed)
+                        flushed = offset
                 os.fsync(fd)
             finally:
                 os.close(fd)
