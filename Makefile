@@ -1,4 +1,4 @@
-.PHONY: test lint bench bench-quick
+.PHONY: test lint bench bench-quick bench-save bench-save-quick
 
 test:
 	python -m pytest
@@ -13,3 +13,9 @@ bench:
 
 bench-quick:
 	python bench/load_bench.py --size 1GiB --shards 2 --no-cold
+
+bench-save:
+	python bench/save_bench.py --size 4GiB --out bench/results/save-4GiB.json
+
+bench-save-quick:
+	python bench/save_bench.py --size 1GiB

@@ -16,6 +16,7 @@ from pagefault.checkpoint.plan import (
     plan_save,
 )
 from pagefault.checkpoint.saver import SaveHandle, SaveOptions, start_save
+from pagefault.checkpoint.verify import VerifyReport, verify_checkpoint
 from pagefault.checkpoint.writers import (
     CheckpointWriter,
     ObjectStoreWriter,
@@ -35,10 +36,12 @@ __all__ = [
     "SaveStats",
     "ShardPlan",
     "StagingPool",
+    "VerifyReport",
     "default_pool",
     "free_staging_buffers",
     "open_writer",
     "plan_save",
     "start_save",
     "store_for_uri",
+    "verify_checkpoint",
 ]

@@ -1,4 +1,4 @@
-"""The ``pagefault`` command: load, inspect, synth."""
+"""The ``pagefault`` command: load, inspect, verify, synth."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from pagefault.api import inspect, stream
+from pagefault.checkpoint import verify_checkpoint
 from pagefault.errors import PagefaultError
 from pagefault.manifest import Manifest
 from pagefault.pipeline import LoadStats
@@ -83,6 +84,39 @@ def inspect_command(path: PathArg, as_json: JsonOpt = False) -> None:
         f"{len(manifest.tensors)} tensors, {manifest.total_bytes:,} bytes, "
         f"{len(manifest.files)} files, model id {manifest.model_id[:16]}"
     )
+
+
+@app.command()
+def verify(
+    path: Annotated[
+        Path, typer.Argument(help="A checkpoint directory with pagefault.manifest.json.")
+    ],
+    threads: Annotated[int | None, typer.Option(help="Hashing threads (default: auto)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-hash every piece of a saved checkpoint against its piece manifest."""
+    try:
+        show = not as_json and console.is_terminal
+        with console.status("verifying") if show else nullcontext():
+            report = verify_checkpoint(path, threads=threads)
+    except PagefaultError as exc:
+        fail(exc, as_json=as_json)
+    if as_json:
+        emit_json(
+            {
+                "path": str(path),
+                "ok": True,
+                "files": report.files,
+                "bytes": report.bytes,
+                "pieces": report.pieces,
+                "manifest_id": report.manifest.manifest_id,
+            }
+        )
+    else:
+        console.print(
+            f"ok: {report.files} files, {report.bytes:,} bytes, {report.pieces} pieces match "
+            f"the piece manifest of {path}"
+        )
 
 
 @app.command()
