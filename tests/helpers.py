@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from pagefault.formats import DType, TensorSpec, write_safetensors
+from pagefault.manifest import MANIFEST_NAME, PieceHasher, PieceManifest
 
 TORCH_TO_ST = {
     torch.bool: DType.BOOL,
@@ -70,3 +71,13 @@ def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
         if a.numel()
         else True
     )
+
+
+def verify_manifest(directory: Path) -> list[str]:
+    """Re-hash every file the piece manifest lists; return their names (raises on mismatch)."""
+    manifest = PieceManifest.from_json((directory / MANIFEST_NAME).read_bytes(), name="m")
+    for entry in manifest.files:
+        hasher = PieceHasher(manifest.piece_size)
+        hasher.update((directory / entry.name).read_bytes())
+        assert hasher.finish(entry.name) == entry, f"{entry.name} does not match its manifest"
+    return [entry.name for entry in manifest.files]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from typer.testing import CliRunner
 
 import pagefault
@@ -57,3 +58,21 @@ def test_synth_is_deterministic(tmp_path: Path) -> None:
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+
+
+def test_verify_passes_then_names_the_corrupted_piece(tmp_path: Path) -> None:
+    state = {"w": torch.arange(300_000, dtype=torch.float32)}
+    pagefault.save(state, tmp_path / "ckpt", async_=False)
+    result = runner.invoke(app, ["verify", str(tmp_path / "ckpt"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["files"] == 2 and report["bad_pieces"] == []
+    shard = tmp_path / "ckpt" / "model-00001-of-00001.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    bad = runner.invoke(app, ["verify", str(tmp_path / "ckpt"), "--json"])
+    assert bad.exit_code == 1
+    assert json.loads(bad.stdout)["bad_pieces"] == [{"file": shard.name, "piece": 0}]
+    missing = runner.invoke(app, ["verify", str(tmp_path)])
+    assert missing.exit_code == 2 and "NotFound" in missing.output

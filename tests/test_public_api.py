@@ -14,6 +14,8 @@ EXPECTED = {
     "stream",
     "load_into",
     "inspect",
+    "save",
+    "SaveHandle",
     "PagefaultError",
     "FormatError",
     "NotFound",

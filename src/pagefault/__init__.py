@@ -12,10 +12,12 @@ from pagefault.api import (
     load_into,
     make_piece_manifest,
     pull,
+    save,
     stream,
     verify,
     write_piece_manifest,
 )
+from pagefault.checkpoint import SaveHandle
 from pagefault.errors import (
     CacheError,
     CheckpointError,
@@ -47,6 +49,7 @@ __all__ = [
     "PagefaultError",
     "PieceManifest",
     "PullResult",
+    "SaveHandle",
     "SinkError",
     "SourceError",
     "SwarmError",
@@ -59,6 +62,7 @@ __all__ = [
     "load_into",
     "make_piece_manifest",
     "pull",
+    "save",
     "stream",
     "verify",
     "write_piece_manifest",

@@ -1,4 +1,4 @@
-"""Public Python API: load, stream, load_into, inspect, and the remote verbs (pull, manifests)."""
+"""Public Python API: load, stream, load_into, inspect, save, and the remote verbs."""
 
 from pagefault.api.loading import inspect, load, stream
 from pagefault.api.manifests import (
@@ -9,6 +9,7 @@ from pagefault.api.manifests import (
     write_piece_manifest,
 )
 from pagefault.api.modules import IncompatibleKeys, load_into
+from pagefault.api.saving import save
 
 __all__ = [
     "IncompatibleKeys",
@@ -18,6 +19,7 @@ __all__ = [
     "load_into",
     "make_piece_manifest",
     "pull",
+    "save",
     "stream",
     "verify",
     "write_piece_manifest",

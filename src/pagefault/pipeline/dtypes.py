@@ -1,4 +1,4 @@
-"""Map safetensors dtypes to torch dtypes."""
+"""Map safetensors dtypes to torch dtypes and back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from pagefault.errors import SinkError
 from pagefault.formats import DType
 
-__all__ = ["to_torch_dtype"]
+__all__ = ["from_torch_dtype", "to_torch_dtype"]
 
 _TORCH_NAMES: dict[DType, str] = {
     DType.BOOL: "bool",
@@ -39,3 +39,12 @@ def to_torch_dtype(dtype: DType, *, tensor: str = "") -> torch.dtype:
             f"{where}dtype {dtype.value} has no torch equivalent in torch {torch.__version__}"
         )
     return found
+
+
+def from_torch_dtype(dtype: torch.dtype, *, tensor: str = "") -> DType:
+    """Return the safetensors dtype for a torch dtype, or raise ``SinkError`` if none exists."""
+    for candidate, name in _TORCH_NAMES.items():
+        if getattr(torch, name, None) == dtype:
+            return candidate
+    where = f"tensor {tensor!r}: " if tensor else ""
+    raise SinkError(f"{where}torch dtype {dtype} has no safetensors equivalent")

@@ -1,0 +1,236 @@
+"""Write a checkpoint directory atomically: stage beside it, then swap the two directories.
+
+Shards cannot be renamed over the previous checkpoint's one by one (a crash half way
+would leave a loadable mix of old and new), so the whole checkpoint is written into a
+hidden sibling, ``.<name>.pagefault-<pid>-<token>``, and swapped with ``dest`` in one
+``renameat2(RENAME_EXCHANGE)``. Until that call ``dest`` is untouched; after it,
+``dest`` is complete. The old checkpoint, now under the hidden name, is then deleted.
+
+Inside the staging directory shards are written as ``*.safetensors.part`` and fsynced;
+the index is written before they are renamed to ``*.safetensors``, so at no moment does
+the staging directory hold a loadable subset of the shards either. Plain files in
+``dest`` that are not weights (``config.json``, tokenizer files, ...) are hard-linked
+into the staging directory just before the swap, so they survive it.
+
+Leftovers of a crashed save are removed by the next save beside the same ``dest``
+once their process is gone. Filesystems without ``RENAME_EXCHANGE`` fall back to two
+renames, with a short window where ``dest`` is missing (the old checkpoint is then
+intact under the hidden name).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pagefault.errors import CheckpointError
+from pagefault.formats import INDEX_SUFFIX
+from pagefault.manifest import MANIFEST_NAME
+
+__all__ = ["PART_SUFFIX", "LocalDirectoryWriter", "exchange_directories"]
+
+PART_SUFFIX = ".part"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_SYNC_FILE_RANGE_WRITE = 2
+_WRITEBACK_BYTES = 32 * 1024 * 1024  # start writeback per 32 MiB, not per (small) chunk
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class LocalDirectoryWriter:
+    """A checkpoint writer for a local directory (see the module docstring)."""
+
+    def __init__(self, dest: str | os.PathLike[str]) -> None:
+        self.dest = Path(dest).absolute()
+        self.location = str(self.dest)
+        self.staging: Path | None = None
+
+    def open(self) -> None:
+        """Check ``dest`` and create the staging directory beside it."""
+        if self.dest.exists() and not self.dest.is_dir():
+            raise CheckpointError(f"{self.dest}: exists and is not a directory")
+        if self.dest.is_dir():
+            _check_no_subdirectories(self.dest)
+        try:
+            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_staging(self.dest)
+            staging = self.dest.parent / _staging_name(self.dest.name)
+            staging.mkdir()
+        except OSError as exc:
+            raise CheckpointError(f"{self.dest}: cannot create a staging directory: {exc}") from exc
+        self.staging = staging
+
+    def write_file(self, name: str, chunks: Iterable[memoryview]) -> None:
+        """Write one shard under its staging name, pushing writeback as it goes; fsync it."""
+        path = self._staging() / (name + PART_SUFFIX)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                offset = flushed = 0
+                for chunk in chunks:
+                    _write_all(fd, chunk)
+                    offset += chunk.nbytes
+                    if offset - flushed >= _WRITEBACK_BYTES:
+                        _start_writeback(fd, flushed, offset - flushed)
+                        flushed = offset
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise CheckpointError(f"{path}: write failed: {exc}") from exc
+
+    def commit(self, shards: Sequence[str], small: Sequence[tuple[str, bytes]]) -> None:
+        """Index first, shards renamed, other small files; then swap into ``dest``."""
+        staging = self._staging()
+        index = [(n, d) for n, d in small if n.endswith(INDEX_SUFFIX)]
+        others = [(n, d) for n, d in small if not n.endswith(INDEX_SUFFIX)]
+        try:
+            for name, data in index:
+                _write_small(staging / name, data)
+            for name in shards:
+                os.rename(staging / (name + PART_SUFFIX), staging / name)
+            for name, data in others:
+                _write_small(staging / name, data)
+            _carry_over(self.dest, staging)
+            _fsync_dir(staging)
+            old = exchange_directories(staging, self.dest)
+        except OSError as exc:
+            raise CheckpointError(f"{self.dest}: commit failed: {exc}") from exc
+        self.staging = None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Remove the staging directory; ``dest`` was never touched."""
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+
+    def _staging(self) -> Path:
+        if self.staging is None:
+            raise CheckpointError(f"{self.dest}: writer is not open")
+        return self.staging
+
+
+def exchange_directories(staging: Path, dest: Path) -> Path | None:
+    """Make ``staging`` appear at ``dest`` atomically; return where the old ``dest`` went."""
+    if not dest.exists():
+        try:
+            os.rename(staging, dest)
+            _fsync_dir(dest.parent)
+            return None
+        except OSError as exc:  # someone created dest meanwhile: swap with it instead
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    code = _rename_exchange(staging, dest)
+    if code:
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), str(dest))
+        old = staging.with_name(_staging_name(dest.name))
+        os.rename(dest, old)  # no atomic swap here: two renames, dest briefly missing
+        os.rename(staging, dest)
+        staging = old
+    _fsync_dir(dest.parent)
+    return staging
+
+
+def _rename_exchange(a: Path, b: Path) -> int:
+    """Swap two paths atomically; 0, or the errno (ENOSYS without renameat2 in libc)."""
+    renameat2 = getattr(_libc, "renameat2", None)
+    if renameat2 is None:
+        return errno.ENOSYS
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return 0
+    return ctypes.get_errno()
+
+
+def remove_stale_staging(dest: Path) -> None:
+    """Delete staging directories beside ``dest`` whose process has exited."""
+    prefix = f".{dest.name}.pagefault-"
+    for entry in dest.parent.glob(prefix + "*"):
+        pid = entry.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _staging_name(name: str) -> str:
+    return f".{name}.pagefault-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_weights(name: str) -> bool:
+    return name.endswith((".safetensors", INDEX_SUFFIX)) or name == MANIFEST_NAME
+
+
+def _check_no_subdirectories(dest: Path) -> None:
+    subdirectories = [e.name for e in dest.iterdir() if e.is_dir() and not e.is_symlink()]
+    if subdirectories:
+        raise CheckpointError(
+            f"{dest}: holds directories ({', '.join(sorted(subdirectories))}); a save replaces "
+            "the directory atomically and carries over plain files only: save into a new "
+            "directory or move them out"
+        )
+
+
+def _carry_over(dest: Path, staging: Path) -> None:
+    """Hard-link ``dest``'s non-weight files into ``staging`` so the swap keeps them."""
+    if not dest.is_dir():
+        return
+    for entry in dest.iterdir():
+        target = staging / entry.name
+        if (
+            _is_weights(entry.name)
+            or target.exists()
+            or (entry.is_dir() and not entry.is_symlink())
+        ):
+            continue
+        os.link(entry, target, follow_symlinks=False)
+
+
+def _write_all(fd: int, chunk: memoryview) -> None:
+    while chunk.nbytes:
+        written = os.write(fd, chunk)
+        chunk = chunk[written:]
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing these pages to disk now, so the final fsync has little left to do."""
+    _libc.sync_file_range(
+        fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE
+    )
+
+
+def _write_small(path: Path, data: bytes) -> None:
+    with open(path, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

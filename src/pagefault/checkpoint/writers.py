@@ -1,0 +1,174 @@
+"""Where a checkpoint's bytes go: the writer protocol, the object-store writer, the chooser.
+
+A writer is called in this order (``Persister`` does it):
+
+1. ``open()`` — in the caller's thread, before the snapshot: check the destination and
+   prepare a staging area, so that mistakes fail fast.
+2. ``write_file(name, chunks)`` — once per shard, shards concurrently from several
+   threads; ``chunks`` yields the file's bytes in order. Nothing may become visible
+   under ``name`` as a loadable checkpoint yet.
+3. ``commit(shards, small)`` — after every shard is durable: write the small files
+   (piece manifest, then the index) and make the checkpoint visible, the index last.
+4. ``abort()`` — on any failure instead of ``commit``; leaves the previous checkpoint.
+
+``LocalDirectoryWriter`` (``local.py``) commits with an atomic directory swap;
+``ObjectStoreWriter`` uploads each shard as one multipart upload (an object appears
+only when its upload completes) and uploads the index last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pagefault.checkpoint.local import LocalDirectoryWriter
+from pagefault.checkpoint.plan import INDEX_NAME
+from pagefault.errors import CheckpointError
+from pagefault.manifest import MANIFEST_NAME
+from pagefault.sources.object_store import store_for_uri as remote_store_for_uri
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+__all__ = [
+    "DEFAULT_PART_SIZE",
+    "CheckpointWriter",
+    "ObjectStoreWriter",
+    "open_writer",
+    "store_for_uri",
+]
+
+DEFAULT_PART_SIZE = 16 * 1024 * 1024  # multipart part size: 10,000 parts cover 156 GiB
+_UPLOAD_CONCURRENCY = 8
+
+
+class CheckpointWriter(Protocol):
+    """Destination of one save; see the module docstring for the call order."""
+
+    location: str
+
+    def open(self) -> None: ...
+
+    def write_file(self, name: str, chunks: Iterable[memoryview]) -> None: ...
+
+    def commit(self, shards: Sequence[str], small: Sequence[tuple[str, bytes]]) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ObjectStoreWriter:
+    """Upload a checkpoint under ``prefix`` of an object store (S3, GCS, Azure, ...).
+
+    Object stores cannot swap a set of objects atomically. Shards are uploaded first
+    (each invisible until its multipart upload completes), then the piece manifest,
+    then the index: the checkpoint becomes loadable only with its last object. Saving
+    over a prefix that already holds a checkpoint first deletes that checkpoint's
+    index, so no mix of old and new shards ever loads; the old checkpoint is lost
+    from then on. Save each checkpoint under its own prefix to keep the previous one.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        prefix: str,
+        *,
+        location: str,
+        part_size: int = DEFAULT_PART_SIZE,
+        concurrency: int = _UPLOAD_CONCURRENCY,
+    ) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/")
+        self.location = location
+        self.part_size = part_size
+        self.concurrency = concurrency
+        self._uploaded: list[str] = []
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def open(self) -> None:
+        """Unpublish a checkpoint already at this prefix (index first, then manifest)."""
+        obstore = _obstore()
+        for name in (INDEX_NAME, MANIFEST_NAME):
+            try:
+                obstore.delete(self.store, self.key(name))
+            except FileNotFoundError:
+                pass
+            except obstore.exceptions.BaseError as exc:
+                raise CheckpointError(f"{self.location}/{name}: cannot delete: {exc}") from exc
+
+    def write_file(self, name: str, chunks: Iterable[memoryview]) -> None:
+        obstore = _obstore()
+        try:
+            obstore.put(
+                self.store,
+                self.key(name),
+                iter(chunks),
+                chunk_size=self.part_size,
+                max_concurrency=self.concurrency,
+            )
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise CheckpointError(f"{self.location}/{name}: upload failed: {exc}") from exc
+        self._uploaded.append(name)
+
+    def commit(self, shards: Sequence[str], small: Sequence[tuple[str, bytes]]) -> None:
+        """Upload the small files in order; the caller passes the index last."""
+        obstore = _obstore()
+        for name, data in small:
+            try:
+                obstore.put(self.store, self.key(name), data, use_multipart=False)
+            except (obstore.exceptions.BaseError, OSError) as exc:
+                raise CheckpointError(f"{self.location}/{name}: upload failed: {exc}") from exc
+
+    def abort(self) -> None:
+        """Delete the shards uploaded so far (nothing references them: no index)."""
+        obstore = _obstore()
+        for name in self._uploaded:  # best effort: without an index they cannot load anyway
+            with contextlib.suppress(obstore.exceptions.BaseError, OSError):
+                obstore.delete(self.store, self.key(name))
+        self._uploaded.clear()
+
+
+def store_for_uri(uri: str, options: Mapping[str, Any] | None = None) -> tuple[ObjectStore, str]:
+    """An obstore store for ``uri`` and the key prefix of the checkpoint in it.
+
+    Without ``options`` this is the loader's store (same environment, endpoint, CA and
+    retry settings: ``pagefault.sources.object_store``); explicit ``options`` go to
+    ``obstore.store.from_url`` and the URI's path becomes the store's prefix.
+    """
+    if options is None:
+        return remote_store_for_uri(uri)
+    obstore = _obstore()
+    try:
+        return obstore.store.from_url(uri, **dict(options)), ""
+    except (obstore.exceptions.BaseError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{uri}: cannot open object store: {exc}") from exc
+
+
+def open_writer(
+    dest: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> CheckpointWriter:
+    """A local directory writer for paths and ``file://`` URIs, else an object-store writer."""
+    text = os.fspath(dest)
+    if "://" not in text:
+        return LocalDirectoryWriter(text)
+    if text.startswith("file://"):
+        return LocalDirectoryWriter(text[len("file://") :])
+    store, prefix = store_for_uri(text, storage_options)
+    return ObjectStoreWriter(store, prefix, location=text.rstrip("/"))
+
+
+def _obstore() -> ModuleType:
+    """Import obstore on first use: only object-store destinations need it."""
+    try:
+        import obstore  # noqa: PLC0415
+        import obstore.exceptions  # noqa: PLC0415
+        import obstore.store  # noqa: PLC0415
+    except ImportError as exc:
+        raise CheckpointError(
+            "saving to an object store needs obstore: pip install 'obstore>=0.12'"
+        ) from exc
+    return obstore
