@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pagefault.errors import CheckpointError
 from pagefault.formats import INDEX_SUFFIX
+from pagefault.formats.writer import fsync_directory
 from pagefault.manifest import MANIFEST_NAME
 
 __all__ = ["PART_SUFFIX", "LocalDirectoryWriter", "exchange_directories"]
@@ -97,7 +98,7 @@ class LocalDirectoryWriter:
             for name, data in others:
                 _write_small(staging / name, data)
             _carry_over(self.dest, staging)
-            _fsync_dir(staging)
+            fsync_directory(staging)
             old = exchange_directories(staging, self.dest)
         except OSError as exc:
             raise CheckpointError(f"{self.dest}: commit failed: {exc}") from exc
@@ -122,7 +123,7 @@ def exchange_directories(staging: Path, dest: Path) -> Path | None:
     if not dest.exists():
         try:
             os.rename(staging, dest)
-            _fsync_dir(dest.parent)
+            fsync_directory(dest.parent)
             return None
         except OSError as exc:  # someone created dest meanwhile: swap with it instead
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
@@ -135,7 +136,7 @@ def exchange_directories(staging: Path, dest: Path) -> Path | None:
         os.rename(dest, old)  # no atomic swap here: two renames, dest briefly missing
         os.rename(staging, dest)
         staging = old
-    _fsync_dir(dest.parent)
+    fsync_directory(dest.parent)
     return staging
 
 
@@ -226,11 +227,3 @@ def _write_small(path: Path, data: bytes) -> None:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

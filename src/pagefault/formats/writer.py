@@ -14,7 +14,7 @@ from pagefault.errors import FormatError
 from pagefault.formats.dtypes import DType
 from pagefault.formats.safetensors import HEADER_PREFIX_BYTES, MAX_HEADER_BYTES
 
-__all__ = ["TensorSpec", "build_header", "write_atomic", "write_safetensors"]
+__all__ = ["TensorSpec", "build_header", "fsync_directory", "write_atomic", "write_safetensors"]
 
 _ALIGNMENT = 8  # pad the header so the data section starts 8-byte aligned
 
@@ -109,7 +109,12 @@ def write_atomic(path: str | os.PathLike[str], chunks: Iterable[bytes | memoryvi
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
+    fsync_directory(target.parent)
+
+
+def fsync_directory(path: str | os.PathLike[str]) -> None:
+    """Make renames and creations inside ``path`` durable."""
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pagefault.errors import IntegrityError, SinkError
-from pagefault.formats import write_atomic
+from pagefault.formats.writer import fsync_directory, write_atomic
 from pagefault.manifest import (
     DEFAULT_PIECE_SIZE,
     MANIFEST_NAME,
@@ -137,7 +137,7 @@ def pull_model(
         for part in parts:
             part.close()
     _write_small_files(model, target, result)
-    _sync_directory(target)
+    fsync_directory(target)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -192,11 +192,3 @@ def _write_small_files(model: ResolvedModel, target: Path, result: PullResult) -
         write_atomic(target / name, [bytes(data)])
         result.files.append(name)
         result.bytes += len(data)
-
-
-def _sync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
