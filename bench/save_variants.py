@@ -111,7 +111,7 @@ def raw_write_once(state: dict[str, torch.Tensor], out: Path) -> float:
 
 
 def pagefault_save(**kwargs: object) -> Callable[[dict, Path], dict]:
-    """A first save (allocates the buffer), then ROUNDS of [memcpy, raw write, save].
+    """A first save (allocates the buffer), then ROUNDS of [raw write, memcpy, save].
 
     The limits are re-measured in this process right before each steady save, so
     the ratios do not depend on what else the (shared) machine did between processes.
@@ -126,10 +126,11 @@ def pagefault_save(**kwargs: object) -> Callable[[dict, Path], dict]:
         rounds = []
         for _ in range(ROUNDS):
             drop_caches()
-            limit = min(memcpy_once(state, target, threads) for threads in (1, 2))
             raw = raw_write_once(state, out / "raw")
             shutil.rmtree(out / "raw")
             drop_caches()
+            # The stall limit right before the save, so both see the same machine.
+            limit = min(memcpy_once(state, target, threads) for threads in (1, 2))
             save = _timed_save(pagefault, state, out / "steady", kwargs)
             shutil.rmtree(out / "steady")
             rounds.append({"memcpy_s": limit, "raw_write_s": raw, **save})

@@ -105,15 +105,32 @@ def test_overwrite_replaces_weights_and_keeps_other_files(tmp_path: Path) -> Non
     old_shards = {p.name for p in ckpt.glob("*.safetensors")}
     (ckpt / "config.json").write_text('{"model_type": "x"}')
     (ckpt / "model.safetensors").write_bytes(b"stale single-file weights")
+    (ckpt / "adapter_model.safetensors").write_bytes(b"not ours: kept")
     new = {"only": random_tensor(torch.float32, (10, 10), 5)}
     pagefault.save(new, ckpt).wait()
     assert sorted(os.listdir(ckpt)) == sorted(
-        ["config.json", MANIFEST_NAME, INDEX, "model-00001-of-00001.safetensors"]
+        [
+            "config.json",
+            "adapter_model.safetensors",
+            MANIFEST_NAME,
+            INDEX,
+            "model-00001-of-00001.safetensors",
+        ]
     )
     assert len(old_shards) > 1
     assert (ckpt / "config.json").read_text() == '{"model_type": "x"}'
     assert_same(pagefault.load(ckpt), new)
     assert sorted(os.listdir(tmp_path)) == ["ckpt"]
+
+
+def test_symlinked_destination_keeps_its_link(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "latest").symlink_to(tmp_path / "real", target_is_directory=True)
+    state = {"w": random_tensor(torch.int32, (9, 9), 8)}
+    pagefault.save(state, tmp_path / "latest").wait()
+    assert (tmp_path / "latest").is_symlink()
+    assert_same(pagefault.load(tmp_path / "latest"), state)
+    assert sorted(os.listdir(tmp_path)) == ["latest", "real"]
 
 
 def test_transformers_from_pretrained_loads_the_checkpoint(tmp_path: Path) -> None:

@@ -28,8 +28,9 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from pagefault.errors import CheckpointError
-from pagefault.formats import INDEX_SUFFIX
+from pagefault.checkpoint.plan import INDEX_NAME
+from pagefault.errors import CheckpointError, FormatError
+from pagefault.formats import INDEX_SUFFIX, parse_index
 from pagefault.formats.writer import fsync_directory
 from pagefault.manifest import MANIFEST_NAME
 
@@ -47,7 +48,7 @@ class LocalDirectoryWriter:
     """A checkpoint writer for a local directory (see the module docstring)."""
 
     def __init__(self, dest: str | os.PathLike[str]) -> None:
-        self.dest = Path(dest).absolute()
+        self.dest = Path(os.path.realpath(dest))  # a symlinked dest: swap its target, keep the link
         self.location = str(self.dest)
         self.staging: Path | None = None
 
@@ -180,8 +181,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _is_weights(name: str) -> bool:
-    return name.endswith((".safetensors", INDEX_SUFFIX)) or name == MANIFEST_NAME
+def _replaced_names(dest: Path) -> set[str]:
+    """Files of ``dest`` that the new checkpoint replaces rather than keeps.
+
+    The index, the piece manifest, ``model.safetensors`` (Transformers would prefer it
+    over the new index), HF-pattern shards, and any shard the current index lists.
+    Other files, ``adapter_model.safetensors`` included, are kept.
+    """
+    names = {INDEX_NAME, MANIFEST_NAME, "model.safetensors"}
+    names |= {p.name for p in dest.glob("model-*-of-*.safetensors")}
+    try:
+        index = parse_index((dest / INDEX_NAME).read_bytes(), name=str(dest / INDEX_NAME))
+        names |= set(index.shards)
+    except (OSError, FormatError):
+        pass  # no readable index: nothing more to replace
+    return names
 
 
 def _check_no_subdirectories(dest: Path) -> None:
@@ -195,18 +209,16 @@ def _check_no_subdirectories(dest: Path) -> None:
 
 
 def _carry_over(dest: Path, staging: Path) -> None:
-    """Hard-link ``dest``'s non-weight files into ``staging`` so the swap keeps them."""
+    """Hard-link ``dest``'s files that are not replaced into ``staging`` so the swap keeps them."""
     if not dest.is_dir():
         return
+    replaced = _replaced_names(dest)
     for entry in dest.iterdir():
-        target = staging / entry.name
-        if (
-            _is_weights(entry.name)
-            or target.exists()
-            or (entry.is_dir() and not entry.is_symlink())
-        ):
+        if entry.name in replaced or (staging / entry.name).exists():
             continue
-        os.link(entry, target, follow_symlinks=False)
+        if entry.is_dir() and not entry.is_symlink():  # appeared since open(): never drop it
+            raise CheckpointError(f"{dest}: directory {entry.name!r} appeared during the save")
+        os.link(entry, staging / entry.name, follow_symlinks=False)
 
 
 def _write_all(fd: int, chunk: memoryview) -> None:
