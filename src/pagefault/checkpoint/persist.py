@@ -3,8 +3,8 @@
 Two kinds of work run at once, on two thread pools, straight out of the snapshot:
 
 * **writes** — one task per shard (a file or an object upload is a sequential stream;
-  several shards go out in parallel). Local writes start writeback chunk by chunk, so
-  the disk is busy from the first chunk and the final fsync has little left.
+  several shards go out in parallel). Local writes go from the page-aligned staging
+  buffer to the device with O_DIRECT (``local.ShardFile``), using almost no CPU.
 * **hashes** — the SHA-256 of every piece for the piece manifest, one task per
   ``request_size`` unit, any thread, any order (pieces hash independently). hashlib
   releases the GIL, so hashing uses the cores while the writes wait on the disk.
