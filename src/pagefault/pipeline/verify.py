@@ -8,11 +8,12 @@ are checked once, up front. Hashing runs on the I/O threads (hashlib releases th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from pagefault.errors import IntegrityError, SinkError
 from pagefault.manifest import FileDigest, Manifest, PieceManifest, hash_piece
 from pagefault.pipeline.plan import ReadTask
+from pagefault.sources.cursor import BufferCursor
 
 __all__ = ["PieceVerifier"]
 
@@ -34,7 +35,7 @@ class PieceVerifier:
         header = self._headers[task.file_index]
         start, end = task.file_offset, task.file_offset + task.length
         self._check_alignment(task, digest, start, end)
-        data = _Chunks(buffers)
+        data = BufferCursor(buffers)
         first = start // self.piece_size
         for index in range(first, -(-end // self.piece_size)):
             piece_start, piece_end = digest.piece_range(index, self.piece_size)
@@ -76,23 +77,3 @@ class PieceVerifier:
                 f"{actual[:16]}..., the manifest says {digest.pieces[piece][:16]}...; "
                 "the bytes were corrupted or the model changed"
             )
-
-
-class _Chunks:
-    """Consume a list of buffers front to back in byte counts, without copying."""
-
-    def __init__(self, buffers: Sequence[memoryview]) -> None:
-        self._buffers: Iterator[memoryview] = (memoryview(b).cast("B") for b in buffers)
-        self._current = memoryview(b"")
-
-    def take(self, count: int) -> list[memoryview]:
-        chunks: list[memoryview] = []
-        while count:
-            if not self._current.nbytes:
-                self._current = next(self._buffers)
-                continue
-            part = self._current[:count]
-            chunks.append(part)
-            self._current = self._current[part.nbytes :]
-            count -= part.nbytes
-        return chunks

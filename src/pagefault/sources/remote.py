@@ -16,6 +16,7 @@ from obstore import exceptions as obs_errors
 
 from pagefault.errors import IntegrityError, SourceError
 from pagefault.sources.base import Buffer
+from pagefault.sources.cursor import BufferCursor
 from pagefault.sources.object_store import map_store_errors, store_for_uri
 from pagefault.sources.retry import RetryPolicy
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from obstore import ObjectMeta
     from obstore.store import ObjectStore
 
-__all__ = ["BufferCursor", "RemoteSource"]
+__all__ = ["RemoteSource"]
 
 _CHUNK = 1024 * 1024  # obstore hands the body over in chunks of at least this size
 
@@ -33,35 +34,6 @@ class TruncatedBody(ConnectionError):
 
 
 _RETRYABLE = (obs_errors.GenericError, ConnectionError, TimeoutError)
-
-
-class BufferCursor:
-    """Copies a stream of chunks into a list of buffers, in order, and counts what arrived."""
-
-    def __init__(self, buffers: Sequence[Buffer]) -> None:
-        self._buffers = [memoryview(b).cast("B") for b in buffers if b.nbytes]
-        self.total = sum(b.nbytes for b in self._buffers)
-        self.filled = 0
-        self._index = 0
-        self._position = 0
-
-    @property
-    def remaining(self) -> int:
-        return self.total - self.filled
-
-    def write(self, data: Any) -> None:
-        view = memoryview(data).cast("B")
-        if view.nbytes > self.remaining:
-            raise IntegrityError(f"origin sent {view.nbytes - self.remaining} bytes past the range")
-        while view.nbytes:
-            target = self._buffers[self._index]
-            take = min(view.nbytes, target.nbytes - self._position)
-            target[self._position : self._position + take] = view[:take]
-            view = view[take:]
-            self.filled += take
-            self._position += take
-            if self._position == target.nbytes:
-                self._index, self._position = self._index + 1, 0
 
 
 class RemoteSource:
