@@ -130,7 +130,7 @@ def _model_files(model: ResolvedModel) -> tuple[list[Source], list[str]]:
     sources = list(model.sources)
     if model.index is not None:
         sources.append(model.index)
-        names.append(model.index.name.rstrip("/").rsplit("/", 1)[-1])
+        names.append(model.index.name)
     return sources, names
 
 

@@ -186,9 +186,8 @@ def _write_small_files(model: ResolvedModel, target: Path, result: PullResult) -
         write_atomic(target / MANIFEST_NAME, [model.pieces.to_json()])
         result.files.append(MANIFEST_NAME)
     if model.index is not None:
-        name = model.index.name.rstrip("/").rsplit("/", 1)[-1]
-        data = bytearray(model.index.size())
+        data = bytearray(model.index.size())  # the bytes verified while resolving
         model.index.read_into(0, [memoryview(data)])
-        write_atomic(target / name, [bytes(data)])
-        result.files.append(name)
+        write_atomic(target / model.index.name, [bytes(data)])
+        result.files.append(model.index.name)
         result.bytes += len(data)

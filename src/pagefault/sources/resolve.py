@@ -27,12 +27,13 @@ from pagefault.formats import (
 from pagefault.manifest import (
     MANIFEST_NAME,
     Manifest,
+    PieceHasher,
     PieceManifest,
     build_manifest,
-    hash_piece,
 )
 from pagefault.sources.base import Source
 from pagefault.sources.local import LocalFileSource
+from pagefault.sources.memory import MemorySource
 from pagefault.sources.object_store import is_remote
 from pagefault.sources.remote_dir import RemoteDirectory
 
@@ -53,14 +54,15 @@ _HEADER_FETCHERS = 16  # shard headers are fetched concurrently: remote round tr
 class ResolvedModel:
     """A manifest, one open source per manifest file (same order), raw header bytes
     (prefix included) of each file, and the piece manifest if one was published.
-    Close when done."""
+    ``index`` serves the index file's bytes exactly as read (and verified) while
+    resolving, under its file name. Close when done."""
 
     manifest: Manifest
     sources: list[Source]
     headers: list[bytes]
     pieces: PieceManifest | None = None
     remote: bool = False
-    index: Source | None = None  # the sharded index file, when the model has one
+    index: MemorySource | None = None
 
     def close(self) -> None:
         for source in [*self.sources, *([self.index] if self.index else [])]:
@@ -84,9 +86,10 @@ def resolve(source: str | os.PathLike[str]) -> ResolvedModel:
         path = _pick_in_directory(path)
     pieces = _local_pieces(path.parent / MANIFEST_NAME)
     if path.name.endswith(".index.json"):
-        index = _read_index(path)
+        index, data = _read_index(path)
         shards = [LocalFileSource(path.parent / shard) for shard in index.shards]
-        return resolve_sources(shards, index, pieces=pieces, index_source=LocalFileSource(path))
+        index_source = MemorySource(path.name, data)
+        return resolve_sources(shards, index, pieces=pieces, index_source=index_source)
     return resolve_sources([LocalFileSource(path)], pieces=pieces)
 
 
@@ -96,7 +99,7 @@ def resolve_sources(
     *,
     pieces: PieceManifest | None = None,
     remote: bool = False,
-    index_source: Source | None = None,
+    index_source: MemorySource | None = None,
 ) -> ResolvedModel:
     """Read each source's header and build the manifest; closes the sources on failure.
 
@@ -165,17 +168,16 @@ def _resolve_remote(uri: str) -> ResolvedModel:
         index = parse_index(data, name=directory.uri + name)
         shards = [directory.source(shard) for shard in index.shards]
         return resolve_sources(
-            shards, index, pieces=pieces, remote=True, index_source=directory.source(name)
+            shards, index, pieces=pieces, remote=True, index_source=MemorySource(name, data)
         )
     return resolve_sources([directory.source(name)], pieces=pieces, remote=True)
 
 
 def _check_small_file(pieces: PieceManifest, name: str, data: bytes, *, where: str) -> None:
     """Verify a whole small file (the index) against its digest before parsing it."""
-    digest = pieces.file(name)
-    size = pieces.piece_size
-    actual = tuple(hash_piece([data[i : i + size]]) for i in range(0, len(data), size))
-    if len(data) != digest.size or actual != digest.pieces:
+    hasher = PieceHasher(pieces.piece_size)
+    hasher.update(data)
+    if hasher.finish(name) != pieces.file(name):
         raise IntegrityError(f"{where}: does not match its digest in {MANIFEST_NAME}")
 
 
@@ -221,7 +223,7 @@ def _local_pieces(path: Path) -> PieceManifest | None:
     return PieceManifest.from_json(data, name=str(path))
 
 
-def _read_index(path: Path) -> ShardedIndex:
+def _read_index(path: Path) -> tuple[ShardedIndex, bytes]:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -230,4 +232,4 @@ def _read_index(path: Path) -> ShardedIndex:
     missing = [shard for shard in index.shards if not (path.parent / shard).is_file()]
     if missing:
         raise NotFound(f"{path}: shards listed in the index are missing: {', '.join(missing)}")
-    return index
+    return index, data
