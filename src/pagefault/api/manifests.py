@@ -16,6 +16,7 @@ from pagefault.pipeline.download import PullResult, pull_model
 from pagefault.pipeline.tuning import REMOTE_CONNECTIONS
 from pagefault.sources import ResolvedModel, Source, resolve
 from pagefault.sources.object_store import is_remote, map_store_errors, store_for_uri
+from pagefault.sources.remote_dir import RemoteDirectory
 
 __all__ = ["VerifyReport", "make_piece_manifest", "pull", "verify", "write_piece_manifest"]
 
@@ -59,9 +60,7 @@ def default_manifest_location(source: PathLike) -> str:
     """Where a model's piece manifest is published: beside its index or single file."""
     text = os.fspath(source)
     if is_remote(text):
-        names_file = text.endswith((".json", ".safetensors"))
-        base = text.rsplit("/", 1)[0] if names_file else text.rstrip("/")
-        return f"{base}/{MANIFEST_NAME}"
+        return RemoteDirectory.split(text)[0].uri + MANIFEST_NAME
     directory = text if os.path.isdir(text) else os.path.dirname(text) or "."
     return os.path.join(directory, MANIFEST_NAME)
 

@@ -20,10 +20,11 @@ def digest_files(
     on_progress: Callable[[int], None] | None = None,
 ) -> list[FileDigest]:
     """SHA-256 of every piece of every file; memory is ``threads`` pieces at most."""
+    counts = [piece_count(source.size(), piece_size) for source in sources]
     jobs = [
         (source, index)
-        for source in sources
-        for index in range(piece_count(source.size(), piece_size))
+        for source, count in zip(sources, counts, strict=True)
+        for index in range(count)
     ]
 
     def hash_one(job: tuple[Source, int]) -> str:
@@ -36,12 +37,9 @@ def digest_files(
         return hash_piece([buffer])
 
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pagefault-hash") as pool:
-        hashes = iter(pool.map(hash_one, jobs))
-        return [
-            FileDigest(
-                name,
-                source.size(),
-                tuple(next(hashes) for _ in range(piece_count(source.size(), piece_size))),
-            )
-            for source, name in zip(sources, names, strict=True)
-        ]
+        hashes = list(pool.map(hash_one, jobs))
+    digests, first = [], 0
+    for source, name, count in zip(sources, names, counts, strict=True):
+        digests.append(FileDigest(name, source.size(), tuple(hashes[first : first + count])))
+        first += count
+    return digests
