@@ -21,8 +21,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
+
+import obstore
+import obstore.store
+from obstore import exceptions as obs_errors
 
 from pagefault.checkpoint.local import LocalDirectoryWriter
 from pagefault.checkpoint.plan import INDEX_NAME
@@ -91,17 +94,15 @@ class ObjectStoreWriter:
 
     def open(self) -> None:
         """Unpublish a checkpoint already at this prefix (index first, then manifest)."""
-        obstore = _obstore()
         for name in (INDEX_NAME, MANIFEST_NAME):
             try:
                 obstore.delete(self.store, self.key(name))
             except FileNotFoundError:
                 pass
-            except obstore.exceptions.BaseError as exc:
+            except obs_errors.BaseError as exc:
                 raise CheckpointError(f"{self.location}/{name}: cannot delete: {exc}") from exc
 
     def write_file(self, name: str, chunks: Iterable[memoryview]) -> None:
-        obstore = _obstore()
         try:
             obstore.put(
                 self.store,
@@ -110,24 +111,22 @@ class ObjectStoreWriter:
                 chunk_size=self.part_size,
                 max_concurrency=self.concurrency,
             )
-        except (obstore.exceptions.BaseError, OSError) as exc:
+        except (obs_errors.BaseError, OSError) as exc:
             raise CheckpointError(f"{self.location}/{name}: upload failed: {exc}") from exc
         self._uploaded.append(name)
 
     def commit(self, shards: Sequence[str], small: Sequence[tuple[str, bytes]]) -> None:
         """Upload the small files in order; the caller passes the index last."""
-        obstore = _obstore()
         for name, data in small:
             try:
                 obstore.put(self.store, self.key(name), data, use_multipart=False)
-            except (obstore.exceptions.BaseError, OSError) as exc:
+            except (obs_errors.BaseError, OSError) as exc:
                 raise CheckpointError(f"{self.location}/{name}: upload failed: {exc}") from exc
 
     def abort(self) -> None:
         """Delete the shards uploaded so far (nothing references them: no index)."""
-        obstore = _obstore()
         for name in self._uploaded:  # best effort: without an index they cannot load anyway
-            with contextlib.suppress(obstore.exceptions.BaseError, OSError):
+            with contextlib.suppress(obs_errors.BaseError, OSError):
                 obstore.delete(self.store, self.key(name))
         self._uploaded.clear()
 
@@ -141,10 +140,9 @@ def store_for_uri(uri: str, options: Mapping[str, Any] | None = None) -> tuple[O
     """
     if options is None:
         return remote_store_for_uri(uri)
-    obstore = _obstore()
     try:
         return obstore.store.from_url(uri, **dict(options)), ""
-    except (obstore.exceptions.BaseError, ValueError, TypeError) as exc:
+    except (obs_errors.BaseError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{uri}: cannot open object store: {exc}") from exc
 
 
@@ -159,16 +157,3 @@ def open_writer(
         return LocalDirectoryWriter(text[len("file://") :])
     store, prefix = store_for_uri(text, storage_options)
     return ObjectStoreWriter(store, prefix, location=text.rstrip("/"))
-
-
-def _obstore() -> ModuleType:
-    """Import obstore on first use: only object-store destinations need it."""
-    try:
-        import obstore  # noqa: PLC0415
-        import obstore.exceptions  # noqa: PLC0415
-        import obstore.store  # noqa: PLC0415
-    except ImportError as exc:
-        raise CheckpointError(
-            "saving to an object store needs obstore: pip install 'obstore>=0.12'"
-        ) from exc
-    return obstore
