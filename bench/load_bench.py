@@ -62,6 +62,11 @@ def run_variant(name: str, index: Path, files: list[Path], cold: bool) -> dict:
     if cold:
         drop_caches(files)
     command = [sys.executable, str(Path(__file__).parent / "variants.py"), name, str(index)]
+    return run_json(command, name=name, env=env)
+
+
+def run_json(command: list[str], *, name: str, env: dict[str, str] | None = None) -> dict:
+    """Run a variant's process; its last stdout line is its JSON result (or its error)."""
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         return {"variant": name, "error": done.stderr.strip().splitlines()[-1:]}

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load_bench import prepare
+from load_bench import prepare, run_json
 from pagefault.cli.output import parse_size
 from save_variants import VARIANTS
 
@@ -33,11 +32,9 @@ console = Console()
 def run_variant(name: str, index: Path, out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, str(Path(__file__).parent / "save_variants.py"), name, str(index)]
-    done = subprocess.run([*command, str(out)], capture_output=True, text=True, check=False)
+    result = run_json([*command, str(out)], name=name)
     shutil.rmtree(out, ignore_errors=True)
-    if done.returncode != 0:
-        return {"variant": name, "error": done.stderr.strip().splitlines()[-1:]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -81,3 +82,15 @@ def verify_manifest(directory: Path) -> list[str]:
         hasher.update((directory / entry.name).read_bytes())
         assert hasher.finish(entry.name) == entry, f"{entry.name} does not match its manifest"
     return [entry.name for entry in manifest.files]
+
+
+def tiny_llama_config(transformers: Any, **overrides: Any) -> Any:
+    """A 2-layer Llama config small enough for unit tests; ``overrides`` change any field."""
+    settings: dict[str, Any] = {
+        "vocab_size": 128,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+    }
+    return transformers.LlamaConfig(**{**settings, **overrides})

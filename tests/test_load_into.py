@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import pagefault
+from tests.helpers import tiny_llama_config
 
 
 class Tiny(nn.Module):
@@ -98,15 +99,7 @@ def test_shape_mismatch_is_always_an_error(tmp_path: Path) -> None:
 def test_transformers_model_matches_stock_loading(tmp_path: Path, tied: bool) -> None:
     transformers = pytest.importorskip("transformers")
     accelerate = pytest.importorskip("accelerate")
-    config = transformers.LlamaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=tied,
-    )
+    config = tiny_llama_config(transformers, num_key_value_heads=2, tie_word_embeddings=tied)
     torch.manual_seed(0)
     transformers.LlamaForCausalLM(config).save_pretrained(tmp_path)
     stock = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()

@@ -19,7 +19,13 @@ from pagefault.checkpoint import SaveOptions, StagingPool, start_save
 from pagefault.errors import CheckpointError
 from pagefault.manifest import MANIFEST_NAME
 from tests.checkpoint.fakes import MemoryWriter
-from tests.helpers import TORCH_TO_ST, random_tensor, same_bytes, verify_manifest
+from tests.helpers import (
+    TORCH_TO_ST,
+    random_tensor,
+    same_bytes,
+    tiny_llama_config,
+    verify_manifest,
+)
 
 INDEX = "model.safetensors.index.json"
 
@@ -135,13 +141,7 @@ def test_symlinked_destination_keeps_its_link(tmp_path: Path) -> None:
 
 def test_transformers_from_pretrained_loads_the_checkpoint(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    config = transformers.LlamaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-    )
+    config = tiny_llama_config(transformers)
     model = transformers.LlamaForCausalLM(config)
     config.save_pretrained(tmp_path / "llama")  # a plain file the save must keep
     pagefault.save(model.state_dict(), tmp_path / "llama", max_shard_size=100_000).wait()
