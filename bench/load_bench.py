@@ -65,6 +65,16 @@ def run_variant(name: str, index: Path, files: list[Path], cold: bool) -> dict:
     return run_json(command, name=name, env=env)
 
 
+def machine_facts(**run: object) -> dict[str, object]:
+    """What a results file records about where and how it was measured."""
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "kernel": os.uname().release,
+        **run,
+    }
+
+
 def run_json(command: list[str], *, name: str, env: dict[str, str] | None = None) -> dict:
     """Run a variant's process; its last stdout line is its JSON result (or its error)."""
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -101,13 +111,7 @@ def main() -> None:
             console.print(f"{temperature:4} {name:28} {_summary(best)}")
     report(results)
     if args.out:
-        facts = {
-            "date": time.strftime("%Y-%m-%d"),
-            "cpus": os.cpu_count(),
-            "kernel": os.uname().release,
-            "size": args.size,
-            "shards": args.shards,
-        }
+        facts = machine_facts(size=args.size, shards=args.shards)
         args.out.write_text(json.dumps({"machine": facts, **results}, indent=2))
 
 

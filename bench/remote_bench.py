@@ -29,7 +29,9 @@ import obstore
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).parent))
 import pagefault
+from load_bench import machine_facts
 from pagefault.cli.output import parse_size
 from pagefault.manifest import MANIFEST_NAME
 from pagefault.sources.object_store import store_for_uri
@@ -224,7 +226,11 @@ def main() -> None:
     console.print(
         f"{total / 1e6:.0f} MB in {len(files)} shards; cap {args.cap / 1e6:.0f} MB/s per connection"
     )
-    results: dict[str, object] = {"bytes": total, "cap": args.cap}
+    results: dict[str, object] = {
+        "machine": machine_facts(size=args.size),
+        "bytes": total,
+        "cap": args.cap,
+    }
     if not args.no_http:
         results["http"] = rows = http_rows(args.dir, files, args, total)
         show("HTTP origin (per-connection cap)", rows)

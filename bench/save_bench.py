@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load_bench import prepare, run_json
+from load_bench import machine_facts, prepare, run_json
 from pagefault.cli.output import parse_size
 from save_variants import VARIANTS
 
@@ -56,12 +54,7 @@ def main() -> None:
         console.print(f"{name:24} {json.dumps(result)}")
     report(rows)
     if args.out:
-        facts = {
-            "date": time.strftime("%Y-%m-%d"),
-            "cpus": os.cpu_count(),
-            "kernel": os.uname().release,
-            "size": args.size,
-        }
+        facts = machine_facts(size=args.size)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"machine": facts, "results": rows}, indent=2))
 
