@@ -18,3 +18,13 @@ def sharded_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def single_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("single")
     return write_synthetic_checkpoint(directory, SyntheticConfig(size=8 << 20, shards=1, seed=3))
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty node cache (never the user's ~/.cache or /dev/shm)."""
+    root = tmp_path / "node-cache"
+    monkeypatch.setenv("PAGEFAULT_CONFIG", str(root / "absent.toml"))
+    monkeypatch.setenv("PAGEFAULT_CACHE_DIR", str(root / "disk"))
+    monkeypatch.setenv("PAGEFAULT_CACHE_RAM_DIR", str(root / "ram"))
+    return root

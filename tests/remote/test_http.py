@@ -47,7 +47,9 @@ def test_dtype_conversion_with_bounded_staging(origin: HTTPOrigin, served_model:
 def test_first_tensor_arrives_before_the_download_finishes(served_model: Path) -> None:
     total = sum(p.stat().st_size for p in (served_model / "sharded").glob("*.safetensors"))
     with HTTPOrigin(served_model, bandwidth=4e6) as origin:
-        stream = pagefault.stream(origin.url + "/sharded", threads=1, request_size=256 << 10)
+        stream = pagefault.stream(
+            origin.url + "/sharded", threads=1, request_size=256 << 10, cache=False
+        )
         name, _ = next(iter(stream))
         sent_at_first = origin.bytes_sent
         rest = dict(stream)
@@ -58,7 +60,7 @@ def test_first_tensor_arrives_before_the_download_finishes(served_model: Path) -
 def test_faults_are_retried_and_resumed(served_model: Path) -> None:
     plan = FaultPlan(reset_rate=0.1, truncate_rate=0.05, error_rate=0.08, seed=1)
     with HTTPOrigin(served_model, faults=plan) as origin:
-        got = pagefault.load(origin.url + "/sharded", request_size=128 << 10)
+        got = pagefault.load(origin.url + "/sharded", request_size=128 << 10, cache=False)
         statuses = {status for _, _, status in origin.requests}
     assert_same_tensors(got, reference(served_model / "sharded"))
     assert statuses & {500, 503, 429}, "the fault plan should have produced error statuses"
@@ -74,7 +76,9 @@ def test_changed_etag_mid_load_aborts(served_model: Path) -> None:
     last = sorted((served_model / "sharded").glob("*.safetensors"))[-1]
     shard = f"/sharded/{last.name}"
     with HTTPOrigin(served_model, bandwidth=2e6) as origin:
-        stream = pagefault.stream(origin.url + "/sharded", threads=1, request_size=256 << 10)
+        stream = pagefault.stream(
+            origin.url + "/sharded", threads=1, request_size=256 << 10, cache=False
+        )
         next(iter(stream))
         origin.change_etag(shard)
         with pytest.raises(IntegrityError, match="changed during the load"):

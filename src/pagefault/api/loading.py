@@ -7,14 +7,34 @@ from collections.abc import Callable
 
 import torch
 
+from pagefault.cache import NodeCache, load_config, resolve_cached
 from pagefault.errors import SinkError
 from pagefault.manifest import Manifest
 from pagefault.pipeline import LoadOptions, TensorStream, open_stream
-from pagefault.sources import resolve
+from pagefault.sources import ResolvedModel, resolve
+from pagefault.sources.object_store import is_remote
 
-__all__ = ["inspect", "load", "parse_device", "stream"]
+__all__ = ["CacheChoice", "inspect", "load", "open_model", "parse_device", "stream"]
 
 PathLike = str | os.PathLike[str]
+# None: the configured default (on unless PAGEFAULT_CACHE=off); False: bypass; True: on.
+CacheChoice = bool | NodeCache | None
+
+
+def open_model(source: PathLike, cache: CacheChoice = None) -> ResolvedModel:
+    """Resolve ``source``; remote models go through the node cache unless it is off."""
+    node = node_cache(cache) if is_remote(source) else None
+    return resolve_cached(str(source), node) if node is not None else resolve(source)
+
+
+def node_cache(cache: CacheChoice) -> NodeCache | None:
+    """The cache a call asked for, or None when it should not use one."""
+    if isinstance(cache, NodeCache):
+        return cache
+    if cache is False:
+        return None
+    config = load_config()
+    return NodeCache(config) if cache or config.enabled else None
 
 
 def stream(
@@ -27,6 +47,7 @@ def stream(
     memory_limit: int | None = None,
     request_size: int | None = None,
     verify: bool | None = None,
+    cache: CacheChoice = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> TensorStream:
     """Yield ``(name, tensor)`` in file order, each as soon as its bytes are in place.
@@ -47,7 +68,7 @@ def stream(
         request_size=request_size,
         verify=verify,
     )
-    return open_stream(resolve(source), options, on_progress=on_progress)
+    return open_stream(open_model(source, cache), options, on_progress=on_progress)
 
 
 def load(
@@ -60,6 +81,7 @@ def load(
     memory_limit: int | None = None,
     request_size: int | None = None,
     verify: bool | None = None,
+    cache: CacheChoice = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Load every tensor of a safetensors file, sharded index, or directory.
@@ -84,6 +106,10 @@ def load(
         verify: check every piece against the published ``pagefault.manifest.json``
             before its tensors are exposed. ``None`` (default): when the model is
             remote and publishes one. ``True``: require it. ``False``: never.
+        cache: remote models only. ``None`` (default): through the node cache unless
+            it is configured off (``PAGEFAULT_CACHE=off``); ``False``: bypass it;
+            ``True``: use it even if configured off; or a ``NodeCache`` to use. The
+            cache checks every piece itself (SHA-256 from the origin, XXH3 at rest).
 
     Tensors keep their arena or mapping alive; it is freed with the last of them.
 
@@ -98,14 +124,15 @@ def load(
         memory_limit=memory_limit,
         request_size=request_size,
         verify=verify,
+        cache=cache,
         on_progress=on_progress,
     ) as tensors:
         return dict(tensors)
 
 
-def inspect(source: PathLike) -> Manifest:
+def inspect(source: PathLike, *, cache: CacheChoice = None) -> Manifest:
     """Read and validate only the headers: files, tensor names, dtypes, shapes, byte ranges."""
-    with resolve(source) as model:
+    with open_model(source, cache) as model:
         return model.manifest
 
 

@@ -19,9 +19,8 @@ from torch import nn
 from pagefault.errors import LoadIntoError
 from pagefault.manifest import Manifest
 from pagefault.pipeline import LoadOptions, Target, open_stream
-from pagefault.sources import resolve
 
-from .loading import parse_device
+from .loading import CacheChoice, open_model, parse_device
 
 __all__ = ["IncompatibleKeys", "load_into"]
 
@@ -52,20 +51,21 @@ def load_into(
     threads: int | None = None,
     memory_limit: int | None = None,
     verify: bool | None = None,
+    cache: CacheChoice = None,
 ) -> IncompatibleKeys:
     """Load a checkpoint into ``module``'s parameters and persistent buffers.
 
     ``device`` is where parameters that are on ``meta`` are materialized; others stay
     where they are. With ``strict`` every name must match both ways and no tensor may
-    remain on ``meta`` afterwards. Shapes must always match. ``source`` and ``verify``
-    are as for :func:`pagefault.load` (remote URIs included).
+    remain on ``meta`` afterwards. Shapes must always match. ``source``, ``verify``
+    and ``cache`` are as for :func:`pagefault.load` (remote URIs included).
 
     >>> with torch.device("meta"):  # doctest: +SKIP
     ...     model = MyModel()
     >>> pagefault.load_into(model, "model.safetensors")  # doctest: +SKIP
     """
     slots = dict(_named_slots(module))
-    with resolve(source) as model:
+    with open_model(source, cache) as model:
         groups = _alias_groups(slots)
         chosen, keys = _match(model.manifest, slots, groups)
         if strict and (keys.missing_keys or keys.unexpected_keys):

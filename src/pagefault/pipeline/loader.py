@@ -80,7 +80,9 @@ def open_stream(
         files=len(model.sources),
     )
     verifier = _verifier(model, options)
-    stats.verified = verifier is not None
+    stats.verified = verifier is not None or (
+        model.checked_piece_size is not None and model.published
+    )
     if _use_mapping(model, options, targets):
         return _open_mapped(
             model, entries, options, stats, verifier=verifier, on_progress=on_progress
@@ -93,6 +95,8 @@ def open_stream(
 def _verifier(model: ResolvedModel, options: LoadOptions) -> PieceVerifier | None:
     """Check pieces when asked to, or by default when bytes cross a network."""
     wanted = options.verify if options.verify is not None else model.remote
+    if model.checked_piece_size is not None and (model.published or not options.verify):
+        return None  # the sources (the node cache) check every piece themselves
     if not wanted or (model.pieces is None and options.verify is None):
         return None
     if model.pieces is None:
@@ -102,6 +106,20 @@ def _verifier(model: ResolvedModel, options: LoadOptions) -> PieceVerifier | Non
             "create one with `pagefault manifest build`"
         )
     return PieceVerifier(model.pieces, model.manifest, model.headers)
+
+
+def _piece_size(
+    model: ResolvedModel, verifier: PieceVerifier | None, request_size: int
+) -> int | None:
+    """Plan on piece boundaries when pieces are checked, so each task holds whole pieces.
+
+    The loader's own verifier needs that; a checking source (the cache) only prefers it,
+    so it gets it only when a piece fits in one request.
+    """
+    if verifier is not None:
+        return verifier.piece_size
+    checked = model.checked_piece_size
+    return checked if checked is not None and checked <= request_size else None
 
 
 def _selected(
@@ -135,11 +153,15 @@ def _open_mapped(
     tuning = auto_tuning(
         threads=options.threads, request_size=options.request_size, memory_limit=None, staged=False
     )
-    maps = [source.map_private() for source in model.sources if isinstance(source, MappableSource)]
-    piece_size = verifier.piece_size if verifier else None
-    plan = plan_reads(entries, request_size=tuning.request_size, piece_size=piece_size)
+    sources = [source for source in model.sources if isinstance(source, MappableSource)]
+    maps = [source.map_private() for source in sources]
+    plan = plan_reads(
+        entries,
+        request_size=tuning.request_size,
+        piece_size=_piece_size(model, verifier, tuning.request_size),
+    )
     stats.mode, stats.threads, stats.request_size = "mapped", tuning.threads, tuning.request_size
-    runner = PopulateRunner(maps, stats=stats, verifier=verifier, on_progress=on_progress)
+    runner = PopulateRunner(sources, maps, stats=stats, verifier=verifier, on_progress=on_progress)
     return _start(
         plan.tasks,
         plan.tensor_bytes,
@@ -188,7 +210,7 @@ def _open_read(
         request_size=request,
         element_sizes=[d.source_dtype.itemsize if d.staged else 1 for d in destinations],
         max_segments=max_segments,
-        piece_size=piece_size,
+        piece_size=_piece_size(model, verifier, request),
     )
     stats.mode = "into" if targets else "device" if options.device.type != "cpu" else "private"
     stats.threads, stats.request_size = tuning.threads, request
@@ -248,6 +270,12 @@ def _check_device(device: torch.device) -> None:
         raise SinkError(f"device {device} requested but torch.cuda.is_available() is False")
 
 
+def _finish(model: ResolvedModel, stats: LoadStats) -> None:
+    if model.counters is not None:
+        stats.cache = model.counters()
+    model.close()
+
+
 def _start(
     tasks: Sequence[ReadTask],
     tensor_bytes: Sequence[int],
@@ -268,7 +296,7 @@ def _start(
         tracker=tracker,
         executor=executor,
         stats=stats,
-        on_close=model.close,
+        on_close=lambda: _finish(model, stats),
         copy_stream=copy_stream,
     )
     executor.start()

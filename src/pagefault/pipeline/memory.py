@@ -8,7 +8,6 @@ memory lives exactly as long as the last tensor that views it.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import mmap
 import os
@@ -16,38 +15,15 @@ import os
 import torch
 
 from pagefault.errors import SinkError
+from pagefault.sources.mapping import (
+    MADV_HUGEPAGE,
+    buffer_address,
+    madvise,
+)
 
-__all__ = ["HUGE_PAGE", "Arena", "madvise", "populate_read", "tensor_from_buffer"]
+__all__ = ["HUGE_PAGE", "Arena", "cpu_count", "madvise", "tensor_from_buffer"]
 
 HUGE_PAGE = 2 * 1024 * 1024
-PAGE = mmap.PAGESIZE
-MADV_HUGEPAGE = 14
-MADV_POPULATE_READ = 22  # Linux 5.14+: fault pages in without touching them from Python
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_libc.madvise.restype = ctypes.c_int
-
-
-def buffer_address(buf: mmap.mmap) -> int:
-    """Address of a writable mapping's first byte."""
-    return ctypes.addressof(ctypes.c_char.from_buffer(buf))
-
-
-def madvise(address: int, length: int, advice: int) -> bool:
-    """madvise() through ctypes, which releases the GIL; False when the kernel declines."""
-    start = address - address % PAGE
-    result: int = _libc.madvise(start, length + (address - start), advice)
-    return result == 0
-
-
-def populate_read(buf: mmap.mmap, address: int, offset: int, length: int) -> None:
-    """Make ``[offset, offset + length)`` of a mapping resident without copying it."""
-    if length and not madvise(address + offset, length, MADV_POPULATE_READ):
-        # Older kernels: touch one byte per page (reads only, so nothing is copied).
-        view = memoryview(buf)[offset : offset + length]
-        for page in range(0, length, PAGE):
-            view[page]
 
 
 class Arena:

@@ -10,12 +10,11 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 
 from pagefault.pipeline.destinations import ARENA_ALIGNMENT, Destination
-from pagefault.pipeline.memory import buffer_address, populate_read
 from pagefault.pipeline.plan import ReadTask, Segment
 from pagefault.pipeline.staging import StagingRing, StagingSlot
 from pagefault.pipeline.stats import LoadStats
 from pagefault.pipeline.verify import PieceVerifier
-from pagefault.sources import Source
+from pagefault.sources import MappableSource, Source
 
 __all__ = ["PopulateRunner", "ReadRunner"]
 
@@ -108,22 +107,23 @@ class PopulateRunner:
 
     def __init__(
         self,
+        sources: Sequence[MappableSource],
         maps: Sequence[mmap.mmap],
         *,
         stats: LoadStats,
         verifier: PieceVerifier | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> None:
+        self._sources = sources
         self._maps = maps
         self._verifier = verifier
-        self._addresses = [buffer_address(m) for m in maps]
         self._stats = stats
         self._on_progress = on_progress
 
     def __call__(self, task: ReadTask) -> None:
         started = time.perf_counter()
         mapping = self._maps[task.file_index]
-        populate_read(mapping, self._addresses[task.file_index], task.file_offset, task.length)
+        self._sources[task.file_index].populate(mapping, task.file_offset, task.length)
         read_done = time.perf_counter()
         if self._verifier is not None:
             with memoryview(mapping) as whole:

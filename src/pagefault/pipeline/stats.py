@@ -27,6 +27,7 @@ class LoadStats:
     verified: bool = False
     stall_s: float = 0.0
     wait_s: float = 0.0
+    cache: dict[str, int] | None = None  # bytes by where they came from (ram/disk/origin)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property

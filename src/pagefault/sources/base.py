@@ -47,3 +47,7 @@ class MappableSource(Source, Protocol):
     def map_private(self) -> mmap.mmap:
         """Return a private (copy-on-write) read-write mapping of the whole file."""
         ...
+
+    def populate(self, mapping: mmap.mmap, offset: int, length: int) -> None:
+        """Make ``[offset, offset + length)`` of a mapping from ``map_private`` resident."""
+        ...

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pagefault.errors import NotFound, SourceError
 from pagefault.sources.base import Buffer
+from pagefault.sources.mapping import buffer_address, populate_read
 
 __all__ = ["LocalFileSource"]
 
@@ -49,6 +50,9 @@ class LocalFileSource:
             )
         except (OSError, ValueError) as exc:
             raise SourceError(f"{self.name}: cannot map file: {exc}") from exc
+
+    def populate(self, mapping: mmap.mmap, offset: int, length: int) -> None:
+        populate_read(mapping, buffer_address(mapping), offset, length)
 
     def close(self) -> None:
         with self._lock:

@@ -24,6 +24,9 @@ class MemorySource:
     def size(self) -> int:
         return len(self._data)
 
+    def read_all(self) -> bytes:
+        return bytes(self._data)
+
     def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
         for buf in buffers:
             end = offset + len(buf)

@@ -68,6 +68,11 @@ class RemoteSource:
     def etag(self) -> str | None:
         return self._head()["e_tag"]
 
+    @property
+    def meta(self) -> ObjectMeta:
+        """Size, ETag and version, from one HEAD (the first time it is needed)."""
+        return self._head()
+
     def size(self) -> int:
         return int(self._head()["size"])
 

@@ -17,6 +17,7 @@ from pagefault.sources.remote import RemoteSource
 from pagefault.sources.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from obstore import ObjectMeta
     from obstore.store import ObjectStore
 
 __all__ = ["RemoteDirectory"]
@@ -47,10 +48,11 @@ class RemoteDirectory:
         base = uri if uri.endswith("/") else uri + "/"
         return cls(store, prefix, uri=base, retry=retry or RetryPolicy()), ""
 
-    def source(self, name: str) -> RemoteSource:
+    def source(self, name: str, *, meta: ObjectMeta | None = None) -> RemoteSource:
+        """A file of this directory; with ``meta``, reads are pinned to that version unasked."""
         validate_shard_name(name, where=self.uri, suffixes=(".safetensors", ".json"))
         return RemoteSource(
-            self._store, self._prefix + name, name=self.uri + name, retry=self._retry
+            self._store, self._prefix + name, name=self.uri + name, retry=self._retry, meta=meta
         )
 
     def read(self, name: str, *, limit: int = MAX_MANIFEST_BYTES) -> bytes:

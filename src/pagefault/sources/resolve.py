@@ -9,9 +9,9 @@ so the pipeline can verify every piece that crossed a network.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pagefault.errors import IntegrityError, NotFound, PagefaultError
@@ -35,13 +35,16 @@ from pagefault.sources.base import Source
 from pagefault.sources.local import LocalFileSource
 from pagefault.sources.memory import MemorySource
 from pagefault.sources.object_store import is_remote
+from pagefault.sources.remote import RemoteSource
 from pagefault.sources.remote_dir import RemoteDirectory
 
 __all__ = [
     "ResolvedModel",
+    "ShardWrapper",
     "pick_model_file",
     "read_header",
     "resolve",
+    "resolve_remote",
     "resolve_sources",
 ]
 
@@ -49,13 +52,16 @@ DEFAULT_INDEX_NAME = "model" + INDEX_SUFFIX
 _SPECULATIVE_HEADER_BYTES = 256 * 1024
 _HEADER_FETCHERS = 16  # shard headers are fetched concurrently: remote round trips dominate
 
+# Puts a remote model's shard sources behind something else, given the piece manifest.
+ShardWrapper = Callable[[list[RemoteSource], PieceManifest | None], list[Source]]
+
 
 @dataclass
 class ResolvedModel:
     """A manifest, one open source per manifest file (same order), raw header bytes
     (prefix included) of each file, and the piece manifest if one was published.
     ``index`` serves the index file's bytes exactly as read (and verified) while
-    resolving, under its file name. Close when done."""
+    resolving, under its file name. Close when done (``on_close`` runs then)."""
 
     manifest: Manifest
     sources: list[Source]
@@ -63,10 +69,20 @@ class ResolvedModel:
     pieces: PieceManifest | None = None
     remote: bool = False
     index: MemorySource | None = None
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+    # Set when the sources check every piece themselves (the node cache): the loader
+    # then only plans reads on ``piece_size`` boundaries, and reports ``counters()``.
+    # ``published``: they check against the origin's manifest (not only at-rest sums).
+    checked_piece_size: int | None = None
+    published: bool = False
+    counters: Callable[[], dict[str, int]] | None = None
 
     def close(self) -> None:
         for source in [*self.sources, *([self.index] if self.index else [])]:
             source.close()
+        for callback in self.on_close:
+            callback()
+        self.on_close.clear()
 
     def __enter__(self) -> ResolvedModel:
         return self
@@ -78,7 +94,7 @@ class ResolvedModel:
 def resolve(source: str | os.PathLike[str]) -> ResolvedModel:
     """Resolve a ``.safetensors`` file, a sharded index, or a directory holding either."""
     if is_remote(source):
-        return _resolve_remote(str(source))
+        return resolve_remote(str(source))
     path = Path(source)
     if not path.exists():
         raise NotFound(f"{path}: no such file or directory")
@@ -153,7 +169,8 @@ def _check_pieces(pieces: PieceManifest, manifest: Manifest, sources: Sequence[S
             )
 
 
-def _resolve_remote(uri: str) -> ResolvedModel:
+def resolve_remote(uri: str, *, wrap: ShardWrapper | None = None) -> ResolvedModel:
+    """Resolve a remote URI; ``wrap`` may put each shard's source behind something (a cache)."""
     directory, name = RemoteDirectory.split(uri)
     with ThreadPoolExecutor(2) as pool:  # two round trips at once
         manifest_fetch = pool.submit(directory.piece_manifest)
@@ -168,9 +185,14 @@ def _resolve_remote(uri: str) -> ResolvedModel:
         index = parse_index(data, name=directory.uri + name)
         shards = [directory.source(shard) for shard in index.shards]
         return resolve_sources(
-            shards, index, pieces=pieces, remote=True, index_source=MemorySource(name, data)
+            wrap(shards, pieces) if wrap else shards,
+            index,
+            pieces=pieces,
+            remote=True,
+            index_source=MemorySource(name, data),
         )
-    return resolve_sources([directory.source(name)], pieces=pieces, remote=True)
+    shards = [directory.source(name)]
+    return resolve_sources(wrap(shards, pieces) if wrap else shards, pieces=pieces, remote=True)
 
 
 def _check_small_file(pieces: PieceManifest, name: str, data: bytes, *, where: str) -> None:

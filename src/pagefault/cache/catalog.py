@@ -1,0 +1,179 @@
+"""What the cache knows beyond piece bytes: which URI is which files, which pieces, pins.
+
+Under the cache directory (persistent):
+
+* ``uris/<key>.json`` – a :class:`UriRecord`: the files a URI resolved to, with the
+  ETag/version/size that identify each, and the index text when the model is sharded.
+* ``files/<file key>/<piece index>`` – the SHA-256 of each piece of an origin file
+  (from the published manifest, or learned while fetching when none is published).
+* ``pins/<key>`` – URIs that eviction must never touch.
+
+Every write is a temp file renamed into place; readers ignore anything malformed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Catalog", "FileRecord", "UriRecord", "file_key", "uri_key"]
+
+_FORMAT = "pagefault-cache-uri/1"
+_HEX = frozenset("0123456789abcdef")
+_MAX_PIECES = 1 << 40
+
+
+def uri_key(uri: str) -> str:
+    return hashlib.sha256(uri.encode()).hexdigest()[:40]
+
+
+def file_key(location: str, size: int, etag: str | None, version: str | None) -> str:
+    """The identity of one version of one origin file (a new ETag is a new file)."""
+    identity = "\0".join([location, str(size), etag or "", version or ""])
+    return hashlib.sha256(identity.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    name: str
+    size: int
+    key: str
+    etag: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class UriRecord:
+    """What a URI resolved to when it was last loaded through the cache."""
+
+    uri: str
+    entry: str  # the file name the URI resolved to (an index or a shard)
+    piece_size: int
+    files: tuple[FileRecord, ...]
+    verified: bool  # pieces come from a published manifest (else learned while fetching)
+    index_text: str | None = None
+    updated: float = field(default_factory=time.time)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> bytes:
+        data = asdict(self) | {"format": _FORMAT}
+        return json.dumps(data, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> UriRecord | None:
+        """The record, or None for anything malformed (a record is only a hint)."""
+        try:
+            raw: dict[str, Any] = json.loads(data)
+            if raw.pop("format") != _FORMAT:
+                return None
+            files = tuple(FileRecord(**f) for f in raw.pop("files"))
+            return cls(files=files, **raw)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
+class Catalog:
+    """The records under one cache directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def record(self, uri: str) -> UriRecord | None:
+        try:
+            data = (self.root / "uris" / f"{uri_key(uri)}.json").read_bytes()
+        except FileNotFoundError:
+            return None
+        record = UriRecord.from_json(data)
+        return record if record is not None and record.uri == uri else None
+
+    def records(self) -> list[UriRecord]:
+        folder = self.root / "uris"
+        found = [UriRecord.from_json(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
+        return [r for r in found if r is not None]
+
+    def save(self, record: UriRecord) -> None:
+        _write_atomic(self.root / "uris" / f"{uri_key(record.uri)}.json", record.to_json())
+
+    def forget(self, uri: str) -> None:
+        with suppress(FileNotFoundError):
+            (self.root / "uris" / f"{uri_key(uri)}.json").unlink()
+        self.unpin(uri)
+
+    def pieces(self, key: str, count: int) -> list[str | None]:
+        """The known SHA-256 of each of a file's ``count`` pieces (None where unknown)."""
+        folder = self.root / "files" / key
+        known: dict[int, str] = {}
+        for path in folder.iterdir() if folder.is_dir() else []:
+            if path.name.isdigit() and int(path.name) < count:
+                sha = self.piece(key, int(path.name))
+                if sha is not None:
+                    known[int(path.name)] = sha
+        if count == _MAX_PIECES:
+            count = max(known, default=-1) + 1
+        return [known.get(i) for i in range(count)]
+
+    def piece(self, key: str, index: int) -> str | None:
+        """One piece's digest, if on record (another process may just have learned it)."""
+        try:
+            sha = (self.root / "files" / key / str(index)).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return sha if len(sha) == 64 and _HEX.issuperset(sha) else None
+
+    def known(self, key: str) -> set[str]:
+        """Every piece digest on record for a file."""
+        return {sha for sha in self.pieces(key, _MAX_PIECES) if sha is not None}
+
+    def learn(self, key: str, index: int, sha: str) -> None:
+        _write_atomic(self.root / "files" / key / str(index), sha.encode())
+
+    def learn_all(self, key: str, shas: tuple[str, ...]) -> None:
+        """Record a file's published piece digests (only those not yet on record)."""
+        known = self.pieces(key, len(shas))
+        for index, sha in enumerate(shas):
+            if known[index] != sha:
+                self.learn(key, index, sha)
+
+    def file_keys(self) -> set[str]:
+        folder = self.root / "files"
+        return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+    def drop_file(self, key: str) -> None:
+        folder = self.root / "files" / key
+        for path in folder.iterdir() if folder.is_dir() else []:
+            path.unlink(missing_ok=True)
+        with suppress(OSError):
+            folder.rmdir()
+
+    def pin(self, uri: str) -> None:
+        _write_atomic(self.root / "pins" / uri_key(uri), uri.encode())
+
+    def unpin(self, uri: str) -> None:
+        with suppress(FileNotFoundError):
+            (self.root / "pins" / uri_key(uri)).unlink()
+
+    def pinned(self) -> set[str]:
+        folder = self.root / "pins"
+        return {p.read_text() for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp file, then rename: a reader sees the old content or the new, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        temp.write_bytes(data)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

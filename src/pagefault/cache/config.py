@@ -1,0 +1,138 @@
+"""Where the node cache lives and how big it may grow: defaults, config file, environment.
+
+Precedence, lowest first: built-in defaults, the ``[cache]`` table of the config file
+(``$PAGEFAULT_CONFIG``, else ``$XDG_CONFIG_HOME/pagefault/config.toml``, else
+``~/.config/pagefault/config.toml``), then ``PAGEFAULT_CACHE*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from pagefault.errors import CacheError
+
+__all__ = ["CacheConfig", "config_path", "load_config", "parse_size"]
+
+_UNITS = {"": 1, "B": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_BINARY = {"KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]I?)?B?\s*$", re.IGNORECASE)
+_OFF = {"0", "off", "false", "no", "none", ""}
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The cache's tiers. A tier whose directory is None (or capacity 0) is off.
+
+    ``disk_dir`` also holds the catalog (which URI is which pieces, pins), so it is
+    needed even with only a RAM tier; ``ram_dir`` holds the cross-process locks.
+    """
+
+    enabled: bool = True
+    disk_dir: Path = Path("~/.cache/pagefault")
+    ram_dir: Path | None = Path("/dev/shm/pagefault")
+    disk_capacity: int | None = None  # None: a quarter of the filesystem
+    ram_capacity: int | None = None  # None: a quarter of the tmpfs
+    offline: bool = False  # trust the catalog without asking the origin (HEAD) first
+
+    def resolved(self) -> CacheConfig:
+        """Paths expanded and default capacities computed from the filesystems."""
+        disk = self.disk_dir.expanduser()
+        ram = self.ram_dir.expanduser() if self.ram_dir else None
+        return replace(
+            self,
+            disk_dir=disk,
+            ram_dir=ram,
+            disk_capacity=_capacity(self.disk_capacity, disk),
+            ram_capacity=_capacity(self.ram_capacity, ram) if ram else 0,
+        )
+
+
+def config_path() -> Path:
+    """The config file consulted (it need not exist)."""
+    if explicit := os.environ.get("PAGEFAULT_CONFIG"):
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
+    return Path(base).expanduser() / "pagefault" / "config.toml"
+
+
+def load_config(env: Mapping[str, str] | None = None) -> CacheConfig:
+    """Defaults, overridden by the config file, overridden by the environment."""
+    env = os.environ if env is None else env
+    settings: dict[str, Any] = {}
+    path = config_path()
+    if path.is_file():
+        settings.update(_file_settings(path))
+    settings.update(_env_settings(env))
+    return _build(settings, where=str(path))
+
+
+def parse_size(text: str | int, *, field: str) -> int:
+    """``"8GiB"``, ``"500M"``, ``"1.5TB"`` or a plain byte count."""
+    if isinstance(text, int) and text >= 0:
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise CacheError(f"{field}: {text!r} is not a size (examples: 8GiB, 500MB, 1073741824)")
+    number, unit = float(match.group(1)), (match.group(2) or "").upper()
+    return int(number * (_BINARY.get(unit) or _UNITS[unit[:1]]))
+
+
+def _file_settings(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CacheError(f"{path}: cannot read config: {exc}") from exc
+    table = data.get("cache", {})
+    if not isinstance(table, dict):
+        raise CacheError(f"{path}: [cache] must be a table")
+    return table
+
+
+def _env_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    names = {
+        "PAGEFAULT_CACHE": "enabled",
+        "PAGEFAULT_CACHE_DIR": "disk_dir",
+        "PAGEFAULT_CACHE_RAM_DIR": "ram_dir",
+        "PAGEFAULT_CACHE_DISK_CAPACITY": "disk_capacity",
+        "PAGEFAULT_CACHE_RAM_CAPACITY": "ram_capacity",
+        "PAGEFAULT_OFFLINE": "offline",
+    }
+    return {key: env[name] for name, key in names.items() if name in env}
+
+
+def _build(settings: Mapping[str, Any], *, where: str) -> CacheConfig:
+    known = {"enabled", "disk_dir", "ram_dir", "disk_capacity", "ram_capacity", "offline"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise CacheError(f"{where}: unknown cache setting(s) {unknown}; known: {sorted(known)}")
+    config = CacheConfig()
+    for key, value in settings.items():
+        config = replace(config, **{key: _convert(key, value)})
+    return config
+
+
+def _convert(key: str, value: Any) -> Any:
+    if key in ("enabled", "offline"):
+        return value if isinstance(value, bool) else str(value).strip().lower() not in _OFF
+    if key == "ram_dir":
+        return None if str(value).strip().lower() in _OFF else Path(value)
+    if key == "disk_dir":
+        return Path(value)
+    return None if str(value).strip().lower() in ("", "auto") else parse_size(value, field=key)
+
+
+def _capacity(configured: int | None, directory: Path) -> int:
+    if configured is not None:
+        return configured
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).total // 4

@@ -1,0 +1,114 @@
+"""The node cache: tiers of piece files, the catalog, and the locks that make it shared.
+
+Pieces are written through to every tier (RAM first, then disk), each tier evicting
+least recently used pieces on its own to stay under its capacity. A piece found only
+on disk is promoted back to RAM by whoever reads it. Eviction never removes pieces of
+a pinned URI or of a file some live process holds a lease on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pagefault.cache.catalog import Catalog
+from pagefault.cache.config import CacheConfig, load_config
+from pagefault.cache.locks import FileLock, Lease, live_leases
+from pagefault.cache.tier import PieceFile, PieceTier
+from pagefault.errors import CacheError
+
+__all__ = ["CacheHit", "NodeCache"]
+
+log = logging.getLogger("pagefault.cache")
+
+
+@dataclass
+class CacheHit:
+    """An open cached piece and the tier it was found in."""
+
+    tier: PieceTier
+    piece: PieceFile
+
+
+class NodeCache:
+    """One node's cache, shared by every process that opens the same directories."""
+
+    def __init__(self, config: CacheConfig | None = None) -> None:
+        self.config = (config or load_config()).resolved()
+        assert self.config.disk_capacity is not None and self.config.ram_capacity is not None
+        disk = PieceTier(self.config.disk_dir, self.config.disk_capacity, name="disk", durable=True)
+        ram_dir = self.config.ram_dir
+        ram = (
+            PieceTier(ram_dir, self.config.ram_capacity, name="ram", durable=False)
+            if ram_dir
+            else None
+        )
+        self.tiers = [t for t in (ram, disk) if t is not None and t.capacity > 0]
+        self.catalog = Catalog(self.config.disk_dir)
+        self._runtime = ram_dir or self.config.disk_dir  # locks and leases: fast, local
+        self._warned: set[str] = set()
+        self._warn_lock = threading.Lock()
+
+    @property
+    def ram(self) -> PieceTier | None:
+        return next((t for t in self.tiers if t.name == "ram"), None)
+
+    def lock(self, key: str) -> FileLock:
+        """The cross-process lock that makes one process fetch a piece while others wait."""
+        return FileLock(self._runtime / "locks" / key)
+
+    def lease(self, file_keys: Iterable[str]) -> Lease:
+        return Lease(self._runtime / "leases", file_keys)
+
+    def find(self, sha: str) -> CacheHit | None:
+        """The fastest tier's copy of a piece, if any tier has one."""
+        for tier in self.tiers:
+            piece = tier.open(sha)
+            if piece is not None:
+                return CacheHit(tier, piece)
+        return None
+
+    def store(
+        self, sha: str, chunks: Sequence[memoryview], *, skip: PieceTier | None = None
+    ) -> None:
+        """Write a verified piece to every tier that takes it; a full tier is bypassed."""
+        for tier in self.tiers:
+            if tier is skip:
+                continue
+            try:
+                stored = tier.put(sha, chunks, self.protected)
+            except CacheError as exc:
+                self._warn(tier.name, f"{exc}; loading on without this tier")
+                continue
+            if not stored:
+                self._warn(tier.name, f"{tier.name} cache {tier.root} is full; pieces bypass it")
+
+    def promote(self, sha: str, chunks: Sequence[memoryview]) -> None:
+        """Copy a piece read from a slower tier into the faster ones."""
+        ram = self.ram
+        if ram is not None and not ram.has(sha):
+            self.store(sha, chunks, skip=next(t for t in self.tiers if t is not ram))
+
+    def drop(self, sha: str) -> None:
+        for tier in self.tiers:
+            tier.drop(sha)
+
+    def protected(self) -> set[str]:
+        """Pieces eviction must keep: those of pinned URIs and of leased files."""
+        keys = live_leases(self._runtime / "leases")
+        for uri in self.catalog.pinned():
+            record = self.catalog.record(uri)
+            if record is not None:
+                keys.update(f.key for f in record.files)
+        return {sha for key in keys for sha in self.catalog.known(key)}
+
+    def stale_temp_files(self) -> int:
+        return sum(tier.remove_stale_temps() for tier in self.tiers)
+
+    def _warn(self, key: str, message: str) -> None:
+        with self._warn_lock:
+            if key not in self._warned:
+                self._warned.add(key)
+                log.warning(message)

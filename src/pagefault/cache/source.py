@@ -1,0 +1,222 @@
+"""One origin file read through the node cache: a :class:`Source` that is also mappable.
+
+Every piece a read needs comes from the fastest tier that holds it (checked against its
+trailer checksum), or else from the origin under a cross-process lock, so processes
+loading the same model together fetch each piece once. A fetched piece is checked
+against its published SHA-256 (or named by the SHA-256 it turns out to have, when the
+origin publishes no manifest) before it is handed to the reader and teed into the cache.
+
+Mapped loads map RAM-tier pieces copy-on-write straight into the tensors' address
+range: no copy at all, and every process on the node shares the same pages.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pagefault.cache.catalog import FileRecord
+from pagefault.cache.node import CacheHit, NodeCache
+from pagefault.errors import IntegrityError
+from pagefault.manifest import hash_piece, piece_count
+from pagefault.sources.base import Buffer, Source
+from pagefault.sources.cursor import BufferCursor
+from pagefault.sources.mapping import (
+    MADV_HUGEPAGE,
+    PAGE,
+    buffer_address,
+    madvise,
+    map_file_fixed,
+    populate_read,
+)
+
+__all__ = ["CacheCounters", "CachedFileSource"]
+
+log = logging.getLogger("pagefault.cache")
+
+
+@dataclass
+class CacheCounters:
+    """Where one load's bytes came from (thread-safe; shared by a model's files)."""
+
+    ram_bytes: int = 0
+    disk_bytes: int = 0
+    origin_bytes: int = 0
+    corrupt_pieces: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, kind: str, count: int) -> None:
+        with self._lock:
+            setattr(self, kind, getattr(self, kind) + count)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            k: getattr(self, k)
+            for k in ("ram_bytes", "disk_bytes", "origin_bytes", "corrupt_pieces")
+        }
+
+
+class CachedFileSource:
+    """``origin`` behind ``cache``; ``digests`` are the pieces' SHA-256 where known."""
+
+    def __init__(
+        self,
+        origin: Source,
+        cache: NodeCache,
+        file: FileRecord,
+        *,
+        piece_size: int,
+        digests: Sequence[str | None],
+        published: bool,
+        counters: CacheCounters,
+    ) -> None:
+        self._origin = origin
+        self._cache = cache
+        self._file = file
+        self._piece_size = piece_size
+        self._digests = list(digests)
+        self._published = published  # digests are the origin's word: a mismatch is an error
+        self._counters = counters
+        self._populated: set[int] = set()
+        self._piece_locks = [threading.Lock() for _ in range(piece_count(file.size, piece_size))]
+
+    @property
+    def name(self) -> str:
+        return self._origin.name
+
+    def size(self) -> int:
+        return self._file.size
+
+    def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
+        cursor = BufferCursor(buffers)
+        position, end = offset, offset + cursor.total
+        while position < end:
+            index = position // self._piece_size
+            start, stop = self._range(index)
+            take = min(stop, end) - position
+            views = cursor.take(take)
+            if position == start and take == stop - start:
+                self._piece_into(index, views)
+            else:
+                whole = memoryview(bytearray(stop - start))
+                self._piece_into(index, [whole])
+                BufferCursor(views).write(whole[position - start : position - start + take])
+            position += take
+
+    def map_private(self) -> mmap.mmap:
+        """An anonymous reservation as large as the file; :meth:`populate` fills it."""
+        mapping = mmap.mmap(
+            -1, max(self._file.size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+        )
+        madvise(buffer_address(mapping), len(mapping), MADV_HUGEPAGE)
+        return mapping
+
+    def populate(self, mapping: mmap.mmap, offset: int, length: int) -> None:
+        """Make ``[offset, offset + length)`` of ``mapping`` hold the file's bytes, checked."""
+        first, last = offset // self._piece_size, -(-(offset + length) // self._piece_size)
+        for index in range(first, last):
+            with self._piece_locks[index]:
+                if index not in self._populated:
+                    self._populate_piece(mapping, index)
+                    self._populated.add(index)
+
+    def close(self) -> None:
+        self._origin.close()
+
+    def _range(self, index: int) -> tuple[int, int]:
+        start = index * self._piece_size
+        return start, min(start + self._piece_size, self._file.size)
+
+    def _piece_into(self, index: int, views: list[memoryview]) -> None:
+        """Fill ``views`` (one whole piece) from the cache, or from the origin once per node."""
+        digest = self._digests[index]
+        if digest and self._read_cached(digest, views):
+            return
+        with self._cache.lock(digest or f"{self._file.key}.{index}"):
+            digest = digest or self._cache.catalog.piece(self._file.key, index)
+            if digest and self._read_cached(digest, views):
+                return
+            self._fetch(index, views)
+
+    def _populate_piece(self, mapping: mmap.mmap, index: int) -> None:
+        start, stop = self._range(index)
+        with memoryview(mapping) as whole:
+            view = whole[start:stop]
+            try:
+                digest = self._digests[index]
+                if digest and self._map_cached(mapping, index, digest, view):
+                    return
+                with self._cache.lock(digest or f"{self._file.key}.{index}"):
+                    digest = digest or self._cache.catalog.piece(self._file.key, index)
+                    if digest and self._map_cached(mapping, index, digest, view):
+                        return
+                    self._fetch(index, [view])
+            finally:
+                view.release()
+
+    def _read_cached(self, digest: str, views: list[memoryview]) -> bool:
+        hit = self._cache.find(digest)
+        if hit is None:
+            return False
+        with hit.piece:
+            if hit.piece.length != sum(len(v) for v in views):
+                return self._reject(hit, digest, "has the wrong length")
+            hit.piece.read_into(views)
+            if not hit.piece.matches(views):
+                return self._reject(hit, digest, "fails its checksum")
+        self._count_hit(hit, digest, views)
+        return True
+
+    def _map_cached(self, mapping: mmap.mmap, index: int, digest: str, view: memoryview) -> bool:
+        """Map a RAM-tier piece over its place in ``mapping``; slower tiers are read."""
+        hit = self._cache.find(digest)
+        if hit is None:
+            return False
+        if hit.tier is not self._cache.ram:
+            hit.piece.close()
+            return self._read_cached(digest, [view])
+        with hit.piece:
+            if hit.piece.length != len(view):
+                return self._reject(hit, digest, "has the wrong length")
+            address = buffer_address(mapping) + index * self._piece_size
+            length = len(view) + (-len(view) % PAGE)
+            map_file_fixed(address, length, hit.piece.fd)
+            populate_read(mapping, buffer_address(mapping), index * self._piece_size, len(view))
+            if not hit.piece.matches([view]):
+                return self._reject(hit, digest, "fails its checksum")
+        self._count_hit(hit, digest, [view])
+        return True
+
+    def _fetch(self, index: int, views: list[memoryview]) -> None:
+        start, stop = self._range(index)
+        self._origin.read_into(start, views)
+        actual = hash_piece(views)
+        expected = self._digests[index]
+        if self._published and actual != expected:
+            raise IntegrityError(
+                f"{self.name}: piece {index} (bytes [{start}, {stop})) has SHA-256 "
+                f"{actual[:16]}..., the manifest says {str(expected)[:16]}...; "
+                "the origin's bytes were corrupted or the model changed"
+            )
+        self._cache.store(actual, views)
+        if expected is None:
+            self._cache.catalog.learn(self._file.key, index, actual)
+            self._digests[index] = actual
+        self._counters.add("origin_bytes", stop - start)
+
+    def _count_hit(self, hit: CacheHit, digest: str, views: list[memoryview]) -> None:
+        size = sum(len(v) for v in views)
+        self._counters.add(f"{hit.tier.name}_bytes", size)
+        if hit.tier is not self._cache.ram:
+            self._cache.promote(digest, views)
+
+    def _reject(self, hit: CacheHit, digest: str, why: str) -> bool:
+        log.warning(
+            "%s: cached piece %s %s; dropped, fetching it again", self.name, hit.piece.path, why
+        )
+        self._cache.drop(digest)
+        self._counters.add("corrupt_pieces", 1)
+        return False

@@ -1,0 +1,71 @@
+"""Low-level memory mapping: addresses of mappings, madvise, populating, fixed file maps.
+
+ctypes calls release the GIL, so I/O threads can fault pages in parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+
+__all__ = [
+    "MADV_HUGEPAGE",
+    "PAGE",
+    "buffer_address",
+    "madvise",
+    "map_file_fixed",
+    "populate_read",
+]
+
+PAGE = mmap.PAGESIZE
+MADV_HUGEPAGE = 14
+MADV_POPULATE_READ = 22  # Linux 5.14+: fault pages in without touching them from Python
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.madvise.restype = ctypes.c_int
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_libc.mmap.restype = ctypes.c_void_p
+
+
+def buffer_address(buf: mmap.mmap) -> int:
+    """Address of a writable mapping's first byte."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(buf))
+
+
+def madvise(address: int, length: int, advice: int) -> bool:
+    """madvise() through ctypes, which releases the GIL; False when the kernel declines."""
+    start = address - address % PAGE
+    result: int = _libc.madvise(start, length + (address - start), advice)
+    return result == 0
+
+
+def populate_read(buf: mmap.mmap, address: int, offset: int, length: int) -> None:
+    """Make ``[offset, offset + length)`` of a mapping resident without copying it."""
+    if length and not madvise(address + offset, length, MADV_POPULATE_READ):
+        # Older kernels: touch one byte per page (reads only, so nothing is copied).
+        view = memoryview(buf)[offset : offset + length]
+        for page in range(0, length, PAGE):
+            view[page]
+
+
+def map_file_fixed(address: int, length: int, fd: int) -> None:
+    """Map ``length`` bytes of ``fd`` copy-on-write over ``[address, address + length)``.
+
+    The range must lie inside a mapping the caller owns (an anonymous ``mmap.mmap``):
+    MAP_FIXED replaces those pages, and unmapping the owner later unmaps these too.
+    """
+    flags = mmap.MAP_PRIVATE | 0x10  # MAP_FIXED
+    prot = mmap.PROT_READ | mmap.PROT_WRITE
+    result = _libc.mmap(address, length, prot, flags, fd, 0)
+    if result in (None, _MAP_FAILED) or result != address:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mmap(MAP_FIXED) of {length} bytes failed")
