@@ -1,5 +1,6 @@
 """The node cache: tiered (RAM in /dev/shm, disk), content-addressed, shared by processes."""
 
+from pagefault.cache import manage
 from pagefault.cache.catalog import Catalog, FileRecord, UriRecord
 from pagefault.cache.config import CacheConfig, config_path, load_config, parse_size
 from pagefault.cache.node import NodeCache
@@ -16,6 +17,7 @@ __all__ = [
     "UriRecord",
     "config_path",
     "load_config",
+    "manage",
     "parse_size",
     "resolve_cached",
 ]

@@ -8,7 +8,6 @@ Precedence, lowest first: built-in defaults, the ``[cache]`` table of the config
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -17,13 +16,11 @@ from typing import Any
 
 import tomllib
 
+from pagefault import sizes
 from pagefault.errors import CacheError
 
 __all__ = ["CacheConfig", "config_path", "load_config", "parse_size"]
 
-_UNITS = {"": 1, "B": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-_BINARY = {"KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]I?)?B?\s*$", re.IGNORECASE)
 _OFF = {"0", "off", "false", "no", "none", ""}
 
 
@@ -75,14 +72,11 @@ def load_config(env: Mapping[str, str] | None = None) -> CacheConfig:
 
 
 def parse_size(text: str | int, *, field: str) -> int:
-    """``"8GiB"``, ``"500M"``, ``"1.5TB"`` or a plain byte count."""
-    if isinstance(text, int) and text >= 0:
-        return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise CacheError(f"{field}: {text!r} is not a size (examples: 8GiB, 500MB, 1073741824)")
-    number, unit = float(match.group(1)), (match.group(2) or "").upper()
-    return int(number * (_BINARY.get(unit) or _UNITS[unit[:1]]))
+    """A capacity from the config file or environment, as a byte count."""
+    try:
+        return sizes.parse_size(text)
+    except ValueError as exc:
+        raise CacheError(f"{field}: {exc}") from exc
 
 
 def _file_settings(path: Path) -> dict[str, Any]:

@@ -47,7 +47,7 @@ class NodeCache:
         )
         self.tiers = [t for t in (ram, disk) if t is not None and t.capacity > 0]
         self.catalog = Catalog(self.config.disk_dir)
-        self._runtime = ram_dir or self.config.disk_dir  # locks and leases: fast, local
+        self.runtime = ram_dir or self.config.disk_dir  # locks and leases: fast, local
         self._warned: set[str] = set()
         self._warn_lock = threading.Lock()
 
@@ -57,10 +57,10 @@ class NodeCache:
 
     def lock(self, key: str) -> FileLock:
         """The cross-process lock that makes one process fetch a piece while others wait."""
-        return FileLock(self._runtime / "locks" / key)
+        return FileLock(self.runtime / "locks" / key)
 
     def lease(self, file_keys: Iterable[str]) -> Lease:
-        return Lease(self._runtime / "leases", file_keys)
+        return Lease(self.runtime / "leases", file_keys)
 
     def find(self, sha: str) -> CacheHit | None:
         """The fastest tier's copy of a piece, if any tier has one."""
@@ -97,7 +97,7 @@ class NodeCache:
 
     def protected(self) -> set[str]:
         """Pieces eviction must keep: those of pinned URIs and of leased files."""
-        keys = live_leases(self._runtime / "leases")
+        keys = live_leases(self.runtime / "leases")
         for uri in self.catalog.pinned():
             record = self.catalog.record(uri)
             if record is not None:

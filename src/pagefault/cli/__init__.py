@@ -1,6 +1,6 @@
 """The ``pagefault`` command line (typer + rich)."""
 
-from pagefault.cli import remote  # noqa: F401 - registers manifest/verify/pull on the app
+from pagefault.cli import cache, remote  # noqa: F401 - they register their commands
 from pagefault.cli.commands import app
 
 __all__ = ["app", "main"]

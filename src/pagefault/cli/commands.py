@@ -51,6 +51,10 @@ def load(
             help="Check pieces against pagefault.manifest.json (default: remote models)",
         ),
     ] = None,
+    cache: Annotated[
+        bool | None,
+        typer.Option("--cache/--no-cache", help="Remote models: use the node cache (default: on)"),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -58,7 +62,13 @@ def load(
     try:
         with progress_bar("loading", enabled=not (quiet or as_json)) as bar:
             tensors = stream(
-                path, device, threads=threads, mmap=mmap, verify=verify, on_progress=bar.advance
+                path,
+                device,
+                threads=threads,
+                mmap=mmap,
+                verify=verify,
+                cache=cache,
+                on_progress=bar.advance,
             )
             bar.set_total(tensors.stats.bytes)
             for _ in tensors:

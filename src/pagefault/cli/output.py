@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,6 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from pagefault import sizes
 from pagefault.errors import PagefaultError
 
 __all__ = [
@@ -32,20 +32,14 @@ __all__ = [
 ]
 
 console = Console(stderr=True)
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
 
 
 def parse_size(text: str) -> int:
     """Parse ``4GiB``, ``512MB``, ``1.5G`` or a plain byte count."""
-    match = _SIZE.match(text)
-    if not match:
-        raise typer.BadParameter(f"{text!r} is not a size (examples: 4GiB, 512MB, 1048576)")
-    number, unit = float(match.group(1)), (match.group(2) or "").upper()
-    base = _UNITS[unit[:1]] if unit else 1
-    if "I" in unit:
-        base = 1024 ** {"K": 1, "M": 2, "G": 3, "T": 4}[unit[0]]
-    return int(number * base)
+    try:
+        return sizes.parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def stdout_console() -> Console:
@@ -57,7 +51,7 @@ def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
 
 
-def fail(exc: PagefaultError, *, as_json: bool) -> None:
+def fail(exc: PagefaultError, *, as_json: bool) -> NoReturn:
     """Report a pagefault error and exit 2 (typer uses 1 for usage errors)."""
     if as_json:
         emit_json({"error": str(exc), "type": type(exc).__name__})

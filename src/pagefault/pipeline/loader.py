@@ -151,7 +151,11 @@ def _open_mapped(
     on_progress: Callable[[int], None] | None,
 ) -> TensorStream:
     tuning = auto_tuning(
-        threads=options.threads, request_size=options.request_size, memory_limit=None, staged=False
+        threads=options.threads,
+        request_size=options.request_size,
+        memory_limit=None,
+        staged=False,
+        remote=model.remote,
     )
     sources = [source for source in model.sources if isinstance(source, MappableSource)]
     maps = [source.map_private() for source in sources]
