@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ import tomllib
 
 from pagefault import sizes
 from pagefault.errors import CacheError
+from pagefault.manifest import DEFAULT_PIECE_SIZE
+from pagefault.manifest.pieces import MIN_PIECE_SIZE
 
 __all__ = ["CacheConfig", "config_path", "load_config", "parse_size"]
 
@@ -38,6 +40,7 @@ class CacheConfig:
     disk_capacity: int | None = None  # None: a quarter of the filesystem
     ram_capacity: int | None = None  # None: a quarter of the tmpfs
     offline: bool = False  # trust the catalog without asking the origin (HEAD) first
+    piece_size: int = DEFAULT_PIECE_SIZE  # for origins that publish no piece manifest
 
     def resolved(self) -> CacheConfig:
         """Paths expanded and default capacities computed from the filesystems."""
@@ -98,12 +101,13 @@ def _env_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "PAGEFAULT_CACHE_DISK_CAPACITY": "disk_capacity",
         "PAGEFAULT_CACHE_RAM_CAPACITY": "ram_capacity",
         "PAGEFAULT_OFFLINE": "offline",
+        "PAGEFAULT_CACHE_PIECE_SIZE": "piece_size",
     }
     return {key: env[name] for name, key in names.items() if name in env}
 
 
 def _build(settings: Mapping[str, Any], *, where: str) -> CacheConfig:
-    known = {"enabled", "disk_dir", "ram_dir", "disk_capacity", "ram_capacity", "offline"}
+    known = {f.name for f in fields(CacheConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise CacheError(f"{where}: unknown cache setting(s) {unknown}; known: {sorted(known)}")
@@ -120,6 +124,8 @@ def _convert(key: str, value: Any) -> Any:
         return None if str(value).strip().lower() in _OFF else Path(value)
     if key == "disk_dir":
         return Path(value)
+    if key == "piece_size":
+        return _piece_size(parse_size(value, field=key))
     return None if str(value).strip().lower() in ("", "auto") else parse_size(value, field=key)
 
 
@@ -130,3 +136,9 @@ def _capacity(configured: int | None, directory: Path) -> int:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     return shutil.disk_usage(probe).total // 4
+
+
+def _piece_size(size: int) -> int:
+    if size < MIN_PIECE_SIZE or size & (size - 1):
+        raise CacheError(f"piece_size: {size} must be a power of two of at least {MIN_PIECE_SIZE}")
+    return size

@@ -20,7 +20,7 @@ from pagefault.cache.node import NodeCache
 from pagefault.cache.source import CacheCounters, CachedFileSource
 from pagefault.errors import NotFound, SourceError
 from pagefault.formats import parse_index
-from pagefault.manifest import DEFAULT_PIECE_SIZE, PieceManifest, piece_count
+from pagefault.manifest import PieceManifest, piece_count
 from pagefault.sources import ResolvedModel, Source, resolve_sources
 from pagefault.sources.memory import MemorySource
 from pagefault.sources.remote import RemoteSource
@@ -68,7 +68,7 @@ def _from_origin(uri: str, cache: NodeCache) -> ResolvedModel:
 
     def wrap(shards: list[RemoteSource], pieces: PieceManifest | None) -> list[Source]:
         files = _identify(shards)
-        piece_size = pieces.piece_size if pieces else DEFAULT_PIECE_SIZE
+        piece_size = pieces.piece_size if pieces else cache.config.piece_size
         if pieces is not None:
             for shard, file in zip(shards, files, strict=True):
                 cache.catalog.learn_all(file.key, pieces.file(_base(shard.name)).pieces)
