@@ -5,11 +5,15 @@ Credentials come from each cloud's standard environment (obstore reads ``AWS_*``
 them. ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT``) selects an S3-compatible endpoint,
 addressed path-style; a plain ``http://`` endpoint is allowed automatically. A private
 CA (an internal HTTPS origin or object store) is trusted through ``SSL_CERT_FILE`` or
-``AWS_CA_BUNDLE`` (a PEM file), in addition to the system roots.
+``AWS_CA_BUNDLE`` (a PEM file), in addition to the system roots. ``STORAGE_EMULATOR_HOST``
+(as Google's own clients read it) points ``gs://`` at a GCS emulator, unauthenticated;
+``AZURE_STORAGE_USE_EMULATOR=true`` (with ``AZURITE_BLOB_STORAGE_URL``) does the same for
+``az://`` through obstore itself.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +28,7 @@ from obstore.store import AzureStore, GCSStore, HTTPStore, S3Store
 from pagefault.errors import IntegrityError, NotFound, SourceError
 
 if TYPE_CHECKING:
-    from obstore.store import ClientConfig, ObjectStore, RetryConfig
+    from obstore.store import ClientConfig, GCSConfig, ObjectStore, RetryConfig
 
 __all__ = ["REMOTE_SCHEMES", "is_remote", "map_store_errors", "store_for_uri"]
 
@@ -83,10 +87,35 @@ def _bucket_store(scheme: str, bucket: str) -> ObjectStore:
         config: dict[str, Any] = {"endpoint": endpoint} if endpoint else {}
         options = _client_options(allow_http=bool(endpoint and endpoint.startswith("http://")))
         return S3Store(bucket, config=config, client_options=options, retry_config=_RETRY)  # type: ignore[arg-type]
-    options = _client_options(allow_http=False)
     if scheme == "gs":
-        return GCSStore(bucket, client_options=options, retry_config=_RETRY)
+        return _gcs_store(bucket)
+    # obstore's Azure emulator mode (AZURE_STORAGE_USE_EMULATOR) allows http by itself.
+    options = _client_options(allow_http=False)
     return AzureStore(bucket, client_options=options, retry_config=_RETRY)
+
+
+def _gcs_store(bucket: str) -> ObjectStore:
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if not emulator:
+        options = _client_options(allow_http=False)
+        return GCSStore(bucket, client_options=options, retry_config=_RETRY)
+    # An emulator takes no credentials; object_store reaches a custom GCS endpoint only
+    # through a service-account key naming it, with OAuth off.
+    base = (emulator if "://" in emulator else f"http://{emulator}").rstrip("/")
+    key = {
+        "gcs_base_url": base,
+        "disable_oauth": True,
+        **dict.fromkeys(("client_email", "private_key", "private_key_id"), ""),
+    }
+    options = _client_options(allow_http=base.startswith("http://"))
+    config: GCSConfig = {"service_account_key": json.dumps(key)}
+    try:
+        return GCSStore(bucket, config=config, client_options=options, retry_config=_RETRY)
+    except obs_errors.BaseError as exc:  # e.g. GOOGLE_SERVICE_ACCOUNT set as well
+        raise SourceError(
+            f"gs://{bucket}: STORAGE_EMULATOR_HOST={emulator} cannot be combined with the "
+            f"GOOGLE_* credentials in the environment: {_first_line(exc)}"
+        ) from exc
 
 
 @contextmanager
