@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pagefault.cache.locks import process_alive, temp_owner
+
 __all__ = ["Catalog", "FileRecord", "UriRecord", "file_key", "uri_key"]
 
 _FORMAT = "pagefault-cache-uri/1"
@@ -154,6 +156,13 @@ class Catalog:
             path.unlink(missing_ok=True)
         with suppress(OSError):
             folder.rmdir()
+
+    def remove_stale_temps(self) -> int:
+        """Delete temp files of writers that died before renaming them; returns how many."""
+        stale = [p for p in self.root.glob("*/**/.*.tmp") if not process_alive(temp_owner(p))]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 
     def pin(self, uri: str) -> None:
         _write_atomic(self.root / "pins" / uri_key(uri), uri.encode())

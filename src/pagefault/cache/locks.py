@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
-__all__ = ["FileLock", "Lease", "live_leases"]
+__all__ = ["FileLock", "Lease", "live_leases", "process_alive", "temp_owner"]
 
 
 class FileLock:
@@ -102,3 +102,21 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
+
+
+def temp_owner(path: Path) -> int:
+    """The pid in a temp file name ``<name>.<pid>.<random>.tmp`` (0 if there is none)."""
+    parts = path.name.split(".")
+    return int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else 0
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

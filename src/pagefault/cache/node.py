@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pagefault.cache.catalog import Catalog
@@ -59,8 +59,13 @@ class NodeCache:
         """The cross-process lock that makes one process fetch a piece while others wait."""
         return FileLock(self.runtime / "locks" / key)
 
-    def lease(self, file_keys: Iterable[str]) -> Lease:
-        return Lease(self.runtime / "leases", file_keys)
+    def lease(self, file_keys: Iterable[str]) -> Callable[[], None]:
+        """Claim files for a reader; returns the release. A full runtime dir skips the claim."""
+        try:
+            return Lease(self.runtime / "leases", file_keys).release
+        except OSError as exc:
+            self._warn("lease", f"cannot record a read lease in {self.runtime}: {exc}")
+            return lambda: None
 
     def find(self, sha: str) -> CacheHit | None:
         """The fastest tier's copy of a piece, if any tier has one."""
@@ -105,7 +110,8 @@ class NodeCache:
         return {sha for key in keys for sha in self.catalog.known(key)}
 
     def stale_temp_files(self) -> int:
-        return sum(tier.remove_stale_temps() for tier in self.tiers)
+        tiers = sum(tier.remove_stale_temps() for tier in self.tiers)
+        return tiers + self.catalog.remove_stale_temps()
 
     def _warn(self, key: str, message: str) -> None:
         with self._warn_lock:

@@ -111,8 +111,7 @@ def _attach(
     model: ResolvedModel, cache: NodeCache, record: UriRecord, counters: CacheCounters
 ) -> ResolvedModel:
     """Hold a lease on the files while the model is open; report where bytes came from."""
-    lease = cache.lease(f.key for f in record.files)
-    model.on_close.append(lease.release)
+    model.on_close.append(cache.lease(f.key for f in record.files))
     model.checked_piece_size = record.piece_size
     model.published = record.verified
     model.counters = counters.as_dict

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import xxhash
 
-from pagefault.cache.locks import FileLock
+from pagefault.cache.locks import FileLock, process_alive, temp_owner
 from pagefault.errors import CacheError
 from pagefault.formats.writer import fsync_directory
 from pagefault.sources.cursor import BufferCursor
@@ -201,8 +201,7 @@ class PieceTier:
         """Delete temp files whose writer has died; returns how many."""
         removed = 0
         for path in self._temp.glob("*.tmp") if self._temp.is_dir() else []:
-            pid = int(path.name.split(".")[1]) if path.name.count(".") >= 3 else 0
-            if not _alive(pid):
+            if not process_alive(temp_owner(path)):
                 with suppress(FileNotFoundError):
                     path.unlink()
                     removed += 1
@@ -244,15 +243,3 @@ def _write_all(fd: int, chunks: Sequence[memoryview]) -> None:
         done = 0
         while done < len(chunk):
             done += os.write(fd, chunk[done:])
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

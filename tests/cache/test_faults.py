@@ -1,0 +1,101 @@
+"""Damage at rest and full filesystems: detected, dropped, refetched; loads still succeed."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pagefault
+from pagefault.cache import NodeCache, manage
+from pagefault.testing import HTTPOrigin
+
+from ..remote.conftest import assert_same_tensors, reference
+from .conftest import PIECE, cache_config
+
+
+def flip_a_byte(path: Path, offset: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+
+def piece_files(node: NodeCache, tier: int) -> list[Path]:
+    return sorted(node.tiers[tier].path(p.sha) for p in node.tiers[tier].scan())
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+@pytest.mark.parametrize("tier", [0, 1], ids=["ram", "disk"])
+def test_a_flipped_bit_is_caught_dropped_and_refetched(
+    origin: HTTPOrigin, served: Path, node: NodeCache, tier: int, mmap: bool
+) -> None:
+    url = origin.url + "/published"
+    pagefault.load(url, cache=node)
+    if tier == 1:  # only the disk copy is left, and it is damaged
+        for piece in node.tiers[0].scan():
+            node.tiers[0].drop(piece.sha)
+    damaged = piece_files(node, tier)[3]
+    flip_a_byte(damaged, 1000)
+    sent = origin.bytes_sent
+    stream = pagefault.stream(url, cache=node, mmap=mmap)
+    assert_same_tensors(dict(stream), reference(served / "published"))
+    assert stream.stats.cache is not None and stream.stats.cache["corrupt_pieces"] == 1
+    assert 0 < origin.bytes_sent - sent <= PIECE, "only the damaged piece is fetched again"
+    assert not manage.verify(node).corrupt, "the refetched piece replaced the damaged one"
+
+
+def test_a_truncated_piece_file_is_not_an_entry(
+    origin: HTTPOrigin, served: Path, node: NodeCache
+) -> None:
+    url = origin.url + "/plain"
+    pagefault.load(url, cache=node)
+    victim = piece_files(node, 0)[0]
+    victim.write_bytes(victim.read_bytes()[:-100])
+    got = pagefault.load(url, cache=node, mmap=False)
+    assert_same_tensors(got, reference(served / "plain"))
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted for the test (root only), unmounted afterwards."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]
+    done = subprocess.run(command, check=False, capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_tmpfs_bypasses_the_ram_tier(
+    origin: HTTPOrigin, served: Path, tmp_path: Path, tiny_tmpfs: Path
+) -> None:
+    # the configured capacity says 64 MiB; the filesystem runs out at 1 MiB (ENOSPC)
+    node = NodeCache(cache_config(tmp_path / "cache", ram_dir=tiny_tmpfs, ram_capacity=64 << 20))
+    url = origin.url + "/published"
+    got = pagefault.load(url, cache=node)
+    assert_same_tensors(got, reference(served / "published"))
+    assert not list(tiny_tmpfs.rglob("*.tmp")), "no temp file is left on the full tmpfs"
+    assert not manage.verify(node).corrupt
+    assert 0 < len(node.tiers[0].scan()) < len(node.tiers[1].scan())
+    sent = origin.bytes_sent
+    assert_same_tensors(pagefault.load(url, cache=node), reference(served / "published"))
+    assert origin.bytes_sent == sent, "what fit in RAM, plus the disk tier, serves it all"
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_load(
+    origin: HTTPOrigin, served: Path, tmp_path: Path, tiny_tmpfs: Path
+) -> None:
+    node = NodeCache(
+        cache_config(tmp_path / "cache", ram_dir=tiny_tmpfs, ram_capacity=64 << 20, disk_capacity=0)
+    )
+    got = pagefault.load(origin.url + "/plain", cache=node)  # 2 MiB model, 1 MiB tmpfs
+    assert_same_tensors(got, reference(served / "plain"))
+    assert not list(tiny_tmpfs.rglob("*.tmp"))
