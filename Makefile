@@ -1,4 +1,4 @@
-.PHONY: test lint bench bench-quick bench-remote bench-save bench-save-quick
+.PHONY: test lint bench bench-quick bench-remote bench-cache bench-save bench-save-quick
 
 test:
 	python -m pytest
@@ -17,6 +17,9 @@ bench-quick:
 bench-remote:
 	python bench/remote_bench.py --size 1GiB --repeat 1 --no-s3 --out bench/results/remote-1GiB.json
 	python bench/remote_bench.py --dir /tmp/pagefault-remote-bench-s3 --size 256MiB --repeat 2 --no-http --out bench/results/remote-s3-256MiB.json
+
+bench-cache:
+	python bench/cache_bench.py --size 4GiB --repeat 3 --processes 4 --out bench/results/cache-4GiB.json
 
 bench-save:
 	python bench/save_bench.py --size 4GiB --out bench/results/save-4GiB.json

@@ -44,7 +44,10 @@ def test_a_flipped_bit_is_caught_dropped_and_refetched(
     stream = pagefault.stream(url, cache=node, mmap=mmap)
     assert_same_tensors(dict(stream), reference(served / "published"))
     assert stream.stats.cache is not None and stream.stats.cache["corrupt_pieces"] == 1
-    assert 0 < origin.bytes_sent - sent <= PIECE, "only the damaged piece is fetched again"
+    if tier == 0:  # the disk tier's good copy replaces it
+        assert origin.bytes_sent == sent
+    else:
+        assert 0 < origin.bytes_sent - sent <= PIECE, "only the damaged piece is fetched again"
     assert not manage.verify(node).corrupt, "the refetched piece replaced the damaged one"
 
 

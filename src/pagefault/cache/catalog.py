@@ -99,9 +99,8 @@ class Catalog:
         return record if record is not None and record.uri == uri else None
 
     def records(self) -> list[UriRecord]:
-        folder = self.root / "uris"
-        found = [UriRecord.from_json(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
-        return [r for r in found if r is not None]
+        found = [_read(p) for p in sorted((self.root / "uris").glob("[!.]*.json"))]
+        return [r for r in map(UriRecord.from_json, found) if r is not None]
 
     def save(self, record: UriRecord) -> None:
         _write_atomic(self.root / "uris" / f"{uri_key(record.uri)}.json", record.to_json())
@@ -172,8 +171,8 @@ class Catalog:
             (self.root / "pins" / uri_key(uri)).unlink()
 
     def pinned(self) -> set[str]:
-        folder = self.root / "pins"
-        return {p.read_text() for p in folder.iterdir()} if folder.is_dir() else set()
+        pins = [_read(p) for p in (self.root / "pins").glob("[!.]*")]
+        return {pin.decode() for pin in pins if pin}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -186,3 +185,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def _read(path: Path) -> bytes:
+    """A catalog file's bytes; b"" when another process removed it meanwhile."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""

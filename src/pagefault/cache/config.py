@@ -24,6 +24,7 @@ from pagefault.manifest.pieces import MIN_PIECE_SIZE
 __all__ = ["CacheConfig", "config_path", "load_config", "parse_size"]
 
 _OFF = {"0", "off", "false", "no", "none", ""}
+_ON = {"1", "on", "true", "yes"}
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,12 @@ class CacheConfig:
         )
 
 
-def config_path() -> Path:
+def config_path(env: Mapping[str, str] | None = None) -> Path:
     """The config file consulted (it need not exist)."""
-    if explicit := os.environ.get("PAGEFAULT_CONFIG"):
+    env = os.environ if env is None else env
+    if explicit := env.get("PAGEFAULT_CONFIG"):
         return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
+    base = env.get("XDG_CONFIG_HOME") or "~/.config"
     return Path(base).expanduser() / "pagefault" / "config.toml"
 
 
@@ -67,7 +69,7 @@ def load_config(env: Mapping[str, str] | None = None) -> CacheConfig:
     """Defaults, overridden by the config file, overridden by the environment."""
     env = os.environ if env is None else env
     settings: dict[str, Any] = {}
-    path = config_path()
+    path = config_path(env)
     if path.is_file():
         settings.update(_file_settings(path))
     settings.update(_env_settings(env))
@@ -118,11 +120,18 @@ def _build(settings: Mapping[str, Any], *, where: str) -> CacheConfig:
 
 
 def _convert(key: str, value: Any) -> Any:
+    text = str(value).strip().lower()
     if key in ("enabled", "offline"):
-        return value if isinstance(value, bool) else str(value).strip().lower() not in _OFF
-    if key == "ram_dir":
-        return None if str(value).strip().lower() in _OFF else Path(value)
-    if key == "disk_dir":
+        if isinstance(value, bool):
+            return value
+        if text not in _OFF | _ON:
+            raise CacheError(f"{key}: {value!r} is not on/off (use one of {sorted(_ON | _OFF)})")
+        return text in _ON
+    if key in ("ram_dir", "disk_dir"):
+        if key == "ram_dir" and (value is False or text in _OFF):
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise CacheError(f"{key}: {value!r} is not a directory path")
         return Path(value)
     if key == "piece_size":
         return _piece_size(parse_size(value, field=key))

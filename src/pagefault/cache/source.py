@@ -217,6 +217,6 @@ class CachedFileSource:
         log.warning(
             "%s: cached piece %s %s; dropped, fetching it again", self.name, hit.piece.path, why
         )
-        self._cache.drop(digest)
+        hit.tier.drop(digest)  # only this copy: another tier's may be good
         self._counters.add("corrupt_pieces", 1)
         return False
