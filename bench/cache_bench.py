@@ -5,6 +5,7 @@ One run measures, side by side on one machine:
 * a cold load through an empty cache from an HTTP origin on loopback (tees every piece);
 * warm loads of the same URI (RAM tier hits), each timed around ``pagefault.load``
   (HEAD revalidation, catalog, headers and all), and the origin's byte counter across them;
+* the same warm loads with ``mmap=False`` (read into a fresh arena, as a copy must);
 * the raw limit: the same piece files read from /dev/shm with parallel ``preadv`` into a
   pre-faulted buffer (pure copy bandwidth) and into a fresh one (what any copy pays);
 * N processes started together on the uncached model: origin egress / model size.
@@ -46,7 +47,7 @@ LOAD = """
 import json, sys, time, xxhash
 import pagefault
 started = time.perf_counter()
-stream = pagefault.stream(sys.argv[1])
+stream = pagefault.stream(sys.argv[1], mmap=False if sys.argv[3] == "private" else None)
 tensors = dict(stream)
 seconds = time.perf_counter() - started
 digest = xxhash.xxh3_64()
@@ -133,8 +134,8 @@ def fresh(*directories: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def load(url: str, env: dict[str, str], *, digest: bool = False) -> dict:
-    command = [sys.executable, "-c", LOAD, url, "digest" if digest else "-"]
+def load(url: str, env: dict[str, str], *, digest: bool = False, mode: str = "auto") -> dict:
+    command = [sys.executable, "-c", LOAD, url, "digest" if digest else "-", mode]
     return run_json(command, name="load", env=env)
 
 
@@ -143,7 +144,7 @@ def raw(ram: Path, how: str) -> dict:
 
 
 def together(url: str, env: dict[str, str], processes: int) -> list[dict]:
-    command = [sys.executable, "-c", LOAD, url, "digest"]
+    command = [sys.executable, "-c", LOAD, url, "digest", "auto"]
     procs = [
         subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
         for _ in range(processes)
@@ -175,15 +176,17 @@ def main() -> None:
         cold = load(url, env)
         results["cold"] = cold | {"origin_bytes": origin.sent() - before}
         console.print(f"cold load through the cache: {cold['seconds']:.2f} s")
-        warm, prefaulted, fresh_buffer = [], [], []
+        warm, private, prefaulted, fresh_buffer = [], [], [], []
         before = origin.sent()
         for _ in range(args.repeat):
             warm.append(load(url, env))
+            private.append(load(url, env, mode="private"))
             prefaulted.append(raw(ram, "prefaulted"))
             fresh_buffer.append(raw(ram, "fresh"))
         results["warm_origin_bytes"] = origin.sent() - before
         for name, runs in [
             ("warm", warm),
+            ("warm_private", private),
             ("raw_prefaulted", prefaulted),
             ("raw_fresh", fresh_buffer),
         ]:
@@ -221,6 +224,11 @@ def report(results: dict) -> None:
         f"warm load {warm['gbps']:.2f} GB/s ({warm['mode']}), raw /dev/shm read "
         f"{strict['gbps']:.2f} GB/s into a pre-faulted buffer, {loose['gbps']:.2f} GB/s into "
         f"a fresh one: {warm['gbps'] / strict['gbps']:.2f}x and {warm['gbps'] / loose['gbps']:.2f}x"
+    )
+    private = results["warm_private"]
+    console.print(
+        f"warm load with mmap=False (preadv into a fresh arena) {private['gbps']:.2f} GB/s: "
+        f"{private['gbps'] / loose['gbps']:.2f}x the raw read into fresh memory"
     )
     console.print(f"origin bytes during warm loads: {results['warm_origin_bytes']}")
     together = results["together"]

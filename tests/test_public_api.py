@@ -10,6 +10,8 @@ import pagefault
 from pagefault import errors
 
 EXPECTED = {
+    "CacheConfig",
+    "NodeCache",
     "load",
     "stream",
     "load_into",

@@ -17,6 +17,7 @@ from pagefault.api import (
     verify,
     write_piece_manifest,
 )
+from pagefault.cache import CacheConfig, NodeCache
 from pagefault.checkpoint import SaveHandle
 from pagefault.errors import (
     CacheError,
@@ -37,6 +38,7 @@ from pagefault.pipeline.download import PullResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheConfig",
     "CacheError",
     "CheckpointError",
     "FormatError",
@@ -45,6 +47,7 @@ __all__ = [
     "LoadIntoError",
     "LoadStats",
     "Manifest",
+    "NodeCache",
     "NotFound",
     "PagefaultError",
     "PieceManifest",
