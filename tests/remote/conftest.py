@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import pagefault
+from pagefault.errors import NotFound
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.testing import HTTPOrigin
 
@@ -53,3 +54,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# Every object store is checked on the same shapes of URI: (path under the bucket, local).
+LAYOUTS = [
+    ("sharded/", "sharded"),
+    ("sharded/model.safetensors.index.json", "sharded"),
+    ("single/model.safetensors", "single/model.safetensors"),
+    ("single", "single"),
+]
+
+
+def check_missing_objects(scheme: str) -> None:
+    """A missing file, an empty prefix and a missing bucket are all ``NotFound``."""
+    with pytest.raises(NotFound, match="nope.safetensors"):
+        pagefault.load(f"{scheme}://models/single/nope.safetensors")
+    with pytest.raises(NotFound, match="no .safetensors file"):
+        pagefault.load(f"{scheme}://models/empty-prefix/")
+    with pytest.raises(NotFound):
+        pagefault.load(f"{scheme}://no-such-bucket/model.safetensors")

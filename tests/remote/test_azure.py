@@ -26,10 +26,17 @@ import pytest
 from obstore.store import AzureStore
 
 import pagefault
-from pagefault.errors import NotFound, SourceError
+from pagefault.errors import SourceError
 from pagefault.manifest import MANIFEST_NAME
 
-from .conftest import PIECE, assert_same_tensors, free_port, reference
+from .conftest import (
+    LAYOUTS,
+    PIECE,
+    assert_same_tensors,
+    check_missing_objects,
+    free_port,
+    reference,
+)
 
 CONTAINER = "models"
 # Azurite's well-known development account (public, documented by Microsoft).
@@ -124,18 +131,11 @@ def azure_env(azurite: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return azurite
 
 
-@pytest.mark.parametrize(
-    ("uri", "local"),
-    [
-        ("az://models/sharded/", "sharded"),
-        ("az://models/sharded/model.safetensors.index.json", "sharded"),
-        ("az://models/single/model.safetensors", "single/model.safetensors"),
-        ("az://models/single", "single"),
-    ],
-)
+@pytest.mark.parametrize(("path", "local"), LAYOUTS)
 def test_azure_loads_are_byte_identical(
-    azure_env: str, served_model: Path, uri: str, local: str
+    azure_env: str, served_model: Path, path: str, local: str
 ) -> None:
+    uri = f"az://models/{path}"
     assert_same_tensors(pagefault.load(uri), reference(served_model / local))
 
 
@@ -150,12 +150,7 @@ def test_wrong_account_key_is_refused(
 
 
 def test_missing_object_is_not_found(azure_env: str) -> None:
-    with pytest.raises(NotFound, match="nope.safetensors"):
-        pagefault.load("az://models/single/nope.safetensors")
-    with pytest.raises(NotFound, match="no .safetensors file"):
-        pagefault.load("az://models/empty-prefix/")
-    with pytest.raises(NotFound):
-        pagefault.load("az://no-such-container/model.safetensors")
+    check_missing_objects("az")
 
 
 def test_manifest_published_to_azure_is_verified(

@@ -26,10 +26,17 @@ from pathlib import Path
 import pytest
 
 import pagefault
-from pagefault.errors import NotFound, SourceError
+from pagefault.errors import SourceError
 from pagefault.manifest import MANIFEST_NAME
 
-from .conftest import PIECE, assert_same_tensors, free_port, reference
+from .conftest import (
+    LAYOUTS,
+    PIECE,
+    assert_same_tensors,
+    check_missing_objects,
+    free_port,
+    reference,
+)
 
 BUCKET = "models"
 
@@ -113,18 +120,11 @@ def gcs_env(gcs_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return gcs_server
 
 
-@pytest.mark.parametrize(
-    ("uri", "local"),
-    [
-        ("gs://models/sharded/", "sharded"),
-        ("gs://models/sharded/model.safetensors.index.json", "sharded"),
-        ("gs://models/single/model.safetensors", "single/model.safetensors"),
-        ("gs://models/single", "single"),
-    ],
-)
+@pytest.mark.parametrize(("path", "local"), LAYOUTS)
 def test_gcs_loads_are_byte_identical(
-    gcs_env: str, served_model: Path, uri: str, local: str
+    gcs_env: str, served_model: Path, path: str, local: str
 ) -> None:
+    uri = f"gs://models/{path}"
     assert_same_tensors(pagefault.load(uri), reference(served_model / local))
 
 
@@ -137,12 +137,7 @@ def test_emulator_host_without_scheme(
 
 
 def test_missing_object_is_not_found(gcs_env: str) -> None:
-    with pytest.raises(NotFound, match="nope.safetensors"):
-        pagefault.load("gs://models/single/nope.safetensors")
-    with pytest.raises(NotFound, match="no .safetensors file"):
-        pagefault.load("gs://models/empty-prefix/")
-    with pytest.raises(NotFound):
-        pagefault.load("gs://no-such-bucket/model.safetensors")
+    check_missing_objects("gs")
 
 
 def test_manifest_published_to_gcs_is_verified(

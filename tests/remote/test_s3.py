@@ -17,7 +17,13 @@ import pagefault
 from pagefault.errors import SourceError
 from pagefault.manifest import MANIFEST_NAME
 
-from .conftest import PIECE, assert_same_tensors, free_port, reference
+from .conftest import (
+    LAYOUTS,
+    PIECE,
+    assert_same_tensors,
+    free_port,
+    reference,
+)
 
 BUCKET = "models"
 POLICY = {
@@ -89,19 +95,12 @@ def s3_env(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[s
     return s3_server
 
 
-@pytest.mark.parametrize(
-    ("uri", "local"),
-    [
-        ("s3://models/sharded/", "sharded"),
-        ("s3://models/sharded/model.safetensors.index.json", "sharded"),
-        ("s3://models/single/model.safetensors", "single/model.safetensors"),
-        ("s3://models/single", "single"),
-    ],
-)
+@pytest.mark.parametrize(("path", "local"), LAYOUTS)
 def test_s3_loads_are_byte_identical(
-    s3_env: dict[str, str], served_model: Path, uri: str, local: str
+    s3_env: dict[str, str], served_model: Path, path: str, local: str
 ) -> None:
-    assert_same_tensors(pagefault.load(uri), reference(served_model / local))
+    got = pagefault.load(f"s3://models/{path}")
+    assert_same_tensors(got, reference(served_model / local))
 
 
 def test_signed_requests_and_wrong_credentials(
