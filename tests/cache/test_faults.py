@@ -102,3 +102,14 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_load(
     got = pagefault.load(origin.url + "/plain", cache=node)  # 2 MiB model, 1 MiB tmpfs
     assert_same_tensors(got, reference(served / "plain"))
     assert not list(tiny_tmpfs.rglob("*.tmp"))
+
+
+def test_an_unusable_cache_directory_does_not_fail_the_load(
+    origin: HTTPOrigin, served: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directories should go")
+    node = NodeCache(cache_config(tmp_path, disk_dir=blocker / "disk", ram_dir=blocker / "ram"))
+    for _ in range(2):
+        got = pagefault.load(origin.url + "/plain", cache=node)
+        assert_same_tensors(got, reference(served / "plain"))

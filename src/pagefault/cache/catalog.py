@@ -93,7 +93,7 @@ class Catalog:
     def record(self, uri: str) -> UriRecord | None:
         try:
             data = (self.root / "uris" / f"{uri_key(uri)}.json").read_bytes()
-        except FileNotFoundError:
+        except OSError:  # absent, or a cache directory that cannot be read: no record
             return None
         record = UriRecord.from_json(data)
         return record if record is not None and record.uri == uri else None
@@ -127,7 +127,7 @@ class Catalog:
         """One piece's digest, if on record (another process may just have learned it)."""
         try:
             sha = (self.root / "files" / key / str(index)).read_text().strip()
-        except FileNotFoundError:
+        except OSError:  # not learned yet (or an unreadable cache directory)
             return None
         return sha if len(sha) == 64 and _HEX.issuperset(sha) else None
 
@@ -136,7 +136,9 @@ class Catalog:
         return {sha for sha in self.pieces(key, _MAX_PIECES) if sha is not None}
 
     def learn(self, key: str, index: int, sha: str) -> None:
-        _write_atomic(self.root / "files" / key / str(index), sha.encode())
+        """Record a piece's digest; best effort (a record is a hint, the piece is the truth)."""
+        with suppress(OSError):
+            _write_atomic(self.root / "files" / key / str(index), sha.encode())
 
     def learn_all(self, key: str, shas: tuple[str, ...]) -> None:
         """Record a file's published piece digests (only those not yet on record)."""
@@ -191,5 +193,5 @@ def _read(path: Path) -> bytes:
     """A catalog file's bytes; b"" when another process removed it meanwhile."""
     try:
         return path.read_bytes()
-    except FileNotFoundError:
+    except OSError:
         return b""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import secrets
 from collections.abc import Iterable
@@ -16,6 +17,8 @@ from contextlib import suppress
 from pathlib import Path
 
 __all__ = ["FileLock", "Lease", "live_leases", "process_alive", "temp_owner"]
+
+log = logging.getLogger("pagefault.cache")
 
 
 class FileLock:
@@ -27,16 +30,23 @@ class FileLock:
         self._fd = -1
 
     def __enter__(self) -> FileLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # a read-only or full runtime dir: go on, uncoordinated
+            log.warning("cannot lock %s (%s); this process fetches on its own", self.path, exc)
+            return self
+        while True:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if _same_file(fd, self.path):
                 self._fd = fd
                 return self
             os.close(fd)  # its holder unlinked it while we waited: lock the new one
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._fd < 0:
+            return
         if not self._keep:
             with suppress(FileNotFoundError):
                 os.unlink(self.path)

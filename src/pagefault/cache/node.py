@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pagefault.cache.catalog import Catalog
 from pagefault.cache.config import CacheConfig, load_config
@@ -40,6 +41,8 @@ class NodeCache:
         assert self.config.disk_capacity is not None and self.config.ram_capacity is not None
         disk = PieceTier(self.config.disk_dir, self.config.disk_capacity, name="disk", durable=True)
         ram_dir = self.config.ram_dir
+        if ram_dir is not None and not _creatable(ram_dir):
+            ram_dir = None  # no /dev/shm here: disk tier only
         ram = (
             PieceTier(ram_dir, self.config.ram_capacity, name="ram", durable=False)
             if ram_dir
@@ -118,3 +121,9 @@ class NodeCache:
             if key not in self._warned:
                 self._warned.add(key)
                 log.warning(message)
+
+
+def _creatable(directory: Path) -> bool:
+    """Whether ``directory`` is, or could be made under, an existing directory."""
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), directory)
+    return existing.is_dir()

@@ -113,7 +113,7 @@ class PieceTier:
         path = self.path(sha)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         try:
             size = os.fstat(fd).st_size
