@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pagefault.cache.locks import process_alive, temp_owner
+from pagefault.cache.locks import temp_owner
+from pagefault.processes import process_alive
 
 __all__ = ["Catalog", "FileRecord", "UriRecord", "file_key", "uri_key"]
 
 _FORMAT = "pagefault-cache-uri/1"
 _HEX = frozenset("0123456789abcdef")
-_MAX_PIECES = 1 << 40
 
 
 def uri_key(uri: str) -> str:
@@ -112,15 +112,7 @@ class Catalog:
 
     def pieces(self, key: str, count: int) -> list[str | None]:
         """The known SHA-256 of each of a file's ``count`` pieces (None where unknown)."""
-        folder = self.root / "files" / key
-        known: dict[int, str] = {}
-        for path in folder.iterdir() if folder.is_dir() else []:
-            if path.name.isdigit() and int(path.name) < count:
-                sha = self.piece(key, int(path.name))
-                if sha is not None:
-                    known[int(path.name)] = sha
-        if count == _MAX_PIECES:
-            count = max(known, default=-1) + 1
+        known = self._on_record(key)
         return [known.get(i) for i in range(count)]
 
     def piece(self, key: str, index: int) -> str | None:
@@ -133,7 +125,16 @@ class Catalog:
 
     def known(self, key: str) -> set[str]:
         """Every piece digest on record for a file."""
-        return {sha for sha in self.pieces(key, _MAX_PIECES) if sha is not None}
+        return set(self._on_record(key).values())
+
+    def _on_record(self, key: str) -> dict[int, str]:
+        """Piece index -> digest, for every well-formed digest on record for a file."""
+        folder = self.root / "files" / key
+        indexes = (
+            [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+        )
+        found = {index: self.piece(key, index) for index in indexes}
+        return {index: sha for index, sha in found.items() if sha is not None}
 
     def learn(self, key: str, index: int, sha: str) -> None:
         """Record a piece's digest; best effort (a record is a hint, the piece is the truth)."""

@@ -21,7 +21,7 @@ from pagefault.errors import CacheError
 from pagefault.manifest import DEFAULT_PIECE_SIZE
 from pagefault.manifest.pieces import MIN_PIECE_SIZE
 
-__all__ = ["CacheConfig", "config_path", "load_config", "parse_size"]
+__all__ = ["CacheConfig", "config_path", "load_config", "nearest_existing", "parse_size"]
 
 _OFF = {"0", "off", "false", "no", "none", ""}
 _ON = {"1", "on", "true", "yes"}
@@ -141,10 +141,12 @@ def _convert(key: str, value: Any) -> Any:
 def _capacity(configured: int | None, directory: Path) -> int:
     if configured is not None:
         return configured
-    probe = directory
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).total // 4
+    return shutil.disk_usage(nearest_existing(directory)).total // 4
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (a cache directory is made lazily)."""
+    return next((p for p in (path, *path.parents) if p.exists()), path)
 
 
 def _piece_size(size: int) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
-__all__ = ["FileLock", "Lease", "live_leases", "process_alive", "temp_owner"]
+__all__ = ["FileLock", "Lease", "live_leases", "reap_unheld", "temp_owner"]
 
 log = logging.getLogger("pagefault.cache")
 
@@ -83,26 +83,33 @@ def live_leases(directory: Path) -> set[str]:
     """File keys claimed by live readers; leases of dead readers are removed."""
     keys: set[str] = set()
     for path in directory.glob("*.lease") if directory.is_dir() else []:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            keys.update(_lease_keys(fd))
-        else:
-            with suppress(FileNotFoundError):
-                path.unlink()
-        finally:
-            os.close(fd)
+        if reap_unheld(path):
+            keys.update(_lease_keys(path))
     return keys
 
 
-def _lease_keys(fd: int) -> list[str]:
+def reap_unheld(path: Path) -> bool | None:
+    """True while a live process holds ``path`` locked; else remove it (its holder died)
+    and return False. None when it was already gone."""
     try:
-        data = json.loads(os.pread(fd, 1 << 20, 0))
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # flock needs no write access
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        path.unlink(missing_ok=True)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _lease_keys(path: Path) -> list[str]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):  # released meanwhile, or not ours
         return []
     return [k for k in data if isinstance(k, str)] if isinstance(data, list) else []
 
@@ -118,15 +125,3 @@ def temp_owner(path: Path) -> int:
     """The pid in a temp file name ``<name>.<pid>.<random>.tmp`` (0 if there is none)."""
     parts = path.name.split(".")
     return int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else 0
-
-
-def process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

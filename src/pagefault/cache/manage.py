@@ -5,8 +5,6 @@ Each operation returns plain data (dataclasses) for the CLI to print as text or 
 
 from __future__ import annotations
 
-import fcntl
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pagefault.cache.catalog import UriRecord
-from pagefault.cache.locks import live_leases
+from pagefault.cache.locks import live_leases, reap_unheld
 from pagefault.cache.node import NodeCache
 from pagefault.cache.resolve import resolve_cached
 from pagefault.cache.tier import PieceTier
@@ -113,7 +111,7 @@ def evict(cache: NodeCache, uri: str) -> int:
     freed = 0
     for key in keys:
         for sha in cache.catalog.known(key) - keep:
-            freed += _drop_everywhere(cache, sha)
+            freed += cache.drop(sha)
         if key not in others:
             cache.catalog.drop_file(key)
     cache.catalog.forget(uri)
@@ -186,13 +184,8 @@ def _record(cache: NodeCache, uri: str) -> UriRecord:
 
 
 def _entry(cache: NodeCache, record: UriRecord, pinned: bool) -> EntryInfo:
-    cached = {tier.name: 0 for tier in cache.tiers}
-    for file in record.files:
-        for sha in cache.catalog.known(file.key):
-            for tier in cache.tiers:
-                path = tier.path(sha)
-                if path.is_file():
-                    cached[tier.name] += path.stat().st_size - 16
+    shas = [sha for file in record.files for sha in cache.catalog.known(file.key)]
+    cached = {tier.name: sum(tier.held(sha) for sha in shas) for tier in cache.tiers}
     return EntryInfo(
         record.uri,
         record.total_bytes,
@@ -221,30 +214,7 @@ def _piece_ok(tier: PieceTier, sha: str) -> bool:
         return piece.matches([data]) and hash_piece([data]) == sha
 
 
-def _drop_everywhere(cache: NodeCache, sha: str) -> int:
-    freed = 0
-    for tier in cache.tiers:
-        path = tier.path(sha)
-        if path.is_file():
-            freed += path.stat().st_size
-            tier.drop(sha)
-    return freed
-
-
 def _remove_unheld_locks(directory: Path) -> int:
     """Lock files whose holder died before unlinking them (never one that is held)."""
-    removed = 0
-    for path in directory.iterdir() if directory.is_dir() else []:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            path.unlink(missing_ok=True)
-            removed += 1
-        except BlockingIOError:
-            pass
-        finally:
-            os.close(fd)
-    return removed
+    paths = list(directory.iterdir()) if directory.is_dir() else []
+    return sum(reap_unheld(path) is False for path in paths)

@@ -12,10 +12,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from pagefault.cache.catalog import Catalog
-from pagefault.cache.config import CacheConfig, load_config
+from pagefault.cache.config import CacheConfig, load_config, nearest_existing
 from pagefault.cache.locks import FileLock, Lease, live_leases
 from pagefault.cache.tier import PieceFile, PieceTier
 from pagefault.errors import CacheError
@@ -41,7 +40,7 @@ class NodeCache:
         assert self.config.disk_capacity is not None and self.config.ram_capacity is not None
         disk = PieceTier(self.config.disk_dir, self.config.disk_capacity, name="disk", durable=True)
         ram_dir = self.config.ram_dir
-        if ram_dir is not None and not _creatable(ram_dir):
+        if ram_dir is not None and not nearest_existing(ram_dir).is_dir():
             ram_dir = None  # no /dev/shm here: disk tier only
         ram = (
             PieceTier(ram_dir, self.config.ram_capacity, name="ram", durable=False)
@@ -99,9 +98,9 @@ class NodeCache:
         if ram is not None and not ram.has(sha):
             self.store(sha, chunks, skip=next(t for t in self.tiers if t is not ram))
 
-    def drop(self, sha: str) -> None:
-        for tier in self.tiers:
-            tier.drop(sha)
+    def drop(self, sha: str) -> int:
+        """Delete a piece from every tier; returns the bytes freed."""
+        return sum(tier.drop(sha) for tier in self.tiers)
 
     def protected(self) -> set[str]:
         """Pieces eviction must keep: those of pinned URIs and of leased files."""
@@ -121,9 +120,3 @@ class NodeCache:
             if key not in self._warned:
                 self._warned.add(key)
                 log.warning(message)
-
-
-def _creatable(directory: Path) -> bool:
-    """Whether ``directory`` is, or could be made under, an existing directory."""
-    existing = next((p for p in (directory, *directory.parents) if p.exists()), directory)
-    return existing.is_dir()

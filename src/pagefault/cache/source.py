@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import mmap
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from functools import partial
 
 from pagefault.cache.catalog import FileRecord
 from pagefault.cache.node import CacheHit, NodeCache
@@ -53,10 +54,7 @@ class CacheCounters:
             setattr(self, kind, getattr(self, kind) + count)
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            k: getattr(self, k)
-            for k in ("ram_bytes", "disk_bytes", "origin_bytes", "corrupt_pieces")
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
 class CachedFileSource:
@@ -132,30 +130,30 @@ class CachedFileSource:
 
     def _piece_into(self, index: int, views: list[memoryview]) -> None:
         """Fill ``views`` (one whole piece) from the cache, or from the origin once per node."""
-        digest = self._digests[index]
-        if digest and self._read_cached(digest, views):
-            return
-        with self._cache.lock(digest or f"{self._file.key}.{index}"):
-            digest = digest or self._cache.catalog.piece(self._file.key, index)
-            if digest and self._read_cached(digest, views):
-                return
-            self._fetch(index, views)
+        self._obtain(index, views, lambda digest: self._read_cached(digest, views))
 
     def _populate_piece(self, mapping: mmap.mmap, index: int) -> None:
         start, stop = self._range(index)
         with memoryview(mapping) as whole:
             view = whole[start:stop]
             try:
-                digest = self._digests[index]
-                if digest and self._map_cached(mapping, index, digest, view):
-                    return
-                with self._cache.lock(digest or f"{self._file.key}.{index}"):
-                    digest = digest or self._cache.catalog.piece(self._file.key, index)
-                    if digest and self._map_cached(mapping, index, digest, view):
-                        return
-                    self._fetch(index, [view])
+                self._obtain(index, [view], partial(self._map_cached, mapping, index, view))
             finally:
                 view.release()
+
+    def _obtain(
+        self, index: int, views: list[memoryview], use_cached: Callable[[str], bool]
+    ) -> None:
+        """``use_cached(digest)`` if a tier has the piece; else fetch it into ``views`` under
+        the node-wide lock (re-checking first: another process may just have fetched it)."""
+        digest = self._digests[index]
+        if digest and use_cached(digest):
+            return
+        with self._cache.lock(digest or f"{self._file.key}.{index}"):
+            digest = digest or self._cache.catalog.piece(self._file.key, index)
+            if digest and use_cached(digest):
+                return
+            self._fetch(index, views)
 
     def _read_cached(self, digest: str, views: list[memoryview]) -> bool:
         hit = self._cache.find(digest)
@@ -170,7 +168,7 @@ class CachedFileSource:
         self._count_hit(hit, digest, views)
         return True
 
-    def _map_cached(self, mapping: mmap.mmap, index: int, digest: str, view: memoryview) -> bool:
+    def _map_cached(self, mapping: mmap.mmap, index: int, view: memoryview, digest: str) -> bool:
         """Map a RAM-tier piece over its place in ``mapping``; slower tiers are read."""
         hit = self._cache.find(digest)
         if hit is None:

@@ -22,14 +22,17 @@ from pathlib import Path
 
 import xxhash
 
-from pagefault.cache.locks import FileLock, process_alive, temp_owner
-from pagefault.errors import CacheError
+from pagefault.cache.locks import FileLock, temp_owner
+from pagefault.errors import CacheError, SourceError
 from pagefault.formats.writer import fsync_directory
+from pagefault.processes import process_alive
 from pagefault.sources.cursor import BufferCursor
+from pagefault.sources.local import read_fully
 
-__all__ = ["PieceFile", "PieceTier", "StoredPiece", "checksum"]
+__all__ = ["TRAILER_BYTES", "PieceFile", "PieceTier", "StoredPiece", "checksum"]
 
 _TRAILER = struct.Struct("<4sIQ")
+TRAILER_BYTES = _TRAILER.size
 _MAGIC = b"PFC1"
 _RESCAN_SECONDS = 1.0  # other processes write too: re-count usage at least this often
 _HEX = frozenset("0123456789abcdef")
@@ -66,15 +69,10 @@ class PieceFile:
         cursor = BufferCursor(buffers)
         if cursor.total != self.length:
             raise CacheError(f"{self.path}: asked for {cursor.total} bytes of {self.length}")
-        offset = 0
-        for view in buffers:
-            done = 0
-            while done < len(view):
-                got = os.preadv(self.fd, [view[done:]], offset + done)
-                if got == 0:
-                    raise CacheError(f"{self.path}: truncated while reading")
-                done += got
-            offset += len(view)
+        try:
+            read_fully(self.fd, 0, buffers, name=str(self.path))
+        except SourceError as exc:
+            raise CacheError(str(exc)) from exc
 
     def matches(self, chunks: Sequence[bytes | bytearray | memoryview]) -> bool:
         """Whether ``chunks`` (the piece's bytes as read or mapped) match the trailer."""
@@ -153,9 +151,22 @@ class PieceTier:
         self._used = (self._used or 0) + length + _TRAILER.size
         return True
 
-    def drop(self, sha: str) -> None:
-        with suppress(FileNotFoundError):
-            os.unlink(self.path(sha))
+    def drop(self, sha: str) -> int:
+        """Delete this tier's copy of a piece; returns the bytes freed (0 if it had none)."""
+        path = self.path(sha)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def held(self, sha: str) -> int:
+        """How many of the piece's bytes this tier holds (0 or all of them)."""
+        try:
+            return self.path(sha).stat().st_size - TRAILER_BYTES
+        except FileNotFoundError:
+            return 0
 
     def scan(self) -> list[StoredPiece]:
         """Every piece file with its size and last use; files that are not pieces are skipped."""

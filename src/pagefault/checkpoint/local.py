@@ -33,6 +33,7 @@ from pagefault.errors import CheckpointError, FormatError
 from pagefault.formats import INDEX_SUFFIX, parse_index
 from pagefault.formats.writer import fsync_directory
 from pagefault.manifest import MANIFEST_NAME
+from pagefault.processes import process_alive
 
 __all__ = ["PART_SUFFIX", "LocalDirectoryWriter", "ShardFile", "exchange_directories"]
 
@@ -203,22 +204,12 @@ def remove_stale_staging(dest: Path) -> None:
     prefix = f".{dest.name}.pagefault-"
     for entry in dest.parent.glob(prefix + "*"):
         pid = entry.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 
 def _staging_name(name: str) -> str:
     return f".{name}.pagefault-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _replaced_names(dest: Path) -> set[str]:

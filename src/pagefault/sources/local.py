@@ -12,7 +12,7 @@ from pagefault.errors import NotFound, SourceError
 from pagefault.sources.base import Buffer
 from pagefault.sources.mapping import buffer_address, populate_read
 
-__all__ = ["LocalFileSource"]
+__all__ = ["LocalFileSource", "read_fully"]
 
 # Linux IOV_MAX: one preadv() takes at most this many buffers.
 _IOV_MAX = 1024
@@ -37,10 +37,7 @@ class LocalFileSource:
         return self._size
 
     def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
-        fd = self._open()
-        for first in range(0, len(buffers), _IOV_MAX):
-            batch = list(buffers[first : first + _IOV_MAX])
-            offset = self._readv_fully(fd, offset, batch)
+        read_fully(self._open(), offset, buffers, name=self.name)
 
     def map_private(self) -> mmap.mmap:
         fd = self._open()
@@ -78,23 +75,27 @@ class LocalFileSource:
                     raise SourceError(f"{self.name}: cannot open: {exc.strerror}") from exc
             return self._fd
 
-    def _readv_fully(self, fd: int, offset: int, buffers: list[Buffer]) -> int:
-        """preadv until every buffer is full; short reads resume where they stopped."""
-        while buffers:
-            try:
-                got = os.preadv(fd, buffers, offset)
-            except OSError as exc:
-                raise SourceError(
-                    f"{self.name}: read at offset {offset} failed: {exc.strerror}"
-                ) from exc
-            if got == 0:
-                raise SourceError(
-                    f"{self.name}: unexpected end of file at offset {offset} "
-                    "(was the file truncated while loading?)"
-                )
-            offset += got
-            buffers = _advance(buffers, got)
-        return offset
+
+def read_fully(fd: int, offset: int, buffers: Sequence[Buffer], *, name: str) -> None:
+    """Fill ``buffers`` in order from ``fd`` at ``offset``, resuming after short reads."""
+    for first in range(0, len(buffers), _IOV_MAX):
+        offset = _readv_fully(fd, offset, list(buffers[first : first + _IOV_MAX]), name=name)
+
+
+def _readv_fully(fd: int, offset: int, buffers: list[Buffer], *, name: str) -> int:
+    while buffers:
+        try:
+            got = os.preadv(fd, buffers, offset)
+        except OSError as exc:
+            raise SourceError(f"{name}: read at offset {offset} failed: {exc.strerror}") from exc
+        if got == 0:
+            raise SourceError(
+                f"{name}: unexpected end of file at offset {offset} "
+                "(was the file truncated while loading?)"
+            )
+        offset += got
+        buffers = _advance(buffers, got)
+    return offset
 
 
 def _advance(buffers: list[Buffer], count: int) -> list[Buffer]:
