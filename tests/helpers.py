@@ -94,3 +94,12 @@ def tiny_llama_config(transformers: Any, **overrides: Any) -> Any:
         "num_attention_heads": 4,
     }
     return transformers.LlamaConfig(**{**settings, **overrides})
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    """Damage one bit of a file in place, as a disk or a hostile origin might."""
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0x01]))

@@ -24,6 +24,7 @@ from pagefault.cli import app
 from pagefault.manifest import piece_count
 from pagefault.testing import HTTPOrigin
 
+from ..helpers import flip_byte
 from .conftest import PIECE
 
 runner = CliRunner()
@@ -89,14 +90,6 @@ def digests(uri: str) -> list[str]:
     found = node.catalog.pieces(file.key, piece_count(file.size, record.piece_size))
     assert all(found), found
     return [sha for sha in found if sha]
-
-
-def flip_byte(path: Path, offset: int) -> None:
-    with path.open("r+b") as handle:
-        handle.seek(offset)
-        byte = handle.read(1)
-        handle.seek(offset)
-        handle.write(bytes([byte[0] ^ 0x01]))
 
 
 def assert_same_tensors(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:

@@ -12,16 +12,9 @@ import pagefault
 from pagefault.cache import NodeCache, manage
 from pagefault.testing import HTTPOrigin
 
+from ..helpers import flip_byte
 from ..remote.conftest import assert_same_tensors, reference
 from .conftest import PIECE, cache_config
-
-
-def flip_a_byte(path: Path, offset: int) -> None:
-    with path.open("r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x01]))
 
 
 def piece_files(node: NodeCache, tier: int) -> list[Path]:
@@ -39,7 +32,7 @@ def test_a_flipped_bit_is_caught_dropped_and_refetched(
         for piece in node.tiers[0].scan():
             node.tiers[0].drop(piece.sha)
     damaged = piece_files(node, tier)[3]
-    flip_a_byte(damaged, 1000)
+    flip_byte(damaged, 1000)
     sent = origin.bytes_sent
     stream = pagefault.stream(url, cache=node, mmap=mmap)
     assert_same_tensors(dict(stream), reference(served / "published"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import shutil
 import socket
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,51 @@ def check_missing_objects(scheme: str) -> None:
         pagefault.load(f"{scheme}://models/empty-prefix/")
     with pytest.raises(NotFound):
         pagefault.load(f"{scheme}://no-such-bucket/model.safetensors")
+
+
+def check_published_manifest(scheme: str, served_model: Path, tmp_path: Path) -> None:
+    """With a manifest published beside ``sharded/``, loads and pulls are verified and exact."""
+    stream = pagefault.stream(f"{scheme}://models/sharded")
+    got = dict(stream)
+    assert stream.stats.verified
+    assert_same_tensors(got, reference(served_model / "sharded"))
+    result = pagefault.pull(f"{scheme}://models/sharded", tmp_path / "pulled")
+    assert result.verified and pagefault.verify(tmp_path / "pulled").ok
+
+
+@contextmanager
+def emulator(
+    command: list[str], log: Path, *, ready: Callable[[], object], name: str, timeout: float
+) -> Iterator[None]:
+    """Run an emulator (output to ``log``) until the block ends, once ``ready()`` succeeds."""
+    with log.open("wb") as sink:
+        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(server, ready, log, name, timeout)
+        yield
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _wait_ready(
+    server: subprocess.Popen[bytes],
+    ready: Callable[[], object],
+    log: Path,
+    name: str,
+    timeout: float,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log.read_text(errors='replace')}")
+        try:
+            ready()
+            return
+        except OSError:  # not listening yet (urllib's URLError is an OSError too)
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} did not start: {log.read_text(errors='replace')}")

@@ -14,8 +14,6 @@ import hmac
 import os
 import shutil
 import socket
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from email.utils import formatdate
@@ -34,6 +32,8 @@ from .conftest import (
     PIECE,
     assert_same_tensors,
     check_missing_objects,
+    check_published_manifest,
+    emulator,
     free_port,
     reference,
 )
@@ -90,36 +90,19 @@ def azurite(served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     log = tmp_path_factory.mktemp("azurite") / "server.log"
     command = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port)]
     command += ["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck"]
-    with log.open("wb") as sink:
-        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(server, port, log)
+    with emulator(
+        command,
+        log,
+        ready=lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close(),
+        name="Azurite",
+        timeout=30,
+    ):
         create_container(endpoint, CONTAINER)
         store = admin_store(endpoint)
         for path in sorted(served_model.rglob("*")):
             if path.is_file():
                 obstore.put(store, path.relative_to(served_model).as_posix(), path)
         yield endpoint
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def wait_ready(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"Azurite exited: {log.read_text(errors='replace')}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"Azurite did not start: {log.read_text(errors='replace')}")
 
 
 @pytest.fixture
@@ -159,11 +142,6 @@ def test_manifest_published_to_azure_is_verified(
     manifest = pagefault.make_piece_manifest("az://models/sharded/", piece_size=PIECE)
     pagefault.write_piece_manifest(manifest, f"az://models/sharded/{MANIFEST_NAME}")
     try:
-        stream = pagefault.stream("az://models/sharded")
-        got = dict(stream)
-        assert stream.stats.verified
-        assert_same_tensors(got, reference(served_model / "sharded"))
-        result = pagefault.pull("az://models/sharded", tmp_path / "pulled")
-        assert result.verified and pagefault.verify(tmp_path / "pulled").ok
+        check_published_manifest("az", served_model, tmp_path)
     finally:
         obstore.delete(admin_store(azure_env), f"sharded/{MANIFEST_NAME}")

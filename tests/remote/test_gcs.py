@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,6 +32,8 @@ from .conftest import (
     PIECE,
     assert_same_tensors,
     check_missing_objects,
+    check_published_manifest,
+    emulator,
     free_port,
     reference,
 )
@@ -78,10 +78,14 @@ def gcs_server(served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     # -public-host must be the Host header obstore sends, or the XML API routes 404.
     command = [binary, "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1"]
     command += ["-port", str(port), "-external-url", endpoint, "-public-host", f"127.0.0.1:{port}"]
-    with log.open("wb") as sink:
-        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(server, f"{endpoint}/storage/v1/b", log)
+    buckets = f"{endpoint}/storage/v1/b"
+    with emulator(
+        command,
+        log,
+        ready=lambda: urllib.request.urlopen(buckets, timeout=1).close(),
+        name="fake-gcs-server",
+        timeout=20,
+    ):
         body = json.dumps({"name": BUCKET}).encode()
         request = urllib.request.Request(f"{endpoint}/storage/v1/b", data=body, method="POST")
         request.add_header("Content-Type", "application/json")
@@ -90,26 +94,6 @@ def gcs_server(served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             if path.is_file():
                 upload(endpoint, path.relative_to(served_model).as_posix(), path.read_bytes())
         yield endpoint
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def wait_ready(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"fake-gcs-server exited: {log.read_text(errors='replace')}")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    raise RuntimeError(f"fake-gcs-server did not start: {log.read_text(errors='replace')}")
 
 
 @pytest.fixture
@@ -148,12 +132,7 @@ def test_manifest_published_to_gcs_is_verified(
     # Published through the JSON API: fake-gcs-server takes XML-API PUTs only when signed.
     upload(gcs_env, name, manifest.to_json())
     try:
-        stream = pagefault.stream("gs://models/sharded")
-        got = dict(stream)
-        assert stream.stats.verified
-        assert_same_tensors(got, reference(served_model / "sharded"))
-        result = pagefault.pull("gs://models/sharded", tmp_path / "pulled")
-        assert result.verified and pagefault.verify(tmp_path / "pulled").ok
+        check_published_manifest("gs", served_model, tmp_path)
     finally:
         delete(gcs_env, name)
 

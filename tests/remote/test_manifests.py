@@ -14,6 +14,7 @@ from pagefault.errors import IntegrityError, NotFound
 from pagefault.manifest import MANIFEST_NAME, PieceManifest
 from pagefault.testing import HTTPOrigin
 
+from ..helpers import flip_byte
 from .conftest import PIECE, assert_same_tensors, reference
 
 
@@ -21,14 +22,6 @@ def publish(directory: Path) -> PieceManifest:
     manifest = pagefault.make_piece_manifest(directory, piece_size=PIECE)
     pagefault.write_piece_manifest(manifest, directory / MANIFEST_NAME)
     return manifest
-
-
-def flip_byte(path: Path, offset: int) -> None:
-    with path.open("r+b") as handle:
-        handle.seek(offset)
-        byte = handle.read(1)
-        handle.seek(offset)
-        handle.write(bytes([byte[0] ^ 0x01]))
 
 
 def test_manifest_covers_shards_and_index(model_copy: Path) -> None:

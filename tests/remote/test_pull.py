@@ -19,7 +19,8 @@ from pagefault.errors import IntegrityError
 from pagefault.manifest import MANIFEST_NAME
 from pagefault.testing import HTTPOrigin
 
-from .test_manifests import flip_byte, publish
+from ..helpers import flip_byte
+from .test_manifests import publish
 
 
 def same_files(left: Path, right: Path) -> None:

@@ -21,6 +21,7 @@ from .conftest import (
     LAYOUTS,
     PIECE,
     assert_same_tensors,
+    check_published_manifest,
     free_port,
     reference,
 )
@@ -121,12 +122,7 @@ def test_manifest_published_to_s3_is_verified(
     manifest = pagefault.make_piece_manifest("s3://models/sharded/", piece_size=PIECE)
     pagefault.write_piece_manifest(manifest, f"s3://models/sharded/{MANIFEST_NAME}")
     try:
-        stream = pagefault.stream("s3://models/sharded")
-        got = dict(stream)
-        assert stream.stats.verified
-        assert_same_tensors(got, reference(served_model / "sharded"))
-        result = pagefault.pull("s3://models/sharded", tmp_path / "pulled")
-        assert result.verified and pagefault.verify(tmp_path / "pulled").ok
+        check_published_manifest("s3", served_model, tmp_path)
     finally:
         boto3.client(
             "s3",
