@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,16 @@ def test_the_cache_can_be_bypassed(origin: HTTPOrigin, node: NodeCache) -> None:
     sent = origin.bytes_sent
     pagefault.load(origin.url + "/plain", cache=False)
     assert origin.bytes_sent > sent
+
+
+def test_lost_published_digests_are_fetched_again_not_trusted(
+    origin: HTTPOrigin, served: Path, node: NodeCache
+) -> None:
+    url = origin.url + "/published"
+    pagefault.load(url, cache=node)
+    shutil.rmtree(node.config.disk_dir / "files")  # the catalog's digests, gone
+    stream = pagefault.stream(url, cache=node)
+    assert_same_tensors(dict(stream), reference(served / "published"))
+    # the manifest is read again from the origin; the pieces themselves are still cached
+    assert stream.stats.cache is not None and stream.stats.cache["origin_bytes"] == 0
+    assert stream.stats.verified

@@ -46,7 +46,13 @@ def resolve_cached(uri: str, cache: NodeCache) -> ResolvedModel:
 
 
 def _from_record(record: UriRecord, cache: NodeCache) -> ResolvedModel | None:
-    """The model as recorded, or None when the origin no longer has those versions."""
+    """The model as recorded, or None when the origin no longer has those versions (or
+    the published digests are no longer all on record: then only the origin can say)."""
+    digests = [
+        cache.catalog.pieces(f.key, piece_count(f.size, record.piece_size)) for f in record.files
+    ]
+    if record.verified and any(None in file_digests for file_digests in digests):
+        return None
     directory, _ = RemoteDirectory.split(record.uri)
     if cache.config.offline:
         origins = [directory.source(f.name, meta=_meta(f)) for f in record.files]
@@ -55,7 +61,9 @@ def _from_record(record: UriRecord, cache: NodeCache) -> ResolvedModel | None:
         if not _unchanged(record, origins):
             return None
     counters = CacheCounters()
-    sources = _cached_sources(origins, record.files, cache, record, counters)
+    sources = _cached_sources(
+        origins, record.files, digests, cache=cache, record=record, counters=counters
+    )
     index = MemorySource(record.entry, record.index_text.encode()) if record.index_text else None
     parsed = parse_index(index.read_all(), name=record.uri) if index else None
     model = resolve_sources(sources, parsed, remote=True, index_source=index)
@@ -69,12 +77,18 @@ def _from_origin(uri: str, cache: NodeCache) -> ResolvedModel:
     def wrap(shards: list[RemoteSource], pieces: PieceManifest | None) -> list[Source]:
         files = _identify(shards)
         piece_size = pieces.piece_size if pieces else cache.config.piece_size
-        if pieces is not None:
-            for shard, file in zip(shards, files, strict=True):
-                cache.catalog.learn_all(file.key, pieces.file(_base(shard.name)).pieces)
+        if pieces is not None:  # the published digests: recorded for later loads, used now
+            published = [pieces.file(f.name).pieces for f in files]
+            for file, file_digests in zip(files, published, strict=True):
+                cache.catalog.learn_all(file.key, file_digests)
+            digests: list[list[str | None]] = [list(d) for d in published]
+        else:  # learned by earlier loads of these very versions, if any
+            digests = [cache.catalog.pieces(f.key, piece_count(f.size, piece_size)) for f in files]
         record = UriRecord(uri, "", piece_size, tuple(files), verified=pieces is not None)
         made.append(record)
-        return _cached_sources(shards, files, cache, record, counters)
+        return _cached_sources(
+            shards, files, digests, cache=cache, record=record, counters=counters
+        )
 
     model = resolve_remote(uri, wrap=wrap)
     partial = made[0]
@@ -89,6 +103,8 @@ def _from_origin(uri: str, cache: NodeCache) -> ResolvedModel:
 def _cached_sources(
     origins: Sequence[Source],
     files: Sequence[FileRecord],
+    digests: Sequence[list[str | None]],
+    *,
     cache: NodeCache,
     record: UriRecord,
     counters: CacheCounters,
@@ -99,11 +115,11 @@ def _cached_sources(
             cache,
             file,
             piece_size=record.piece_size,
-            digests=cache.catalog.pieces(file.key, piece_count(file.size, record.piece_size)),
+            digests=file_digests,
             published=record.verified,
             counters=counters,
         )
-        for origin, file in zip(origins, files, strict=True)
+        for origin, file, file_digests in zip(origins, files, digests, strict=True)
     ]
 
 
