@@ -27,7 +27,15 @@ from pagefault.checkpoint.plan import INDEX_NAME, SavePlan, WorkUnit, plan_units
 from pagefault.checkpoint.snapshot import Snapshot
 from pagefault.checkpoint.writers import CheckpointWriter
 from pagefault.errors import CheckpointError
-from pagefault.manifest import MANIFEST_NAME, FileDigest, PieceHasher, PieceManifest, hash_piece
+from pagefault.manifest import (
+    MANIFEST_NAME,
+    FileDigest,
+    PieceHasher,
+    PieceManifest,
+    hash_piece,
+    piece_count,
+)
+from pagefault.manifest.pieces import piece_v2_hash
 
 __all__ = ["PersistConfig", "Persister", "SaveStats", "slice_views"]
 
@@ -117,7 +125,7 @@ class Persister:
         self._units = plan_units(
             plan, request_size=config.request_size, piece_size=config.piece_size
         )
-        self._pieces: dict[tuple[int, int], str] = {}
+        self._pieces: dict[tuple[int, int], tuple[str, str]] = {}
         self._failed = threading.Event()
         self._lock = threading.Lock()
 
@@ -186,7 +194,9 @@ class Persister:
         for start in range(unit.start, unit.end, size):
             if self._failed.is_set():
                 return
-            digest = hash_piece(slice_views(views, start, min(start + size, unit.end)))
+            chunks = slice_views(views, start, min(start + size, unit.end))
+            pieces = piece_count(self.plan.shards[unit.shard].size, size)
+            digest = (hash_piece(chunks), piece_v2_hash(chunks, size, pieces=pieces))
             self._pieces[(unit.shard, start // size)] = digest  # distinct keys: no lock needed
         self.stats.add(hash_s=time.perf_counter() - started)
 
@@ -196,14 +206,14 @@ class Persister:
         if not self.config.hash_pieces:
             return [(INDEX_NAME, index)]
         size = self.config.piece_size
-        digests = [
-            FileDigest(
-                shard.name,
-                shard.size,
-                tuple(self._pieces[(i, k)] for k in range(-(-shard.size // size))),
+        digests = []
+        for i, shard in enumerate(self.plan.shards):
+            mine = [self._pieces[(i, k)] for k in range(piece_count(shard.size, size))]
+            digests.append(
+                FileDigest(
+                    shard.name, shard.size, tuple(d for d, _ in mine), tuple(r for _, r in mine)
+                )
             )
-            for i, shard in enumerate(self.plan.shards)
-        ]
         hasher = PieceHasher(size)
         hasher.update(index)
         manifest = PieceManifest(size, (*digests, hasher.finish(INDEX_NAME)))

@@ -17,6 +17,7 @@ from typing import Any
 
 from pagefault.errors import FormatError, NotFound
 from pagefault.formats.index import parse_json_bytes, validate_shard_name
+from pagefault.manifest.merkle import BlockHasher, block_hashes, piece_root
 
 __all__ = [
     "DEFAULT_PIECE_SIZE",
@@ -28,6 +29,7 @@ __all__ = [
     "PieceManifest",
     "hash_piece",
     "piece_count",
+    "piece_v2_hash",
 ]
 
 MANIFEST_NAME = "pagefault.manifest.json"
@@ -52,13 +54,26 @@ def hash_piece(chunks: Sequence[bytes | bytearray | memoryview]) -> str:
     return digest.hexdigest()
 
 
+def piece_v2_hash(
+    chunks: Sequence[bytes | bytearray | memoryview], piece_size: int, *, pieces: int
+) -> str:
+    """BitTorrent v2 hash (hex) of one piece (given in chunks) of a file of ``pieces`` pieces."""
+    return piece_root(block_hashes(chunks), piece_size, whole_file=pieces == 1).hex()
+
+
 @dataclass(frozen=True)
 class FileDigest:
-    """One file of a model: its size and the SHA-256 of each piece."""
+    """One file of a model: its size, the SHA-256 of each piece and, optionally, each piece's
+    BitTorrent v2 Merkle hash (``roots``, see :mod:`pagefault.manifest.merkle`) for the swarm."""
 
     name: str
     size: int
     pieces: tuple[str, ...]
+    roots: tuple[str, ...] = ()
+
+    def same_bytes(self, other: FileDigest) -> bool:
+        """Same name, size and SHA-256 pieces (whether or not either records ``roots``)."""
+        return (self.name, self.size, self.pieces) == (other.name, other.size, other.pieces)
 
     def piece_range(self, index: int, piece_size: int) -> tuple[int, int]:
         """Absolute ``[start, end)`` of piece ``index`` in this file."""
@@ -93,9 +108,7 @@ class PieceManifest:
         body = {
             "format": MANIFEST_FORMAT,
             "piece_size": self.piece_size,
-            "files": [
-                {"name": f.name, "size": f.size, "pieces": list(f.pieces)} for f in self.files
-            ],
+            "files": [_file_json(f) for f in self.files],
         }
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -119,12 +132,16 @@ class PieceManifest:
 
 
 class PieceHasher:
-    """Hash bytes written sequentially (e.g. a checkpoint shard) into fixed-size pieces."""
+    """Hash bytes written sequentially (e.g. a checkpoint shard) into fixed-size pieces,
+    with their SHA-256 and their BitTorrent v2 Merkle hashes."""
 
     def __init__(self, piece_size: int = DEFAULT_PIECE_SIZE) -> None:
         self.piece_size = _check_piece_size(piece_size, "piece_size")
         self._pieces: list[str] = []
+        self._roots: list[str] = []
+        self._first_blocks: list[bytes] = []  # a one-piece file's root pads differently
         self._current = hashlib.sha256()
+        self._blocks = BlockHasher()
         self._filled = 0
         self.size = 0
 
@@ -134,18 +151,28 @@ class PieceHasher:
         while view.nbytes:
             take = min(view.nbytes, self.piece_size - self._filled)
             self._current.update(view[:take])
+            self._blocks.update(view[:take])
             self._filled += take
             view = view[take:]
             if self._filled == self.piece_size:
-                self._pieces.append(self._current.hexdigest())
-                self._current, self._filled = hashlib.sha256(), 0
+                self._end_piece()
 
     def finish(self, name: str) -> FileDigest:
         """The digest of everything passed to :meth:`update`, as file ``name``."""
-        pieces = list(self._pieces)
         if self._filled:
-            pieces.append(self._current.hexdigest())
-        return FileDigest(name, self.size, tuple(pieces))
+            self._end_piece()
+        roots = self._roots
+        if len(self._pieces) == 1:
+            roots = [piece_root(self._first_blocks, self.piece_size, whole_file=True).hex()]
+        return FileDigest(name, self.size, tuple(self._pieces), tuple(roots))
+
+    def _end_piece(self) -> None:
+        blocks = self._blocks.flush()
+        self._pieces.append(self._current.hexdigest())
+        self._roots.append(piece_root(blocks, self.piece_size, whole_file=False).hex())
+        if len(self._pieces) == 1:
+            self._first_blocks = blocks
+        self._current, self._blocks, self._filled = hashlib.sha256(), BlockHasher(), 0
 
 
 def _check_piece_size(value: Any, name: str) -> int:
@@ -163,6 +190,22 @@ def _check_piece_size(value: Any, name: str) -> int:
     return int(value)
 
 
+def _file_json(digest: FileDigest) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": digest.name, "size": digest.size, "pieces": list(digest.pieces)}
+    if digest.roots:
+        body["roots"] = list(digest.roots)
+    return body
+
+
+def _check_hashes(values: Any, want: int, where: str, field: str) -> tuple[str, ...]:
+    if not isinstance(values, list) or len(values) != want:
+        raise FormatError(f"{where}: '{field}' must list {want} hashes")
+    for i, digest in enumerate(values):
+        if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX_DIGITS:
+            raise FormatError(f"{where}: {field}[{i}] is not a lowercase hex SHA-256")
+    return tuple(values)
+
+
 def _parse_file(entry: Any, piece_size: int, where: str) -> FileDigest:
     if not isinstance(entry, dict):
         raise FormatError(f"{where}: must be an object")
@@ -172,10 +215,12 @@ def _parse_file(entry: Any, piece_size: int, where: str) -> FileDigest:
     validate_shard_name(name, where=f"{where}.name", suffixes=(".safetensors", ".json"))
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise FormatError(f"{where} ({name}): 'size' must be a non-negative integer")
-    if not isinstance(pieces, list) or len(pieces) != piece_count(size, piece_size):
-        want = piece_count(size, piece_size)
+    want = piece_count(size, piece_size)
+    if not isinstance(pieces, list) or len(pieces) != want:
         raise FormatError(f"{where} ({name}): {size} bytes need {want} piece hashes")
-    for i, digest in enumerate(pieces):
-        if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX_DIGITS:
-            raise FormatError(f"{where} ({name}): pieces[{i}] is not a lowercase hex SHA-256")
-    return FileDigest(name, size, tuple(pieces))
+    where = f"{where} ({name})"
+    digests = _check_hashes(pieces, want, where, "pieces")
+    roots = entry.get("roots")
+    return FileDigest(
+        name, size, digests, () if roots is None else _check_hashes(roots, want, where, "roots")
+    )

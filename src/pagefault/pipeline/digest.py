@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from pagefault.manifest import FileDigest, hash_piece, piece_count
+from pagefault.manifest.pieces import piece_v2_hash
 from pagefault.sources import Source
 
 __all__ = ["digest_files"]
@@ -19,27 +20,30 @@ def digest_files(
     threads: int,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[FileDigest]:
-    """SHA-256 of every piece of every file; memory is ``threads`` pieces at most."""
+    """SHA-256 and v2 Merkle hash of every piece of every file; memory is ``threads`` pieces."""
     counts = [piece_count(source.size(), piece_size) for source in sources]
     jobs = [
-        (source, index)
+        (source, index, count)
         for source, count in zip(sources, counts, strict=True)
         for index in range(count)
     ]
 
-    def hash_one(job: tuple[Source, int]) -> str:
-        source, index = job
+    def hash_one(job: tuple[Source, int, int]) -> tuple[str, str]:
+        source, index, count = job
         start = index * piece_size
         buffer = bytearray(min(piece_size, source.size() - start))
         source.read_into(start, [memoryview(buffer)])
         if on_progress is not None:
             on_progress(len(buffer))
-        return hash_piece([buffer])
+        return hash_piece([buffer]), piece_v2_hash([buffer], piece_size, pieces=count)
 
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pagefault-hash") as pool:
         hashes = list(pool.map(hash_one, jobs))
     digests, first = [], 0
     for source, name, count in zip(sources, names, counts, strict=True):
-        digests.append(FileDigest(name, source.size(), tuple(hashes[first : first + count])))
+        mine = hashes[first : first + count]
+        digests.append(
+            FileDigest(name, source.size(), tuple(h for h, _ in mine), tuple(r for _, r in mine))
+        )
         first += count
     return digests

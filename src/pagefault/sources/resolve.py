@@ -199,7 +199,7 @@ def _check_small_file(pieces: PieceManifest, name: str, data: bytes, *, where: s
     """Verify a whole small file (the index) against its digest before parsing it."""
     hasher = PieceHasher(pieces.piece_size)
     hasher.update(data)
-    if hasher.finish(name) != pieces.file(name):
+    if not hasher.finish(name).same_bytes(pieces.file(name)):
         raise IntegrityError(f"{where}: does not match its digest in {MANIFEST_NAME}")
 
 

@@ -8,7 +8,9 @@ slow first byte, and an ETag that changes while a client is reading.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import os
 import random
 import re
@@ -22,8 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["FaultPlan", "HTTPOrigin"]
+__all__ = ["STATS_PATH", "FaultPlan", "HTTPOrigin"]
 
+STATS_PATH = "/.pagefault-origin-stats"  # JSON {"bytes_sent": n}; never a file name
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 _PACED_CHUNK = 256 * 1024  # ~5 ms at 50 MB/s: smooth pacing without a hot Python loop
 _FREE_CHUNK = 8 * 1024 * 1024
@@ -51,8 +54,11 @@ class HTTPOrigin:
         bandwidth: float | None = None,
         faults: FaultPlan | None = None,
         tls: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.root = Path(root).resolve()
+        self.host, self.port = host, port
         self.tls = tls
         self.bandwidth = bandwidth  # bytes per second per connection; None = unlimited
         self.faults = faults or FaultPlan()
@@ -67,7 +73,7 @@ class HTTPOrigin:
     def url(self) -> str:
         assert self._server is not None, "start the origin first"
         port = self._server.server_address[1]
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{port}"
 
     def start(self) -> HTTPOrigin:
         origin = self
@@ -76,7 +82,7 @@ class HTTPOrigin:
             pass
 
         Handler.origin = origin
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         if self.tls is not None:
             self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
@@ -155,6 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, *, body: bool) -> None:
         path = unquote(urlsplit(self.path).path)
+        if path == STATS_PATH:  # for tests driving an origin in another process
+            return self._stats()
         file = self._file(path)
         if file is None:
             return self._status(404, path)
@@ -182,6 +190,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         sent = self._send_body(file, start, end, fault) if body else 0
         self.origin.record(self.command, path, 206 if partial else 200, sent)
+
+    def _stats(self) -> None:
+        data = json.dumps({"bytes_sent": self.origin.bytes_sent}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _file(self, path: str) -> Path | None:
         candidate = (self.origin.root / path.lstrip("/")).resolve()
@@ -256,3 +271,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
+
+
+def main() -> None:
+    """``python -m pagefault.testing.http_origin ROOT --host H --port P [--mbps N]``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("root")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--mbps", type=float, help="per-connection cap, MB/s")
+    args = parser.parse_args()
+    bandwidth = args.mbps * 1e6 if args.mbps else None
+    with HTTPOrigin(args.root, bandwidth=bandwidth, host=args.host, port=args.port) as origin:
+        print(origin.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""``pagefault agent``, ``pagefault coordinator`` and ``pagefault swarm status|fetch``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import redis
+import typer
+from rich.table import Table
+
+from pagefault.errors import PagefaultError
+from pagefault.swarm.agent import Agent, AgentConfig
+from pagefault.swarm.client import AgentClient
+from pagefault.swarm.coordinator import HEARTBEAT_S, Coordinator
+from pagefault.swarm.credentials import SwarmCA
+from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.state import SwarmState
+
+from .commands import JsonOpt, QuietOpt, app
+from .output import emit_json, fail, progress_bar, stdout_console
+
+__all__ = ["swarm_app"]
+
+swarm_app = typer.Typer(help="Fleet-wide P2P distribution (status, fetch).", no_args_is_help=True)
+app.add_typer(swarm_app, name="swarm")
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(envvar="PAGEFAULT_SWARM_TOKEN", help="Swarm token (env PAGEFAULT_SWARM_TOKEN)"),
+]
+CoordinatorOpt = Annotated[
+    str | None,
+    typer.Option(envvar="PAGEFAULT_COORDINATOR", help="Coordinator URL, e.g. http://10.0.0.2:7171"),
+]
+AgentOpt = Annotated[
+    str, typer.Option(envvar="PAGEFAULT_AGENT", help="The node agent's local API URL")
+]
+
+
+@app.command("coordinator")
+def coordinator_command(
+    listen: Annotated[str, typer.Option(help="host:port to serve on")] = "0.0.0.0:7171",
+    redis_url: Annotated[
+        str, typer.Option("--redis", help="Redis URL")
+    ] = "redis://127.0.0.1:6379/0",
+    ca_dir: Annotated[
+        Path, typer.Option(help="Where the swarm CA lives (made on first run)")
+    ] = Path("/var/lib/pagefault/ca"),
+    token: TokenOpt = None,
+) -> None:
+    """Serve peer discovery, chain placement and origin policy (state in Redis)."""
+    if not token:
+        raise typer.BadParameter("a swarm token is required (--token or PAGEFAULT_SWARM_TOKEN)")
+    _log_to_stderr()
+    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    state = SwarmState(client, ttl_s=3 * HEARTBEAT_S)
+    host, port = listen.rsplit(":", 1)
+    server = Coordinator(state, SwarmCA.load_or_create(ca_dir), token).server(host, int(port))
+    server.start()
+    logging.getLogger("pagefault.coordinator").info("coordinator on %s", server.address)
+    _serve_until_signal()
+    server.stop()
+
+
+@app.command("agent")
+def agent_command(
+    listen: Annotated[str, typer.Option(help="ip:port peers reach this node on (0 = any)")],
+    node: Annotated[str | None, typer.Option(help="Node name (default: hostname)")] = None,
+    api: Annotated[str, typer.Option(help="Local API host:port")] = "127.0.0.1:7070",
+    data_dir: Annotated[Path, typer.Option(help="Where swarmed models live")] = Path(
+        "/var/lib/pagefault/swarm"
+    ),
+    coordinator: CoordinatorOpt = None,
+    token: TokenOpt = None,
+    zone: Annotated[str, typer.Option(help="Rack/zone label (chains stay within a zone)")] = "",
+    stall: Annotated[float, typer.Option(help="Seconds without a piece before the origin")] = 10.0,
+    origin_threads: Annotated[int, typer.Option(help="Concurrent origin reads")] = 4,
+) -> None:
+    """Run the node agent: serve models to peers and to this node's processes."""
+    _log_to_stderr()
+    config = AgentConfig(
+        node=node or os.uname().nodename,
+        listen=listen,
+        api=api,
+        data_dir=data_dir,
+        coordinator=coordinator.rstrip("/") if coordinator else None,
+        token=token,
+        zone=zone,
+        stall_s=stall,
+        origin_threads=origin_threads,
+    )
+    agent = Agent(config).start()
+    _serve_until_signal()
+    agent.stop()
+
+
+@swarm_app.command("fetch")
+def fetch_command(
+    uri: Annotated[str, typer.Argument(help="Model URI")],
+    agent: AgentOpt = "http://127.0.0.1:7070",
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Have the node agent fetch a model; wait until every piece is here."""
+    try:
+        client = AgentClient(agent)
+        model = client.open(uri)
+        total = sum(f["size"] for f in model["files"])
+        with progress_bar("swarm", enabled=not (quiet or as_json)) as bar:
+            bar.set_total(total)
+            done = 0
+            while model["state"] not in ("complete", "failed"):
+                time.sleep(0.2)
+                model = call(f"{client.url}/v1/models/{model['id']}")
+                now = model["have"] * model["piece_size"]
+                bar.advance(max(0, min(now, total) - done))
+                done = max(done, min(now, total))
+    except PagefaultError as exc:
+        fail(exc, as_json=as_json)
+    if model["state"] == "failed":
+        fail(PagefaultError(f"{uri}: {model['error']}"), as_json=as_json)
+    if as_json:
+        emit_json(model)
+    else:
+        stdout_console().print(
+            f"{uri}: {total:,} bytes in {model['complete_s']:.2f} s "
+            f"(origin {model['from_origin']:,}, peers {model['from_peers']:,}, "
+            f"uploaded {model['uploaded']:,})"
+        )
+
+
+@swarm_app.command("status")
+def status_command(
+    coordinator: CoordinatorOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Every swarm the coordinator knows: nodes, chain order, bytes from origin vs peers."""
+    if not coordinator:
+        raise typer.BadParameter("--coordinator (or PAGEFAULT_COORDINATOR) is required")
+    base = coordinator.rstrip("/")
+    try:
+        swarms = [
+            call(f"{base}/v1/swarms/{s}", token=token)
+            for s in call(f"{base}/v1/swarms", token=token)["swarms"]
+        ]
+    except PagefaultError as exc:
+        fail(exc, as_json=as_json)
+    if as_json:
+        emit_json({"swarms": swarms})
+        return
+    for swarm in swarms:
+        table = Table(title=f"swarm {swarm['swarm']}")
+        for column in ("#", "node", "upstream", "have", "origin", "peers", "uploaded", "ratio"):
+            table.add_column(column)
+        for n in swarm["nodes"]:
+            table.add_row(*_status_row(n))
+        stdout_console().print(table)
+        if swarm["bad"]:
+            stdout_console().print(f"excluded for corrupt pieces: {', '.join(swarm['bad'])}")
+
+
+def _status_row(node: dict[str, Any]) -> list[str]:
+    received = (node.get("from_origin") or 0) + (node.get("from_peers") or 0)
+    ratio = (node.get("uploaded") or 0) / received if received else 0.0
+    return [
+        str(node["position"]),
+        node["node"],
+        node.get("upstream") or "(origin)",
+        f"{node.get('have')}/{node.get('pieces')}",
+        f"{node.get('from_origin') or 0:,}",
+        f"{node.get('from_peers') or 0:,}",
+        f"{node.get('uploaded') or 0:,}",
+        f"{ratio:.2f}",
+    ]
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _serve_until_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()

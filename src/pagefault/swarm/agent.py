@@ -1,0 +1,195 @@
+"""``pagefault agent``: one per node. A libtorrent session serving and filling models, and a
+local HTTP API through which the node's processes ask for a model and wait for its pieces.
+
+The session speaks only SSL torrents (listen socket ``ip:port`` with TLS), with DHT, local
+discovery, UPnP and PEX off: peers come from the coordinator alone. The alert loop turns
+libtorrent events into job state (piece done, peer banned for corrupt data).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libtorrent as lt
+
+from pagefault.swarm.credentials import NodeCredentials
+from pagefault.swarm.job import JobSettings, ModelJob, swarm_id
+from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request, call
+
+__all__ = ["Agent", "AgentConfig"]
+
+_log = logging.getLogger("pagefault.agent")
+_ALERTS = (
+    lt.alert.category_t.error_notification
+    | lt.alert.category_t.status_notification
+    | lt.alert.category_t.piece_progress_notification
+    | lt.alert.category_t.peer_notification
+)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    listen: str  # "ip:port" of the libtorrent SSL listener, as peers will reach it
+    api: str = "127.0.0.1:7070"  # the local API (the node's processes)
+    data_dir: Path = Path("/var/lib/pagefault/swarm")
+    coordinator: str | None = None
+    token: str | None = None
+    zone: str = ""
+    stall_s: float = 10.0
+    origin_threads: int = 4
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        host, port = config.listen.rsplit(":", 1)
+        self.session = lt.session(
+            {
+                "listen_interfaces": f"{host}:{port}s",
+                "enable_dht": False,
+                "enable_lsd": False,
+                "enable_upnp": False,
+                "enable_natpmp": False,
+                "alert_mask": _ALERTS,
+                "allow_multiple_connections_per_ip": True,
+                # a chain link carries the whole model: keep plenty of requests in flight
+                "max_out_request_queue": 1500,
+                "request_queue_time": 2,
+            }
+        )
+        self.jobs: dict[str, ModelJob] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._credentials: tuple[bytes, NodeCredentials] | None = None
+        self._alerts = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
+        api_host, api_port = config.api.rsplit(":", 1)
+        self.api = JsonServer(
+            [
+                ("POST", r"/v1/models", self._open),
+                ("GET", r"/v1/models", self._list),
+                ("GET", r"/v1/models/([0-9a-f]{24})", self._describe),
+                ("GET", r"/v1/models/([0-9a-f]{24})/wait", self._wait),
+            ],
+            api_host,
+            int(api_port),
+            token=None,  # loopback of this node only
+        )
+
+    @property
+    def peer_address(self) -> str:
+        return f"{self.config.listen.rsplit(':', 1)[0]}:{self.session.ssl_listen_port()}"
+
+    def start(self) -> Agent:
+        self._alerts.start()
+        self.api.start()
+        _log.info(
+            "agent %s: peers on %s, API on %s",
+            self.config.node,
+            self.peer_address,
+            self.api.address,
+        )
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for job in self.jobs.values():
+            job.stop()
+        self.api.stop()
+
+    def open(self, uri: str) -> ModelJob:
+        """The job for ``uri``, started on first request."""
+        with self._lock:
+            job = self.jobs.get(swarm_id(uri))
+            if job is None:
+                settings = JobSettings(
+                    node=self.config.node,
+                    address=self.peer_address,
+                    zone=self.config.zone,
+                    data_dir=self.config.data_dir,
+                    coordinator=self.config.coordinator,
+                    token=self.config.token,
+                    stall_s=self.config.stall_s,
+                    origin_threads=self.config.origin_threads,
+                )
+                job = ModelJob(uri, self.session, settings, self._membership())
+                self.jobs[job.id] = job
+                job.start()
+        return job
+
+    def _membership(self) -> tuple[bytes, NodeCredentials] | None:
+        """This node's swarm certificate, from the coordinator (None when it is unreachable)."""
+        if self._credentials is None and self.config.coordinator:
+            try:
+                reply = call(
+                    f"{self.config.coordinator}/v1/credentials/{self.config.node}",
+                    method="POST",
+                    token=self.config.token,
+                )
+            except ControlError as exc:
+                _log.warning("no swarm membership (%s): models come straight from the origin", exc)
+                return None
+            node = NodeCredentials(reply["cert"].encode(), reply["key"].encode())
+            self._credentials = (reply["ca"].encode(), node)
+        return self._credentials
+
+    def _alert_loop(self) -> None:
+        while not self._stop.is_set():
+            self.session.wait_for_alert(500)
+            for alert in self.session.pop_alerts():
+                self._dispatch(alert)
+
+    def _dispatch(self, alert: Any) -> None:
+        handle = getattr(alert, "handle", None)
+        job = self._job_for(handle) if handle is not None else None
+        if job is None:
+            if alert.category() & lt.alert.category_t.error_notification:
+                _log.warning("libtorrent: %s", alert.message())
+            return
+        if isinstance(alert, lt.piece_finished_alert):
+            job.piece_finished(int(alert.piece_index))
+        elif isinstance(alert, lt.peer_ban_alert):
+            job.peer_banned(str(alert.endpoint[0]), "sent pieces that failed verification")
+        elif isinstance(alert, lt.hash_failed_alert):
+            _log.warning("swarm %s: piece %d failed its hash", job.id, alert.piece_index)
+        elif alert.category() & lt.alert.category_t.error_notification:
+            _log.warning("swarm %s: %s", job.id, alert.message())
+
+    def _job_for(self, handle: Any) -> ModelJob | None:
+        for job in self.jobs.values():
+            if job.handle is not None and job.handle == handle:
+                return job
+        return None
+
+    # -- local API -----------------------------------------------------------------------
+    def _open(self, request: Request) -> tuple[int, Any]:
+        uri = request.json().get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise ControlError("'uri' must be a model URI", 400)
+        return 200, self.open(uri).describe()
+
+    def _list(self, request: Request) -> tuple[int, Any]:
+        return 200, {"node": self.config.node, "models": [j.describe() for j in self.jobs.values()]}
+
+    def _job(self, request: Request) -> ModelJob:
+        job = self.jobs.get(request.match.group(1))
+        if job is None:
+            raise ControlError("no such model on this agent", 404)
+        return job
+
+    def _describe(self, request: Request) -> tuple[int, Any]:
+        return 200, self._job(request).describe()
+
+    def _wait(self, request: Request) -> tuple[int, Any]:
+        job = self._job(request)
+        try:
+            first, last = int(request.query["first"]), int(request.query["last"])
+            timeout = min(float(request.query.get("timeout", "10")), 60.0)
+        except (KeyError, ValueError) as exc:
+            raise ControlError("want integer 'first', 'last' and a numeric 'timeout'", 400) from exc
+        ready = job.wait(first, last, timeout)
+        return 200, {"ready": ready, "error": job.error}

@@ -1,0 +1,141 @@
+"""``pagefault coordinator``: peer discovery, chain placement and origin policy over HTTP.
+
+Stateless: everything lives in Redis (:mod:`pagefault.swarm.state`), so several replicas can
+serve one fleet and a restart loses nothing that heartbeats do not rebuild. Every route
+needs the swarm token; a node presenting it gets a certificate from the swarm CA, which is
+what lets it talk to other nodes at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from pagefault.swarm.credentials import SwarmCA
+from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request
+from pagefault.swarm.state import SwarmState
+from pagefault.swarm.topology import Member, place
+
+__all__ = ["HEARTBEAT_S", "Coordinator"]
+
+HEARTBEAT_S = 0.5  # agents' heartbeat period; a node is gone after 3 missed beats
+_log = logging.getLogger("pagefault.coordinator")
+_ID = r"([A-Za-z0-9._-]{1,128})"
+
+
+class Coordinator:
+    def __init__(self, state: SwarmState, ca: SwarmCA, token: str) -> None:
+        self.state = state
+        self.ca = ca
+        self.token = token
+
+    def server(self, host: str, port: int) -> JsonServer:
+        routes = [
+            ("POST", r"/v1/credentials/" + _ID, self._credentials),
+            ("POST", rf"/v1/swarms/{_ID}/nodes/{_ID}", self._heartbeat),
+            ("POST", rf"/v1/swarms/{_ID}/reports/{_ID}", self._report),
+            ("PUT", rf"/v1/swarms/{_ID}/manifest", self._put_manifest),
+            ("GET", rf"/v1/swarms/{_ID}/manifest", self._get_manifest),
+            ("GET", rf"/v1/swarms/{_ID}", self._status),
+            ("GET", r"/v1/swarms", self._list),
+        ]
+        return JsonServer(routes, host, port, self.token)
+
+    def _credentials(self, request: Request) -> tuple[int, Any]:
+        node = request.match.group(1)
+        issued = self.ca.issue(node)
+        _log.info("issued a certificate to %s", node)
+        return 200, {
+            "ca": self.ca.cert_pem.decode(),
+            "cert": issued.cert_pem.decode(),
+            "key": issued.key_pem.decode(),
+        }
+
+    def _heartbeat(self, request: Request) -> tuple[int, Any]:
+        swarm, node = request.match.groups()
+        body = request.json()
+        address = body.get("address")
+        if not isinstance(address, str) or ":" not in address:
+            raise ControlError("'address' must be 'ip:port'", 400)
+        given = Member(node, address, int(body.get("seq", -1)), str(body.get("zone", "")))
+        with _redis_errors():
+            member = self.state.heartbeat(swarm, given, dict(body.get("stats") or {}))
+            live = [m for m, _ in self.state.live(swarm)]
+            has_manifest = self.state.manifest(swarm) is not None
+        if all(m.node != node for m in live):  # reported corrupt: nobody feeds from it
+            return 200, {"seq": member.seq, "excluded": True, "upstream": None, "fetcher": False}
+        placement = place(node, live)
+        upstream = placement.upstream
+        return 200, {
+            "seq": member.seq,
+            "excluded": False,
+            "upstream": upstream.address if upstream else None,
+            "upstream_node": upstream.node if upstream else None,
+            "fetcher": placement.fetcher,
+            "position": placement.position,
+            "size": placement.size,
+            "manifest": has_manifest,
+        }
+
+    def _report(self, request: Request) -> tuple[int, Any]:
+        swarm, bad = request.match.groups()
+        reason = request.json().get("reason", "")
+        _log.warning("swarm %s: node %s reported: %s", swarm, bad, reason)
+        with _redis_errors():
+            self.state.report_bad(swarm, bad)
+        return 200, {"excluded": bad}
+
+    def _put_manifest(self, request: Request) -> tuple[int, Any]:
+        swarm = request.match.group(1)
+        with _redis_errors():
+            first = self.state.publish_manifest(swarm, request.body)
+        return (201 if first else 200), {"published": first}
+
+    def _get_manifest(self, request: Request) -> tuple[int, Any]:
+        with _redis_errors():
+            data = self.state.manifest(request.match.group(1))
+        if data is None:
+            raise ControlError("no manifest published for this swarm yet", 404)
+        return 200, {"manifest": base64.b64encode(data).decode()}
+
+    def _status(self, request: Request) -> tuple[int, Any]:
+        swarm = request.match.group(1)
+        with _redis_errors():
+            live = self.state.live(swarm)
+            bad = self.state.bad(swarm)
+        nodes = []
+        for member, stats in live:
+            placement = place(member.node, [m for m, _ in live])
+            nodes.append(
+                {
+                    "node": member.node,
+                    "address": member.address,
+                    "zone": member.zone,
+                    "position": placement.position,
+                    "upstream": placement.upstream.node if placement.upstream else None,
+                    **stats,
+                }
+            )
+        return 200, {
+            "swarm": swarm,
+            "nodes": sorted(nodes, key=lambda n: n["position"]),
+            "bad": bad,
+        }
+
+    def _list(self, request: Request) -> tuple[int, Any]:
+        with _redis_errors():
+            return 200, {"swarms": self.state.swarms()}
+
+
+@contextlib.contextmanager
+def _redis_errors() -> Iterator[None]:
+    """Redis down or restarting: answer 503 so agents keep their current peers and retry."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise ControlError(f"coordination store unavailable: {exc}", 503) from exc

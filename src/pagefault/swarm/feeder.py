@@ -1,0 +1,99 @@
+"""Put origin bytes into the swarm: read pieces in consumption order, verify, ``add_piece``.
+
+Used by the chain's head (the one designated fetcher: the origin serves each piece once)
+and by any node whose swarm stalled or whose coordinator is gone (never slower than
+direct). Every piece is checked against the manifest's SHA-256 before libtorrent sees it,
+and libtorrent checks it again against the torrent's Merkle tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import libtorrent as lt
+
+from pagefault.errors import IntegrityError
+from pagefault.manifest import PieceManifest, hash_piece
+from pagefault.sources import Source
+from pagefault.swarm.torrent import TorrentLayout
+
+__all__ = ["OriginFeeder"]
+
+_log = logging.getLogger("pagefault.agent")
+
+
+class OriginFeeder:
+    """Fetch the pieces a torrent still lacks from ``open_source(name)``, ``threads`` at once."""
+
+    def __init__(
+        self,
+        handle: lt.torrent_handle,
+        layout: TorrentLayout,
+        manifest: PieceManifest,
+        open_source: Callable[[str], Source],
+        *,
+        threads: int,
+    ) -> None:
+        self.handle = handle
+        self.layout = layout
+        self.manifest = manifest
+        self.open_source = open_source
+        self.threads = threads
+        self.bytes = 0
+        self._lock = threading.Lock()
+        self._running = False
+        self._sources: dict[str, Source] = {}
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self, reason: str, pieces: Sequence[int] | None = None) -> bool:
+        """Feed ``pieces`` (default: all missing) in a background thread; False if busy."""
+        with self._lock:
+            if self._running:
+                return False
+            self._running = True
+        _log.info("fetching from the origin: %s", reason)
+        wanted = list(range(self.layout.num_pieces)) if pieces is None else list(pieces)
+        threading.Thread(target=self._feed, args=(wanted,), daemon=True).start()
+        return True
+
+    def _feed(self, pieces: list[int]) -> None:
+        try:
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="pagefault-feed") as pool:
+                list(pool.map(self._feed_one, pieces))
+        except Exception:
+            _log.exception("origin fetch failed; will retry on the next stall")
+        finally:
+            with self._lock:
+                self._running = False
+
+    def _feed_one(self, piece: int) -> None:
+        if self.handle.have_piece(piece):
+            return
+        entry, offset = self.layout.locate(piece)
+        size = min(self.layout.piece_size, entry.size - offset)
+        data = bytearray(size)
+        self._source(entry.name).read_into(offset, [memoryview(data)])
+        want = self.manifest.file(entry.name).pieces[offset // self.layout.piece_size]
+        if hash_piece([data]) != want:
+            raise IntegrityError(f"{entry.name}: piece at {offset} from the origin fails SHA-256")
+        if self.handle.have_piece(piece):  # a peer was faster: keep its copy
+            return
+        self.handle.add_piece(piece, bytes(data), 0)
+        with self._lock:
+            self.bytes += size
+
+    def _source(self, name: str) -> Source:
+        with self._lock:
+            if name not in self._sources:
+                self._sources[name] = self.open_source(name)
+            return self._sources[name]
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()

@@ -1,0 +1,279 @@
+"""A multi-host testbed made of Linux network namespaces, for swarm tests and benchmarks.
+
+Each host is a namespace ``<prefix>-<name>`` with one interface, ``eth0``, addressed
+``<subnet>.<k>/24`` (k = 2, 3, ...). Its veth peer ``veth<k>`` sits in the hub namespace
+``<prefix>-hub`` on the bridge ``br0``, so every host reaches every other host in one
+hop, like machines on one switch. The root namespace gets no address on the subnet:
+nothing a test does can leak onto the real network, and nothing outside can reach in.
+
+A host built with ``rate_mbit`` gets a token-bucket (``tbf``) qdisc on both veth ends:
+``eth0`` caps what the host sends (its upload), ``veth<k>`` caps what the hub delivers
+to it (its download); each direction is shaped where its packets queue.
+The cap holds for the sum of a host's flows, but tbf queues them first in, first out
+(the kernel this was built on has no fq/sfq/fq_codel), so concurrent flows through one
+capped link share it unevenly: do not assert per-flow fairness.
+
+Needs root and iproute2 (``ip``, ``tc``); :func:`available` says why not when it can't run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import IO, Any
+
+from pagefault.errors import PagefaultError
+
+__all__ = ["Host", "Testbed", "TestbedError", "available", "cleanup_stale"]
+
+_TERM_GRACE_S = 3.0  # how long spawned processes get to exit on SIGTERM before SIGKILL
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_FIRST_HOST_OCTET = 2  # .1 stays free, as a gateway address would be on a real LAN
+_LAST_HOST_OCTET = 254
+_TBF_LATENCY = "50ms"  # longest a packet may queue in tbf: bounds the added delay
+
+_Stream = int | IO[Any] | None
+
+
+class TestbedError(PagefaultError):
+    """A testbed command failed; the message holds the command and its stderr."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+
+def _sh(command: str) -> str:
+    """Run an ``ip``/``tc`` command line and return its stdout; raise with its stderr.
+
+    Split on whitespace: every name in it is validated to contain none."""
+    argv = command.split()
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise TestbedError(f"`{command}` could not start: {exc}") from exc
+    if done.returncode != 0:
+        raise TestbedError(f"`{command}` failed (exit {done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def _delete_namespace(namespace: str) -> None:
+    """SIGKILL whatever still runs in ``namespace``, then delete it.
+
+    ``ip netns del`` only drops the name: a namespace (and its veth) lives on while any
+    process is inside, including daemons that left our process groups.
+    """
+    for pid in _sh(f"ip netns pids {namespace}").split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    _sh(f"ip netns del {namespace}")
+
+
+def _tbf_burst_bytes(rate_mbit: float) -> int:
+    """Bucket size: 10 ms of tokens, so timer slack never leaves the link idle, and at
+    least two full Ethernet frames. No bigger: the bucket starts full and its first
+    ``burst`` bytes leave at line rate, which would inflate short transfers at low rates
+    (a 64 KiB floor measured 1.27x the cap for 250 KB at 1 Mbit/s). Larger GSO packets
+    are split by tbf itself."""
+    return max(2 * 1514, int(rate_mbit * 1e6 / 8 / 100))
+
+
+@dataclass
+class Host:
+    """One machine of the testbed: a namespace with ``eth0`` at ``address``."""
+
+    name: str
+    namespace: str
+    address: str
+    rate_mbit: float | None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: _Stream = None,
+        stdout: _Stream = None,
+        stderr: _Stream = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` inside this host, in a new session so that the testbed can kill
+        its whole process group on close. ``env`` is added to the current environment."""
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.namespace, *argv],
+            env=None if env is None else {**os.environ, **env},
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        self.processes.append(proc)
+        return proc
+
+    def run(
+        self, argv: Sequence[str], *, check: bool = False, **kwargs: Any
+    ) -> subprocess.CompletedProcess[Any]:
+        """``subprocess.run`` of ``argv`` inside this host (keyword arguments pass through).
+
+        Not tracked: it has finished by the time it returns."""
+        return subprocess.run(["ip", "netns", "exec", self.namespace, *argv], check=check, **kwargs)
+
+
+class Testbed:
+    """Hosts on one switched /24, each in its own network namespace; a context manager.
+
+    Everything it creates is removed by :meth:`close` (also run on ``with`` exit and at
+    interpreter exit), including after a setup that failed half-way: each namespace is
+    recorded as soon as it exists.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self, prefix: str = "pf", subnet: str = "10.77.0") -> None:
+        if not _NAME.match(prefix):
+            raise TestbedError(f"prefix {prefix!r} is not a valid namespace name")
+        try:
+            ipaddress.IPv4Network(f"{subnet}.0/24")
+        except ValueError as exc:
+            raise TestbedError(
+                f"subnet {subnet!r} is not the first three octets of an IPv4 /24"
+            ) from exc
+        self.prefix = prefix
+        self.subnet = subnet
+        self.hub = f"{prefix}-hub"
+        self.hosts: dict[str, Host] = {}
+        self._namespaces: list[str] = []  # created by us, in creation order
+        self._next_octet = _FIRST_HOST_OCTET
+        self._closed = False
+        atexit.register(self.close)
+
+    def __enter__(self) -> Testbed:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _add_namespace(self, namespace: str) -> None:
+        """Create ``namespace`` with loopback up, and record it for :meth:`close`."""
+        try:
+            _sh(f"ip netns add {namespace}")
+        except TestbedError as exc:
+            raise TestbedError(
+                f"{exc} (a crashed run's leftovers? cleanup_stale({self.prefix!r}) removes them)"
+            ) from exc
+        self._namespaces.append(namespace)
+        _sh(f"ip -n {namespace} link set lo up")
+
+    def add_host(self, name: str, *, rate_mbit: float | None = None) -> Host:
+        """Create host ``name`` on the hub bridge; ``rate_mbit`` caps its upload and its
+        download separately (None: unshaped, as fast as the CPU moves packets)."""
+        if self._closed:
+            raise TestbedError("the testbed is closed")
+        if not _NAME.match(name) or name == "hub" or name in self.hosts:
+            raise TestbedError(f"host name {name!r} is invalid, reserved or already taken")
+        if rate_mbit is not None and rate_mbit <= 0:
+            raise TestbedError(f"rate_mbit must be positive, not {rate_mbit}")
+        if self._next_octet > _LAST_HOST_OCTET:
+            raise TestbedError(f"subnet {self.subnet}.0/24 has no address left for {name!r}")
+        if self.hub not in self._namespaces:
+            self._add_namespace(self.hub)
+            _sh(f"ip -n {self.hub} link add br0 type bridge")
+            _sh(f"ip -n {self.hub} link set br0 up")
+
+        octet = self._next_octet
+        namespace, port = f"{self.prefix}-{name}", f"veth{octet}"
+        self._add_namespace(namespace)
+        self._next_octet += 1
+        _sh(f"ip link add eth0 netns {namespace} type veth peer name {port} netns {self.hub}")
+        _sh(f"ip -n {self.hub} link set {port} master br0 up")
+        address = f"{self.subnet}.{octet}"
+        _sh(f"ip -n {namespace} addr add {address}/24 dev eth0")
+        _sh(f"ip -n {namespace} link set eth0 up")
+        if rate_mbit is not None:
+            burst = _tbf_burst_bytes(rate_mbit)
+            for ns, dev in ((namespace, "eth0"), (self.hub, port)):
+                _sh(
+                    f"tc -n {ns} qdisc add dev {dev} root tbf"
+                    f" rate {rate_mbit}mbit burst {burst} latency {_TBF_LATENCY}"
+                )
+        host = Host(name, namespace, address, rate_mbit)
+        self.hosts[name] = host
+        return host
+
+    def close(self) -> None:
+        """Stop every spawned process (SIGTERM to its group, SIGKILL after a grace period)
+        and delete every namespace created, killing anything left inside. Idempotent."""
+        self._closed = True
+        atexit.unregister(self.close)
+        procs = [proc for host in self.hosts.values() for proc in host.processes]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            deadline = time.monotonic() + _TERM_GRACE_S
+            for proc in procs:
+                if proc.poll() is None:  # unreaped, so its pid (and group id) is still ours
+                    os.killpg(proc.pid, sig)  # the group: children go with the leader
+            for proc in procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for host in self.hosts.values():
+            host.processes.clear()
+        errors = []
+        while self._namespaces:
+            namespace = self._namespaces.pop()
+            try:
+                _delete_namespace(namespace)
+            except TestbedError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise TestbedError("cleanup failed: " + "; ".join(errors))
+
+
+def cleanup_stale(prefix: str = "pf") -> list[str]:
+    """Delete the namespaces ``<prefix>-*`` a crashed run left behind; return their names.
+
+    Also removes those of a live testbed with the same prefix: call it before, not during.
+    """
+    names = [line.split()[0] for line in _sh("ip netns list").splitlines() if line.strip()]
+    stale = [name for name in names if name.startswith(f"{prefix}-")]
+    for name in stale:
+        _delete_namespace(name)
+    return stale
+
+
+@functools.cache
+def available() -> str | None:
+    """None when testbeds can be built here, else why not (a ``pytest.skip`` reason).
+
+    Builds a throwaway namespace with a veth pair, a bridge and a tbf qdisc: containers
+    often lack the privilege or one of those kernel modules.
+    """
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    for tool in ("ip", "tc"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` (iproute2) is not installed"
+    probe = f"pf-probe-{os.getpid()}"
+    try:
+        _sh(f"ip netns add {probe}")
+        try:
+            _sh(f"ip -n {probe} link add v0 type veth peer name v1")
+            _sh(f"ip -n {probe} link add br0 type bridge")
+            _sh(f"tc -n {probe} qdisc add dev v0 root tbf rate 1mbit burst 65536 latency 50ms")
+        finally:
+            _sh(f"ip netns del {probe}")
+    except TestbedError as exc:
+        return f"cannot build a namespace testbed: {exc}"
+    return None
