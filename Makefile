@@ -1,4 +1,4 @@
-.PHONY: test lint bench bench-quick bench-remote bench-cache bench-save bench-save-quick
+.PHONY: test lint bench bench-quick bench-remote bench-cache bench-save bench-save-quick bench-swarm
 
 test:
 	python -m pytest
@@ -26,3 +26,6 @@ bench-save:
 
 bench-save-quick:
 	python bench/save_bench.py --size 1GiB
+
+bench-swarm:
+	python bench/swarm_bench.py --size 128MiB --nodes 1,4,8,16 --out bench/results/swarm-128MiB.json

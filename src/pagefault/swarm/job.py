@@ -23,7 +23,6 @@ import libtorrent as lt
 
 from pagefault.api.manifests import make_piece_manifest, pull
 from pagefault.errors import PagefaultError
-from pagefault.formats.writer import write_atomic
 from pagefault.manifest import PieceManifest
 from pagefault.sources import LocalFileSource, Source
 from pagefault.sources.remote_dir import RemoteDirectory
@@ -242,7 +241,9 @@ class ModelJob:
         """Heartbeat, follow placement changes, fetch from the origin when that is the job."""
         assert self.feeder is not None and self.handle is not None
         if self.credentials is None:
-            self.feeder.start("no coordinator: fetching directly from the origin")
+            why = "no coordinator (no swarm membership): fetching directly from the origin"
+            self.reasons.append(why)
+            self.feeder.start(why)
         while not self._stop.wait(HEARTBEAT_S):
             if self.state == "complete" and self._staging is not None:
                 shutil.rmtree(self._staging, ignore_errors=True)

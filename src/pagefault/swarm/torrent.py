@@ -75,7 +75,7 @@ class TorrentLayout:
 
     @classmethod
     def of(cls, info: lt.torrent_info) -> TorrentLayout:
-        storage = info.files()
+        storage = info.layout()
         files = []
         for index in range(storage.num_files()):
             if storage.file_flags(index) & lt.file_storage.flag_pad_file:

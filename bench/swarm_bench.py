@@ -1,0 +1,120 @@
+"""Swarm benchmark: N nodes fetch one model through the chain; origin egress, completion
+time against the single-node time at the same link speeds, per-node upload, first piece.
+
+Each node is a network namespace with a ``tbf``-shaped link (``--node-mbit`` both ways),
+the origin has ``--origin-mbit``; Redis and the coordinator sit unshaped on a control host.
+A fleet is built per N (fresh agents, empty caches) and torn down after. The machine's CPU
+use over each run is reported so a CPU-bound result is visible. Needs root.
+
+    python bench/swarm_bench.py --size 128MiB --nodes 1,4,8,16 [--node-mbit 100] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pagefault.api import make_piece_manifest, write_piece_manifest
+from pagefault.manifest import MANIFEST_NAME
+from pagefault.sizes import parse_size
+from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed
+
+PIECE_SIZE = 1 << 20
+
+
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def run_fleet(model: Path, size: int, nodes: int, args: argparse.Namespace) -> dict[str, Any]:
+    config = FleetConfig(nodes=nodes, node_mbit=args.node_mbit, origin_mbit=args.origin_mbit)
+    with SwarmTestbed(config, model) as bed:
+        busy0, total0 = cpu_busy()
+        result = bed.drive(timeout=args.timeout)
+        busy1, total1 = cpu_busy()
+    per_node = result["nodes"].values()
+    failed = [n for n in per_node if n["state"] != "complete"]
+    walls = [n["wall_s"] for n in per_node if "wall_s" in n]
+    firsts = [n["first_piece_s"] for n in per_node if n.get("first_piece_s") is not None]
+    return {
+        "nodes": nodes,
+        "failed": len(failed),
+        "all_done_s": max(walls),
+        "egress_x": result["origin_bytes"] / size,
+        "max_upload_x": max(n.get("uploaded", 0) for n in per_node) / size,
+        "first_piece_median_s": statistics.median(firsts),
+        "cpu_busy": (busy1 - busy0) / (total1 - total0),
+        "per_node": result["nodes"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="128MiB")
+    parser.add_argument("--nodes", default="1,4,8,16")
+    parser.add_argument("--node-mbit", type=float, default=100.0)
+    parser.add_argument("--origin-mbit", type=float, default=200.0)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="pagefault-swarm-bench-") as tmp:
+        model = Path(tmp) / "model"
+        entry = write_synthetic_checkpoint(model, SyntheticConfig(parse_size(args.size), shards=2))
+        manifest = make_piece_manifest(entry, piece_size=PIECE_SIZE)
+        write_piece_manifest(manifest, model / MANIFEST_NAME)
+        size = manifest.total_bytes
+        floor = size / (args.node_mbit * 1e6 / 8 * 1448 / 1514)  # tbf counts headers
+        runs = []
+        for n in (int(x) for x in args.nodes.split(",")):
+            began = time.monotonic()
+            runs.append(run_fleet(model, size, n, args))
+            console.print(f"N={n}: done in {time.monotonic() - began:.0f} s with setup")
+    single = next((r["all_done_s"] for r in runs if r["nodes"] == 1), None)
+    table = Table(
+        title=f"swarm: {size:,} bytes, nodes {args.node_mbit:g} Mbit/s, origin "
+        f"{args.origin_mbit:g} Mbit/s, link floor {floor:.1f} s"
+    )
+    for column in (
+        "N",
+        "all nodes (s)",
+        "/ single node",
+        "origin egress / model",
+        "max upload / model",
+        "first piece (median s)",
+        "CPU busy",
+        "failed",
+    ):
+        table.add_column(column, justify="right")
+    for r in runs:
+        table.add_row(
+            str(r["nodes"]),
+            f"{r['all_done_s']:.2f}",
+            f"{r['all_done_s'] / single:.2f}" if single else "-",
+            f"{r['egress_x']:.3f}",
+            f"{r['max_upload_x']:.2f}",
+            f"{r['first_piece_median_s']:.2f}",
+            f"{r['cpu_busy']:.0%}",
+            str(r["failed"]),
+        )
+    console.print(table)
+    if args.out:
+        Path(args.out).write_text(
+            json.dumps({"size": size, "floor_s": floor, "args": vars(args), "runs": runs}, indent=1)
+        )
+
+
+if __name__ == "__main__":
+    main()

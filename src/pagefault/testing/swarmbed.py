@@ -1,0 +1,255 @@
+"""A whole fleet on one machine: Redis, a coordinator, an origin and N agents, each in its own
+network namespace with a shaped link (:mod:`pagefault.testing.netns`). Used by the swarm tests
+and ``bench/swarm_bench.py``.
+
+The root namespace never talks to the test subnet, so measurements are driven from inside:
+``python -m pagefault.testing.swarmbed drive`` runs on the control host, asks every agent
+for the model at once and reports each node's timings and byte counts as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pagefault.errors import PagefaultError
+from pagefault.swarm.jsonhttp import ControlError, call
+from pagefault.testing.http_origin import STATS_PATH
+from pagefault.testing.netns import Host, Testbed
+
+__all__ = ["FleetConfig", "SwarmTestbed"]
+
+API_PORT, PEER_PORT, COORDINATOR_PORT, ORIGIN_PORT, REDIS_PORT = 7070, 6881, 7171, 8080, 6379
+TOKEN = "testbed-token"
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    nodes: int
+    node_mbit: float = 100.0
+    origin_mbit: float = 200.0
+    stall_s: float = 10.0
+    coordinator: bool = True
+    prefix: str = "pfsw"
+
+
+class SwarmTestbed:
+    """Build the fleet in ``__enter__``; everything (processes, namespaces) goes in ``__exit__``."""
+
+    def __init__(self, config: FleetConfig, model_dir: Path) -> None:
+        self.config = config
+        self.model_dir = model_dir
+        self.bed = Testbed(prefix=config.prefix)
+        self.work = Path(tempfile.mkdtemp(prefix="pagefault-swarmbed-"))
+        self.nodes: list[Host] = []
+        self.agents: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __enter__(self) -> SwarmTestbed:
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.bed.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    @property
+    def origin_url(self) -> str:
+        return f"http://{self.origin.address}:{ORIGIN_PORT}/"
+
+    @property
+    def coordinator_url(self) -> str:
+        return f"http://{self.ctl.address}:{COORDINATOR_PORT}"
+
+    def _build(self) -> None:
+        self.ctl = self.bed.add_host("ctl")
+        self.origin = self.bed.add_host("origin", rate_mbit=self.config.origin_mbit)
+        self.nodes = [
+            self.bed.add_host(f"n{i}", rate_mbit=self.config.node_mbit)
+            for i in range(1, self.config.nodes + 1)
+        ]
+        self._spawn(
+            self.origin,
+            "origin",
+            [
+                *_PY,
+                "pagefault.testing.http_origin",
+                str(self.model_dir),
+                "--host",
+                self.origin.address,
+                "--port",
+                str(ORIGIN_PORT),
+            ],
+        )
+        self.start_redis()
+        if self.config.coordinator:
+            self._spawn(
+                self.ctl,
+                "coordinator",
+                [
+                    *_PY,
+                    "pagefault",
+                    "coordinator",
+                    "--listen",
+                    f"{self.ctl.address}:{COORDINATOR_PORT}",
+                    "--redis",
+                    f"redis://127.0.0.1:{REDIS_PORT}/0",
+                    "--ca-dir",
+                    str(self.work / "ca"),
+                    "--token",
+                    TOKEN,
+                ],
+            )
+        for node in self.nodes:
+            self.start_agent(node)
+        self._await(self._ready, "the fleet to come up")
+
+    def start_redis(self) -> None:
+        self.redis = self._spawn(
+            self.ctl,
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(REDIS_PORT),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+        )
+
+    def start_agent(self, node: Host) -> None:
+        argv = [
+            *_PY,
+            "pagefault",
+            "agent",
+            "--node",
+            node.name,
+            "--listen",
+            f"{node.address}:{PEER_PORT}",
+            "--api",
+            f"{node.address}:{API_PORT}",
+            "--data-dir",
+            str(self.work / node.name),
+            "--stall",
+            str(self.config.stall_s),
+            "--coordinator",
+            self.coordinator_url,
+            "--token",
+            TOKEN,
+        ]
+        self.agents[node.name] = self._spawn(node, f"agent-{node.name}", argv)
+
+    def kill_agent(self, node: Host) -> None:
+        self.agents[node.name].kill()
+        self.agents[node.name].wait()
+
+    def drive(self, nodes: list[Host] | None = None, *, timeout: float = 300) -> dict[str, Any]:
+        """Every listed node asks its agent for the model at the same moment; wait for all."""
+        targets = nodes or self.nodes
+        agents = ",".join(f"{n.name}=http://{n.address}:{API_PORT}" for n in targets)
+        done = self.ctl.run(
+            [
+                *_PY,
+                "pagefault.testing.swarmbed",
+                "drive",
+                "--uri",
+                self.origin_url,
+                "--agents",
+                agents,
+                "--timeout",
+                str(timeout),
+                "--origin-stats",
+                f"http://{self.origin.address}:{ORIGIN_PORT}{STATS_PATH}",
+            ],
+            capture_output=True,
+            timeout=timeout + 60,
+        )
+        if done.returncode:
+            raise PagefaultError(f"swarm drive failed: {done.stderr.decode()[-2000:]}")
+        return dict(json.loads(done.stdout))
+
+    def log(self, name: str) -> str:
+        return (self.work / f"{name}.log").read_text(errors="replace")
+
+    def _spawn(self, host: Host, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        with open(self.work / f"{name}.log", "ab") as log:  # the child keeps its own copy
+            return host.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def _ready(self) -> bool:
+        probe = [f"http://{n.address}:{API_PORT}/v1/models" for n in self.nodes]
+        script = "import sys,urllib.request as u\nfor x in sys.argv[1:]: u.urlopen(x, timeout=1)"
+        return (
+            self.ctl.run([sys.executable, "-c", script, *probe], capture_output=True).returncode
+            == 0
+        )
+
+    def _await(self, ready: Any, what: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() > deadline:
+                raise PagefaultError(f"timed out waiting for {what}; logs in {self.work}")
+            time.sleep(0.2)
+
+
+_PY = [sys.executable, "-m"]
+
+
+def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) -> dict[str, Any]:
+    before = call(origin_stats)["bytes_sent"]
+    results: dict[str, Any] = {}
+    began = time.monotonic()
+
+    def one(name: str, url: str) -> None:
+        try:
+            model = call(f"{url}/v1/models", method="POST", body={"uri": uri})
+            while model["state"] not in ("complete", "failed"):
+                if time.monotonic() - began > timeout:
+                    raise ControlError("timed out")
+                time.sleep(0.05)
+                model = call(f"{url}/v1/models/{model['id']}")
+            model["wall_s"] = time.monotonic() - began
+        except ControlError as exc:
+            model = {"state": "failed", "error": str(exc)}
+        results[name] = model
+
+    threads = [threading.Thread(target=one, args=item) for item in agents.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"origin_bytes": call(origin_stats)["bytes_sent"] - before, "nodes": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m pagefault.testing.swarmbed")
+    parser.add_argument("command", choices=["drive"])
+    parser.add_argument("--uri", required=True)
+    parser.add_argument("--agents", required=True, help="name=url,...")
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--origin-stats", required=True)
+    args = parser.parse_args()
+    agents = dict(item.split("=", 1) for item in args.agents.split(","))
+    print(json.dumps(_drive(args.uri, agents, args.timeout, args.origin_stats)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The swarm end to end on a namespace testbed: real agents, coordinator, Redis, origin.
+
+Small model (24 MiB, 1 MiB pieces) and slow links so faults land mid-transfer."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pagefault.api import make_piece_manifest, write_piece_manifest
+from pagefault.manifest import MANIFEST_NAME, PieceManifest
+from pagefault.swarm.credentials import SwarmCA
+from pagefault.swarm.torrent import build_torrent
+from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.testing.netns import available
+from pagefault.testing.swarmbed import PEER_PORT, FleetConfig, SwarmTestbed
+
+pytestmark = pytest.mark.skipif(
+    available() is not None or shutil.which("redis-server") is None,
+    reason=available() or "redis-server is not installed",
+)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("swarm-model") / "model"
+    entry = write_synthetic_checkpoint(root, SyntheticConfig(24 << 20, shards=2))
+    write_piece_manifest(make_piece_manifest(entry, piece_size=1 << 20), root / MANIFEST_NAME)
+    return root
+
+
+def manifest_of(model: Path) -> PieceManifest:
+    return PieceManifest.from_json((model / MANIFEST_NAME).read_bytes(), name="m")
+
+
+def check_identical(model: Path, result: dict[str, Any], nodes: list[str]) -> None:
+    for name in nodes:
+        node = result["nodes"][name]
+        assert node["state"] == "complete", (name, node)
+        for entry in node["files"]:
+            got = hashlib.sha256(Path(entry["path"]).read_bytes()).digest()
+            assert got == hashlib.sha256((model / entry["name"]).read_bytes()).digest()
+
+
+def test_fleet_gets_every_byte_once_from_the_origin(model: Path) -> None:
+    size = manifest_of(model).total_bytes
+    with SwarmTestbed(FleetConfig(nodes=3, node_mbit=100), model) as bed:
+        result = bed.drive()
+        check_identical(model, result, ["n1", "n2", "n3"])
+    assert result["origin_bytes"] <= 1.05 * size
+    assert max(n["uploaded"] for n in result["nodes"].values()) <= 1.5 * size
+    assert all(n["first_piece_s"] < n["complete_s"] for n in result["nodes"].values())
+
+
+def test_unreachable_coordinator_means_direct_from_the_origin(model: Path) -> None:
+    config = FleetConfig(nodes=2, node_mbit=100, coordinator=False)
+    with SwarmTestbed(config, model) as bed:
+        result = bed.drive()
+        check_identical(model, result, ["n1", "n2"])
+    for node in result["nodes"].values():
+        assert node["from_origin"] == manifest_of(model).total_bytes
+        assert any("no coordinator" in r for r in node["reasons"])
+
+
+def test_peer_without_swarm_certificate_gets_nothing(model: Path, tmp_path: Path) -> None:
+    with SwarmTestbed(FleetConfig(nodes=1, node_mbit=100), model) as bed:
+        check_identical(model, bed.drive(), ["n1"])
+        ca = (bed.work / "ca" / "swarm-ca.crt").read_bytes()
+        torrent = tmp_path / "model.torrent"
+        torrent.write_bytes(build_torrent(manifest_of(model), ca))
+        intruder = bed.bed.add_host("intruder")
+        # Knows the torrent and the CA certificate (both public), holds a certificate of its
+        # own CA: libtorrent on n1 must refuse the TLS handshake.
+        script = _INTRUDER.format(
+            torrent=torrent,
+            save=tmp_path / "dl",
+            peer=f"{bed.nodes[0].address}:{PEER_PORT}",
+            cert=tmp_path / "c.pem",
+            key=tmp_path / "k.pem",
+        )
+        own = SwarmCA.create("intruder").issue("intruder")
+        (tmp_path / "c.pem").write_bytes(own.cert_pem)
+        (tmp_path / "k.pem").write_bytes(own.key_pem)
+        done = intruder.run(["python", "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split()[-1] == "0", done.stdout.decode()
+
+
+_INTRUDER = """
+import time, libtorrent as lt
+s = lt.session({{"listen_interfaces": "0.0.0.0:0s", "enable_dht": False}})
+p = lt.add_torrent_params(); p.ti = lt.torrent_info("{torrent}"); p.save_path = "{save}"
+h = s.add_torrent(p)
+h.set_ssl_certificate("{cert}", "{key}", "", "")
+host, port = "{peer}".rsplit(":", 1)
+for _ in range(16):
+    h.connect_peer((host, int(port)))
+    time.sleep(0.5)
+print(h.status().total_payload_download)
+"""
+
+
+def _fetcher(bed: SwarmTestbed) -> str:
+    for node in bed.nodes:
+        if "designated fetcher" in bed.log(f"agent-{node.name}"):
+            return node.name
+    raise AssertionError("no node became the fetcher")
+
+
+def _drive_in_background(bed: SwarmTestbed) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.update(bed.drive(timeout=120)))
+    thread.start()
+    return thread, out
+
+
+def _wait_for(predicate: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: survivors whose upstream died hit the stall timer and each refetch "
+    "their missing pieces from the origin (egress ~3x, not <= 1.25x); see issue 5 note",
+)
+def test_killing_a_quarter_of_the_agents_including_the_fetcher(model: Path) -> None:
+    size = manifest_of(model).total_bytes
+    with SwarmTestbed(FleetConfig(nodes=4, node_mbit=40, stall_s=4), model) as bed:
+        thread, result = _drive_in_background(bed)
+        _wait_for(lambda: any("designated" in bed.log(f"agent-{n.name}") for n in bed.nodes))
+        time.sleep(1.5)  # mid-transfer: 24 MiB takes ~5 s at 40 Mbit/s
+        victim = _fetcher(bed)
+        bed.kill_agent(next(n for n in bed.nodes if n.name == victim))
+        thread.join()
+        survivors = [n.name for n in bed.nodes if n.name != victim]
+        check_identical(model, result, survivors)
+    assert result["origin_bytes"] <= 1.25 * size
+
+
+def test_redis_restart_mid_run(model: Path) -> None:
+    with SwarmTestbed(FleetConfig(nodes=3, node_mbit=40, stall_s=6), model) as bed:
+        thread, result = _drive_in_background(bed)
+        _wait_for(lambda: any("designated" in bed.log(f"agent-{n.name}") for n in bed.nodes))
+        bed.redis.kill()
+        bed.redis.wait()
+        time.sleep(1.0)
+        bed.start_redis()
+        thread.join()
+        check_identical(model, result, ["n1", "n2", "n3"])
+    assert result["origin_bytes"] <= 1.25 * manifest_of(model).total_bytes
+
+
+def test_corrupt_peer_is_banned_and_everyone_completes(model: Path) -> None:
+    with SwarmTestbed(FleetConfig(nodes=3, node_mbit=100, stall_s=4), model) as bed:
+        first = bed.drive(nodes=bed.nodes[:1])
+        check_identical(model, first, ["n1"])
+        for entry in first["nodes"]["n1"]["files"]:  # n1 now serves bad bytes in every piece
+            path = Path(entry["path"])
+            with path.open("r+b") as f:
+                for offset in range(0, entry["size"], 1 << 20):
+                    f.seek(offset)
+                    byte = f.read(1)
+                    f.seek(offset)
+                    f.write(bytes([byte[0] ^ 0xFF]))
+        rest = bed.drive(nodes=bed.nodes[1:])
+        banned = "banned peer" in bed.log("agent-n2") + bed.log("agent-n3")
+        check_identical(model, rest, ["n2", "n3"])
+    assert banned
