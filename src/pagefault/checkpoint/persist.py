@@ -27,15 +27,8 @@ from pagefault.checkpoint.plan import INDEX_NAME, SavePlan, WorkUnit, plan_units
 from pagefault.checkpoint.snapshot import Snapshot
 from pagefault.checkpoint.writers import CheckpointWriter
 from pagefault.errors import CheckpointError
-from pagefault.manifest import (
-    MANIFEST_NAME,
-    FileDigest,
-    PieceHasher,
-    PieceManifest,
-    hash_piece,
-    piece_count,
-)
-from pagefault.manifest.pieces import piece_v2_hash
+from pagefault.manifest import MANIFEST_NAME, FileDigest, PieceHasher, PieceManifest, piece_count
+from pagefault.manifest.pieces import digest_piece
 
 __all__ = ["PersistConfig", "Persister", "SaveStats", "slice_views"]
 
@@ -196,7 +189,7 @@ class Persister:
                 return
             chunks = slice_views(views, start, min(start + size, unit.end))
             pieces = piece_count(self.plan.shards[unit.shard].size, size)
-            digest = (hash_piece(chunks), piece_v2_hash(chunks, size, pieces=pieces))
+            digest = digest_piece(chunks, size, pieces=pieces)
             self._pieces[(unit.shard, start // size)] = digest  # distinct keys: no lock needed
         self.stats.add(hash_s=time.perf_counter() - started)
 
@@ -206,14 +199,14 @@ class Persister:
         if not self.config.hash_pieces:
             return [(INDEX_NAME, index)]
         size = self.config.piece_size
-        digests = []
-        for i, shard in enumerate(self.plan.shards):
-            mine = [self._pieces[(i, k)] for k in range(piece_count(shard.size, size))]
-            digests.append(
-                FileDigest(
-                    shard.name, shard.size, tuple(d for d, _ in mine), tuple(r for _, r in mine)
-                )
+        digests = [
+            FileDigest.from_pieces(
+                shard.name,
+                shard.size,
+                [self._pieces[(i, k)] for k in range(piece_count(shard.size, size))],
             )
+            for i, shard in enumerate(self.plan.shards)
+        ]
         hasher = PieceHasher(size)
         hasher.update(index)
         manifest = PieceManifest(size, (*digests, hasher.finish(INDEX_NAME)))

@@ -27,9 +27,9 @@ __all__ = [
     "FileDigest",
     "PieceHasher",
     "PieceManifest",
+    "digest_piece",
     "hash_piece",
     "piece_count",
-    "piece_v2_hash",
 ]
 
 MANIFEST_NAME = "pagefault.manifest.json"
@@ -54,11 +54,13 @@ def hash_piece(chunks: Sequence[bytes | bytearray | memoryview]) -> str:
     return digest.hexdigest()
 
 
-def piece_v2_hash(
+def digest_piece(
     chunks: Sequence[bytes | bytearray | memoryview], piece_size: int, *, pieces: int
-) -> str:
-    """BitTorrent v2 hash (hex) of one piece (given in chunks) of a file of ``pieces`` pieces."""
-    return piece_root(block_hashes(chunks), piece_size, whole_file=pieces == 1).hex()
+) -> tuple[str, str]:
+    """SHA-256 and BitTorrent v2 hash (both hex) of one piece, given in chunks, of a file of
+    ``pieces`` pieces: what a manifest records for it."""
+    v2 = piece_root(block_hashes(chunks), piece_size, whole_file=pieces == 1)
+    return hash_piece(chunks), v2.hex()
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ class FileDigest:
     size: int
     pieces: tuple[str, ...]
     roots: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pieces(cls, name: str, size: int, digests: Sequence[tuple[str, str]]) -> FileDigest:
+        """From the ``(sha256, v2 hash)`` of each piece, as :func:`digest_piece` gives them."""
+        return cls(name, size, tuple(d for d, _ in digests), tuple(r for _, r in digests))
 
     def same_bytes(self, other: FileDigest) -> bool:
         """Same name, size and SHA-256 pieces (whether or not either records ``roots``)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from pagefault.manifest import FileDigest, hash_piece, piece_count
-from pagefault.manifest.pieces import piece_v2_hash
+from pagefault.manifest import FileDigest, piece_count
+from pagefault.manifest.pieces import digest_piece
 from pagefault.sources import Source
 
 __all__ = ["digest_files"]
@@ -35,15 +35,12 @@ def digest_files(
         source.read_into(start, [memoryview(buffer)])
         if on_progress is not None:
             on_progress(len(buffer))
-        return hash_piece([buffer]), piece_v2_hash([buffer], piece_size, pieces=count)
+        return digest_piece([buffer], piece_size, pieces=count)
 
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pagefault-hash") as pool:
         hashes = list(pool.map(hash_one, jobs))
     digests, first = [], 0
     for source, name, count in zip(sources, names, counts, strict=True):
-        mine = hashes[first : first + count]
-        digests.append(
-            FileDigest(name, source.size(), tuple(h for h, _ in mine), tuple(r for _, r in mine))
-        )
+        digests.append(FileDigest.from_pieces(name, source.size(), hashes[first : first + count]))
         first += count
     return digests
