@@ -25,7 +25,7 @@ from pagefault.sources import ResolvedModel, Source, resolve_sources
 from pagefault.sources.memory import MemorySource
 from pagefault.sources.remote import RemoteSource
 from pagefault.sources.remote_dir import RemoteDirectory
-from pagefault.sources.resolve import resolve_remote
+from pagefault.sources.resolve import file_name, resolve_remote
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta
@@ -145,7 +145,7 @@ def _file_record(shard: RemoteSource) -> FileRecord:
     meta = shard.meta
     size, etag, version = int(meta["size"]), meta["e_tag"], meta["version"]
     return FileRecord(
-        _base(shard.name), size, file_key(shard.name, size, etag, version), etag, version
+        file_name(shard.name), size, file_key(shard.name, size, etag, version), etag, version
     )
 
 
@@ -167,7 +167,3 @@ def _meta(file: FileRecord) -> ObjectMeta:
         "e_tag": file.etag,
         "version": file.version,
     }
-
-
-def _base(name: str) -> str:
-    return name.rstrip("/").rsplit("/", 1)[-1]

@@ -41,6 +41,7 @@ from pagefault.sources.remote_dir import RemoteDirectory
 __all__ = [
     "ResolvedModel",
     "ShardWrapper",
+    "file_name",
     "pick_model_file",
     "read_header",
     "resolve",
@@ -122,7 +123,7 @@ def resolve_sources(
     With an index, ``sources`` must be in ``index.shards`` order.
     """
     try:
-        names = index.shards if index is not None else [_file_name(s.name) for s in sources]
+        names = index.shards if index is not None else [file_name(s.name) for s in sources]
         with ThreadPoolExecutor(min(_HEADER_FETCHERS, max(1, len(sources)))) as pool:
             fetched = list(pool.map(_fetch_header, sources))
         headers = [(name, parsed) for name, (_, parsed) in zip(names, fetched, strict=True)]
@@ -225,7 +226,7 @@ def pick_model_file(names: Sequence[str], *, where: str) -> str:
     )
 
 
-def _file_name(name: str) -> str:
+def file_name(name: str) -> str:
     """The last path component of a path or URI: a manifest names files, not locations."""
     return name.rstrip("/").rsplit("/", 1)[-1]
 

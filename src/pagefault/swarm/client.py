@@ -16,7 +16,7 @@ from pagefault.sources import Source
 from pagefault.sources.base import Buffer
 from pagefault.sources.local import read_fully
 from pagefault.sources.remote import RemoteSource
-from pagefault.sources.resolve import ResolvedModel, resolve_remote
+from pagefault.sources.resolve import ResolvedModel, file_name, resolve_remote
 from pagefault.swarm.jsonhttp import call
 
 __all__ = ["AgentClient", "SwarmFileSource", "resolve_via_agent"]
@@ -101,12 +101,8 @@ def resolve_via_agent(uri: str, agent: str) -> ResolvedModel:
             shard.close()
         entries = {f["name"]: f for f in model["files"]}
         return [
-            SwarmFileSource(client, model["id"], entries[_base(s.name)], model["piece_size"])
+            SwarmFileSource(client, model["id"], entries[file_name(s.name)], model["piece_size"])
             for s in shards
         ]
 
     return resolve_remote(uri, wrap=wrap)
-
-
-def _base(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
