@@ -15,8 +15,9 @@ import typer
 from rich.table import Table
 
 from pagefault.errors import PagefaultError
-from pagefault.swarm.agent import Agent, AgentConfig
+from pagefault.swarm.agent import Agent
 from pagefault.swarm.client import AgentClient
+from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.coordinator import HEARTBEAT_S, Coordinator
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import call

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import libtorrent as lt
 
+from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials
-from pagefault.swarm.job import JobSettings, ModelJob, swarm_id
+from pagefault.swarm.job import ModelJob, swarm_id
 from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request, call
 
 __all__ = ["Agent", "AgentConfig"]
@@ -29,19 +28,6 @@ _ALERTS = (
     | lt.alert.category_t.piece_progress_notification
     | lt.alert.category_t.peer_notification
 )
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    node: str
-    listen: str  # "ip:port" of the libtorrent SSL listener, as peers will reach it
-    api: str = "127.0.0.1:7070"  # the local API (the node's processes)
-    data_dir: Path = Path("/var/lib/pagefault/swarm")
-    coordinator: str | None = None
-    token: str | None = None
-    zone: str = ""
-    stall_s: float = 10.0
-    origin_threads: int = 4
 
 
 class Agent:
@@ -106,17 +92,9 @@ class Agent:
         with self._lock:
             job = self.jobs.get(swarm_id(uri))
             if job is None:
-                settings = JobSettings(
-                    node=self.config.node,
-                    address=self.peer_address,
-                    zone=self.config.zone,
-                    data_dir=self.config.data_dir,
-                    coordinator=self.config.coordinator,
-                    token=self.config.token,
-                    stall_s=self.config.stall_s,
-                    origin_threads=self.config.origin_threads,
+                job = ModelJob(
+                    uri, self.session, self.config, self.peer_address, self._membership()
                 )
-                job = ModelJob(uri, self.session, settings, self._membership())
                 self.jobs[job.id] = job
                 job.start()
         return job

@@ -26,15 +26,17 @@ from pagefault.errors import PagefaultError
 from pagefault.manifest import PieceManifest
 from pagefault.sources import LocalFileSource, Source
 from pagefault.sources.remote_dir import RemoteDirectory
+from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.coordinator import HEARTBEAT_S
 from pagefault.swarm.credentials import NodeCredentials, SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
 from pagefault.swarm.jsonhttp import ControlError, call
 from pagefault.swarm.torrent import TorrentLayout, build_torrent
 
-__all__ = ["JobSettings", "ModelJob", "swarm_id"]
+__all__ = ["ModelJob", "swarm_id"]
 
 _log = logging.getLogger("pagefault.agent")
+BUILT_PIECE_SIZE = 1 << 20  # a manifest hashed on the fly: small pieces keep chain hops short
 
 
 def swarm_id(uri: str) -> str:
@@ -42,38 +44,20 @@ def swarm_id(uri: str) -> str:
     return hashlib.sha256(uri.encode()).hexdigest()[:24]
 
 
-class JobSettings:
-    """What a job needs from its agent (kept apart so the job is testable on its own)."""
-
-    def __init__(
-        self,
-        *,
-        node: str,
-        address: str,
-        zone: str,
-        data_dir: Path,
-        coordinator: str | None,
-        token: str | None,
-        stall_s: float,
-        origin_threads: int,
-    ) -> None:
-        self.node, self.address, self.zone = node, address, zone
-        self.data_dir, self.coordinator, self.token = data_dir, coordinator, token
-        self.stall_s, self.origin_threads = stall_s, origin_threads
-
-
 class ModelJob:
     def __init__(
         self,
         uri: str,
         session: lt.session,
-        settings: JobSettings,
+        settings: AgentConfig,
+        address: str,
         credentials: tuple[bytes, NodeCredentials] | None,
     ) -> None:
         self.uri = uri
         self.id = swarm_id(uri)
         self.session = session
         self.settings = settings
+        self.address = address  # this node's libtorrent listener, as peers reach it
         self.credentials = credentials  # (CA PEM, this node's certificate); None: no swarm
         self.save_path = settings.data_dir / self.id
         self.state = "starting"
@@ -137,13 +121,27 @@ class ModelJob:
                 self._changed.wait(left)
         return True
 
-    def describe(self) -> dict[str, Any]:
-        layout = self.layout
+    def stats(self) -> dict[str, Any]:
+        """Progress and byte counts: what the heartbeat reports to the coordinator."""
         status = self.handle.status() if self.handle else None
         return {
+            "state": self.state,
+            "pieces": self.layout.num_pieces if self.layout else None,
+            "have": len(self._have),
+            "from_origin": self.feeder.bytes if self.feeder else 0,
+            "from_peers": status.total_payload_download if status else 0,
+            "uploaded": status.total_payload_upload if status else 0,
+            "first_piece_s": self.first_piece_s,
+            "complete_s": self.complete_s,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a local reader needs: the stats, where each file lies, what went wrong."""
+        layout = self.layout
+        return {
+            **self.stats(),
             "id": self.id,
             "uri": self.uri,
-            "state": self.state,
             "error": self.error,
             "reasons": list(self.reasons),
             "save_path": str(self.save_path),
@@ -158,14 +156,7 @@ class ModelJob:
                 }
                 for f in (layout.files if layout else ())
             ],
-            "pieces": layout.num_pieces if layout else None,
-            "have": len(self._have),
-            "from_origin": self.feeder.bytes if self.feeder else 0,
-            "from_peers": status.total_payload_download if status else 0,
-            "uploaded": status.total_payload_upload if status else 0,
             "upstream": self.upstream,
-            "first_piece_s": self.first_piece_s,
-            "complete_s": self.complete_s,
         }
 
     # -- the job -------------------------------------------------------------------------
@@ -248,7 +239,7 @@ class ModelJob:
             if self.state == "complete" and self._staging is not None:
                 shutil.rmtree(self._staging, ignore_errors=True)
                 self._staging = None
-            beat = self._heartbeat(self.describe()) if self.credentials else None
+            beat = self._heartbeat(self.stats()) if self.credentials else None
             if beat is not None:
                 self._follow_placement(beat)
             stalled = time.monotonic() - self._last_progress > self.settings.stall_s
@@ -272,10 +263,10 @@ class ModelJob:
 
     def _heartbeat(self, stats: dict[str, Any]) -> dict[str, Any] | None:
         body = {
-            "address": self.settings.address,
+            "address": self.address,
             "seq": self._seq,
             "zone": self.settings.zone,
-            "stats": {k: stats.get(k) for k in _REPORTED},
+            "stats": stats,
         }
         beat = self._control(f"/v1/swarms/{self.id}/nodes/{self.settings.node}", body, quiet=True)
         if isinstance(beat, dict):
@@ -306,7 +297,3 @@ class ModelJob:
             if not quiet or exc.status not in (404, None, 503):
                 _log.warning("coordinator: %s", exc)
             return None
-
-
-_REPORTED = ("state", "have", "pieces", "from_origin", "from_peers", "uploaded", "complete_s")
-BUILT_PIECE_SIZE = 1 << 20  # a manifest hashed on the fly: small pieces keep chain hops short
