@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,8 +59,7 @@ def coordinator_command(
     _log_to_stderr()
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     state = SwarmState(client, ttl_s=3 * HEARTBEAT_S)
-    host, port = listen.rsplit(":", 1)
-    server = Coordinator(state, SwarmCA.load_or_create(ca_dir), token).server(host, int(port))
+    server = Coordinator(state, SwarmCA.load_or_create(ca_dir), token).server(listen)
     server.start()
     logging.getLogger("pagefault.coordinator").info("coordinator on %s", server.address)
     _serve_until_signal()
@@ -115,12 +113,11 @@ def fetch_command(
         with progress_bar("swarm", enabled=not (quiet or as_json)) as bar:
             bar.set_total(total)
             done = 0
-            while model["state"] not in ("complete", "failed"):
-                time.sleep(0.2)
-                model = call(f"{client.url}/v1/models/{model['id']}")
-                now = model["have"] * model["piece_size"]
-                bar.advance(max(0, min(now, total) - done))
-                done = max(done, min(now, total))
+            for update in client.follow(model, interval=0.2):
+                model = update
+                now = min(total, model["have"] * model["piece_size"])  # pieces only add up
+                bar.advance(now - done)
+                done = now
     except PagefaultError as exc:
         fail(exc, as_json=as_json)
     if model["state"] == "failed":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +39,13 @@ class AgentClient:
             if model.get("files"):
                 return dict(model)
             time.sleep(0.05)
+
+    def follow(self, model: dict[str, Any], *, interval: float) -> Iterator[dict[str, Any]]:
+        """``model``'s description every ``interval`` seconds until it is complete or failed."""
+        while model["state"] not in ("complete", "failed"):
+            time.sleep(interval)
+            model = call(f"{self.url}/v1/models/{quote(model['id'])}")
+            yield model
 
     def wait(self, model_id: str, first: int, last: int) -> None:
         query = f"first={first}&last={last}&timeout={_WAIT_S}"

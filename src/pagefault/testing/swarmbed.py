@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pagefault.errors import PagefaultError
-from pagefault.swarm.jsonhttp import ControlError, call
+from pagefault.swarm.client import AgentClient
+from pagefault.swarm.jsonhttp import call
 from pagefault.testing.http_origin import STATS_PATH
 from pagefault.testing.netns import Host, Testbed
 
@@ -117,7 +118,7 @@ class SwarmTestbed:
             )
         for node in self.nodes:
             self.start_agent(node)
-        self._await(self._ready, "the fleet to come up")
+        self._await_fleet()
 
     def start_redis(self) -> None:
         self.redis = self._spawn(
@@ -194,22 +195,29 @@ class SwarmTestbed:
         with open(self.work / f"{name}.log", "ab") as log:  # the child keeps its own copy
             return host.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
 
-    def _ready(self) -> bool:
-        probe = [f"http://{n.address}:{API_PORT}/v1/models" for n in self.nodes]
-        script = "import sys,urllib.request as u\nfor x in sys.argv[1:]: u.urlopen(x, timeout=1)"
-        return (
-            self.ctl.run([sys.executable, "-c", script, *probe], capture_output=True).returncode
-            == 0
-        )
+    def _await_fleet(self, timeout: float = 120) -> None:
+        """One probe on the control host waits for every agent's API (not a process per poll)."""
+        urls = [f"http://{n.address}:{API_PORT}/v1/models" for n in self.nodes]
+        argv = [sys.executable, "-c", _PROBE, str(timeout), *urls]
+        done = self.ctl.run(argv, capture_output=True, timeout=timeout + 30)
+        if done.returncode:
+            detail = done.stderr.decode(errors="replace")[-500:]
+            raise PagefaultError(f"the fleet did not come up: {detail}; logs in {self.work}")
 
-    def _await(self, ready: Any, what: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
+
+_PROBE = """
+import sys, time, urllib.request
+deadline = time.monotonic() + float(sys.argv[1])
+for url in sys.argv[2:]:
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            break
+        except OSError:
             if time.monotonic() > deadline:
-                raise PagefaultError(f"timed out waiting for {what}; logs in {self.work}")
+                sys.exit(f"timed out waiting for {url}")
             time.sleep(0.2)
-
-
+"""
 _PY = [sys.executable, "-m"]
 
 
@@ -219,15 +227,15 @@ def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) 
     began = time.monotonic()
 
     def one(name: str, url: str) -> None:
+        client = AgentClient(url)
         try:
-            model = call(f"{url}/v1/models", method="POST", body={"uri": uri})
-            while model["state"] not in ("complete", "failed"):
+            model = client.open(uri)
+            for update in client.follow(model, interval=0.05):
+                model = update
                 if time.monotonic() - began > timeout:
-                    raise ControlError("timed out")
-                time.sleep(0.05)
-                model = call(f"{url}/v1/models/{model['id']}")
+                    raise PagefaultError("timed out")
             model["wall_s"] = time.monotonic() - began
-        except ControlError as exc:
+        except PagefaultError as exc:
             model = {"state": "failed", "error": str(exc)}
         results[name] = model
 
