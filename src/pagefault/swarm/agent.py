@@ -17,7 +17,7 @@ import libtorrent as lt
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials
 from pagefault.swarm.job import ModelJob, swarm_id
-from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request, call
+from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request, call, split_address
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -33,10 +33,9 @@ _ALERTS = (
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        host, port = config.listen.rsplit(":", 1)
         self.session = lt.session(
             {
-                "listen_interfaces": f"{host}:{port}s",
+                "listen_interfaces": f"{config.listen}s",  # "s": TLS only
                 "enable_dht": False,
                 "enable_lsd": False,
                 "enable_upnp": False,
@@ -53,7 +52,6 @@ class Agent:
         self._stop = threading.Event()
         self._credentials: tuple[bytes, NodeCredentials] | None = None
         self._alerts = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
-        api_host, api_port = config.api.rsplit(":", 1)
         self.api = JsonServer(
             [
                 ("POST", r"/v1/models", self._open),
@@ -61,14 +59,14 @@ class Agent:
                 ("GET", r"/v1/models/([0-9a-f]{24})", self._describe),
                 ("GET", r"/v1/models/([0-9a-f]{24})/wait", self._wait),
             ],
-            api_host,
-            int(api_port),
+            config.api,
             token=None,  # loopback of this node only
         )
 
     @property
     def peer_address(self) -> str:
-        return f"{self.config.listen.rsplit(':', 1)[0]}:{self.session.ssl_listen_port()}"
+        host, _ = split_address(self.config.listen)
+        return f"{host}:{self.session.ssl_listen_port()}"
 
     def start(self) -> Agent:
         self._alerts.start()

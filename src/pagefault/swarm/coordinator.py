@@ -19,7 +19,7 @@ import redis
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request
 from pagefault.swarm.state import SwarmState
-from pagefault.swarm.topology import Member, place
+from pagefault.swarm.topology import Member, chain, place
 
 __all__ = ["HEARTBEAT_S", "Coordinator"]
 
@@ -34,7 +34,7 @@ class Coordinator:
         self.ca = ca
         self.token = token
 
-    def server(self, host: str, port: int) -> JsonServer:
+    def server(self, address: str) -> JsonServer:
         routes = [
             ("POST", r"/v1/credentials/" + _ID, self._credentials),
             ("POST", rf"/v1/swarms/{_ID}/nodes/{_ID}", self._heartbeat),
@@ -44,7 +44,7 @@ class Coordinator:
             ("GET", rf"/v1/swarms/{_ID}", self._status),
             ("GET", r"/v1/swarms", self._list),
         ]
-        return JsonServer(routes, host, port, self.token)
+        return JsonServer(routes, address, self.token)
 
     def _credentials(self, request: Request) -> tuple[int, Any]:
         node = request.match.group(1)
@@ -108,24 +108,20 @@ class Coordinator:
         with _redis_errors():
             live = self.state.live(swarm)
             bad = self.state.bad(swarm)
-        nodes = []
-        for member, stats in live:
-            placement = place(member.node, [m for m, _ in live])
-            nodes.append(
-                {
-                    "node": member.node,
-                    "address": member.address,
-                    "zone": member.zone,
-                    "position": placement.position,
-                    "upstream": placement.upstream.node if placement.upstream else None,
-                    **stats,
-                }
-            )
-        return 200, {
-            "swarm": swarm,
-            "nodes": sorted(nodes, key=lambda n: n["position"]),
-            "bad": bad,
-        }
+        stats = {member.node: node_stats for member, node_stats in live}
+        order = chain([m for m, _ in live])
+        nodes = [
+            {
+                "node": member.node,
+                "address": member.address,
+                "zone": member.zone,
+                "position": position,
+                "upstream": order[position - 1].node if position else None,
+                **stats[member.node],
+            }
+            for position, member in enumerate(order)
+        ]
+        return 200, {"swarm": swarm, "nodes": nodes, "bad": bad}
 
     def _list(self, request: Request) -> tuple[int, Any]:
         with _redis_errors():

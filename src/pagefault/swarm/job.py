@@ -30,7 +30,7 @@ from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.coordinator import HEARTBEAT_S
 from pagefault.swarm.credentials import NodeCredentials, SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
-from pagefault.swarm.jsonhttp import ControlError, call
+from pagefault.swarm.jsonhttp import ControlError, call, split_address
 from pagefault.swarm.torrent import TorrentLayout, build_torrent
 
 __all__ = ["ModelJob", "swarm_id"]
@@ -103,7 +103,7 @@ class ModelJob:
         """A peer sent pieces that failed their hash: have the coordinator drop it."""
         _log.warning("swarm %s: banned peer %s (%s)", self.id, ip, why)
         self.reasons.append(f"banned peer {ip}: {why}")
-        if self.upstream and self.upstream.rsplit(":", 1)[0] == ip and self.upstream_node:
+        if self.upstream and split_address(self.upstream)[0] == ip and self.upstream_node:
             self._control(
                 f"/v1/swarms/{self.id}/reports/{self.upstream_node}",
                 {"reason": why, "reporter": self.settings.node},
@@ -254,8 +254,7 @@ class ModelJob:
         upstream = beat.get("upstream")
         self.upstream_node = beat.get("upstream_node")
         if upstream and upstream != self.upstream:
-            host, port = upstream.rsplit(":", 1)
-            self.handle.connect_peer((host, int(port)))
+            self.handle.connect_peer(split_address(upstream))
             _log.info("swarm %s: upstream is now %s", self.id, upstream)
         self.upstream = upstream
         if beat.get("fetcher") and self.state != "complete" and not self.feeder.running:

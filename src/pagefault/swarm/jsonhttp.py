@@ -19,7 +19,7 @@ from typing import Any
 
 from pagefault.errors import PagefaultError
 
-__all__ = ["ControlError", "JsonServer", "Request", "call"]
+__all__ = ["ControlError", "JsonServer", "Request", "call", "split_address"]
 
 MAX_BODY = 64 * 1024 * 1024  # a published manifest of a very large model
 
@@ -51,11 +51,20 @@ class Request:
 Handler = Callable[[Request], tuple[int, Any]]
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` (as every listener and peer is named here) into its parts."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ControlError(f"{address!r}: want host:port")
+    return host, int(port)
+
+
 class JsonServer:
-    """Serve ``routes`` on ``host:port`` (0 = any free port) in a background thread."""
+    """Serve ``routes`` on ``address`` ("host:port", port 0 = any free one) in a background
+    thread."""
 
     def __init__(
-        self, routes: Sequence[tuple[str, str, Handler]], host: str, port: int, token: str | None
+        self, routes: Sequence[tuple[str, str, Handler]], address: str, token: str | None
     ) -> None:
         compiled = [(method, re.compile(pattern + "$"), fn) for method, pattern, fn in routes]
         expected = f"Bearer {token}".encode() if token else None
@@ -102,7 +111,7 @@ class JsonServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server = ThreadingHTTPServer(split_address(address), _Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -44,7 +44,7 @@ class SwarmState:
     def live(self, swarm: str) -> list[tuple[Member, dict[str, Any]]]:
         """Members whose heartbeat has not lapsed, minus those reported corrupt."""
         nodes = [_text(n) for n in self.redis.zrange(f"pf:{swarm}:order", 0, -1)]
-        bad = {_text(n) for n in self.redis.smembers(f"pf:{swarm}:bad")}
+        bad = set(self.bad(swarm))
         bodies = self.redis.mget([f"pf:{swarm}:node:{n}" for n in nodes]) if nodes else []
         out = []
         for node, body in zip(nodes, bodies, strict=True):
@@ -69,7 +69,7 @@ class SwarmState:
 
     def manifest(self, swarm: str) -> bytes | None:
         data = self.redis.get(f"pf:{swarm}:manifest")
-        return None if data is None else _text(data).encode("latin-1")
+        return data if data is None or isinstance(data, bytes) else str(data).encode()
 
 
 def _text(value: Any) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Member", "Placement", "place"]
+__all__ = ["Member", "Placement", "chain", "place"]
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,14 @@ class Placement:
         return self.upstream is None
 
 
+def chain(members: Sequence[Member]) -> list[Member]:
+    """The live ``members`` in chain order: each one feeds the next."""
+    return sorted(members, key=lambda m: (m.zone, m.seq, m.node))
+
+
 def place(node: str, members: Sequence[Member]) -> Placement:
     """Where ``node`` sits in the chain of live ``members`` (it must be one of them)."""
-    chain = sorted(members, key=lambda m: (m.zone, m.seq, m.node))
-    position = next(i for i, m in enumerate(chain) if m.node == node)
-    upstream = chain[position - 1] if position else None
-    return Placement(upstream, position, len(chain))
+    order = chain(members)
+    position = next(i for i, m in enumerate(order) if m.node == node)
+    upstream = order[position - 1] if position else None
+    return Placement(upstream, position, len(order))
