@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import libtorrent as lt
@@ -51,21 +51,25 @@ class OriginFeeder:
     def running(self) -> bool:
         return self._running
 
-    def start(self, reason: str, pieces: Sequence[int] | None = None) -> bool:
-        """Feed ``pieces`` (default: all missing) in a background thread; False if busy."""
+    def start(self, reason: str, *, still_wanted: Callable[[], bool] = lambda: True) -> bool:
+        """Feed every missing piece in a background thread, stopping early once
+        ``still_wanted()`` says no (a fetcher role the coordinator took back); False if busy."""
         with self._lock:
             if self._running:
                 return False
             self._running = True
         _log.info("fetching from the origin: %s", reason)
-        wanted = list(range(self.layout.num_pieces)) if pieces is None else list(pieces)
-        threading.Thread(target=self._feed, args=(wanted,), daemon=True).start()
+        threading.Thread(target=self._feed, args=(still_wanted,), daemon=True).start()
         return True
 
-    def _feed(self, pieces: list[int]) -> None:
+    def _feed(self, still_wanted: Callable[[], bool]) -> None:
+        def feed_one(piece: int) -> None:
+            if still_wanted():
+                self._feed_one(piece)
+
         try:
             with ThreadPoolExecutor(self.threads, thread_name_prefix="pagefault-feed") as pool:
-                list(pool.map(self._feed_one, pieces))
+                list(pool.map(feed_one, range(self.layout.num_pieces)))
         except Exception:
             _log.exception("origin fetch failed; will retry on the next stall")
         finally:

@@ -71,6 +71,7 @@ class ModelJob:
         self.feeder: OriginFeeder | None = None
         self.upstream: str | None = None
         self.upstream_node: str | None = None
+        self.fetcher = False  # the coordinator's latest word: this node heads the chain
         self._seq = -1
         self._staging: Path | None = None  # a first fetcher's full download, until complete
         self._have: set[int] = set()
@@ -257,8 +258,13 @@ class ModelJob:
             self.handle.connect_peer(split_address(upstream))
             _log.info("swarm %s: upstream is now %s", self.id, upstream)
         self.upstream = upstream
-        if beat.get("fetcher") and self.state != "complete" and not self.feeder.running:
-            self.feeder.start("designated fetcher (head of the chain)")
+        # A placement can be transient (e.g. the first heartbeat after Redis lost its state
+        # sees a chain of one): fetch only while the coordinator keeps saying so.
+        self.fetcher = bool(beat.get("fetcher"))
+        if self.fetcher and self.state != "complete" and not self.feeder.running:
+            self.feeder.start(
+                "designated fetcher (head of the chain)", still_wanted=lambda: self.fetcher
+            )
 
     def _heartbeat(self, stats: dict[str, Any]) -> dict[str, Any] | None:
         body = {
