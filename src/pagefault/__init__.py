@@ -4,21 +4,9 @@
 >>> tensors = pagefault.load("model.safetensors")  # doctest: +SKIP
 """
 
-from pagefault.api import (
-    IncompatibleKeys,
-    VerifyReport,
-    inspect,
-    load,
-    load_into,
-    make_piece_manifest,
-    pull,
-    save,
-    stream,
-    verify,
-    write_piece_manifest,
-)
-from pagefault.cache import CacheConfig, NodeCache
-from pagefault.checkpoint import SaveHandle
+from typing import TYPE_CHECKING
+
+from pagefault._lazy import lazy_exports
 from pagefault.errors import (
     CacheError,
     CheckpointError,
@@ -31,9 +19,50 @@ from pagefault.errors import (
     SourceError,
     SwarmError,
 )
-from pagefault.manifest import Manifest, PieceManifest, TensorEntry
-from pagefault.pipeline import LoadStats, TensorStream
-from pagefault.pipeline.download import PullResult
+
+if TYPE_CHECKING:  # the names below load on first use: see pagefault._lazy
+    from pagefault.api import (
+        IncompatibleKeys,
+        VerifyReport,
+        inspect,
+        load,
+        load_into,
+        make_piece_manifest,
+        pull,
+        save,
+        stream,
+        verify,
+        write_piece_manifest,
+    )
+    from pagefault.cache import CacheConfig, NodeCache
+    from pagefault.checkpoint import SaveHandle
+    from pagefault.manifest import Manifest, PieceManifest, TensorEntry
+    from pagefault.pipeline import LoadStats, TensorStream
+    from pagefault.pipeline.download import PullResult
+
+_EXPORTS = {
+    "CacheConfig": "pagefault.cache",
+    "IncompatibleKeys": "pagefault.api.modules",
+    "LoadStats": "pagefault.pipeline.stats",
+    "Manifest": "pagefault.manifest",
+    "NodeCache": "pagefault.cache",
+    "PieceManifest": "pagefault.manifest",
+    "PullResult": "pagefault.pipeline.download",
+    "SaveHandle": "pagefault.checkpoint.saver",
+    "TensorEntry": "pagefault.manifest",
+    "TensorStream": "pagefault.pipeline.stream",
+    "VerifyReport": "pagefault.api.manifests",
+    "inspect": "pagefault.api.loading",
+    "load": "pagefault.api.loading",
+    "load_into": "pagefault.api.modules",
+    "make_piece_manifest": "pagefault.api.manifests",
+    "pull": "pagefault.api.manifests",
+    "save": "pagefault.api.saving",
+    "stream": "pagefault.api.loading",
+    "verify": "pagefault.api.manifests",
+    "write_piece_manifest": "pagefault.api.manifests",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 __version__ = "0.1.0"
 

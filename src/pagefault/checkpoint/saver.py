@@ -22,8 +22,7 @@ from pagefault.checkpoint.snapshot import Snapshot, can_write_directly, direct, 
 from pagefault.checkpoint.writers import CheckpointWriter
 from pagefault.errors import CheckpointError
 from pagefault.manifest import DEFAULT_PIECE_SIZE
-from pagefault.pipeline.memory import cpu_count
-from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE
+from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE, cpu_count
 
 __all__ = ["SaveHandle", "SaveOptions", "start_save"]
 

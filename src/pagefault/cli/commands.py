@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pagefault.api import inspect, stream
+from pagefault import api  # lazy: torch loads only for commands that load tensors
 from pagefault.errors import PagefaultError
 from pagefault.manifest import Manifest
-from pagefault.pipeline import LoadStats
+from pagefault.pipeline.stats import LoadStats
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 
 from .output import console, emit_json, fail, parse_size, progress_bar, stdout_console
@@ -61,7 +61,7 @@ def load(
     """Load a model and report bytes, seconds, GB/s and where the time went."""
     try:
         with progress_bar("loading", enabled=not (quiet or as_json)) as bar:
-            tensors = stream(
+            tensors = api.stream(
                 path,
                 device,
                 threads=threads,
@@ -85,7 +85,7 @@ def load(
 def inspect_command(path: PathArg, as_json: JsonOpt = False) -> None:
     """List tensors (name, dtype, shape, bytes) and totals, reading only the headers."""
     try:
-        manifest = inspect(path)
+        manifest = api.inspect(path)
     except PagefaultError as exc:
         fail(exc, as_json=as_json)
     if as_json:
@@ -123,7 +123,7 @@ def synth(
     show = not as_json and console.is_terminal
     with console.status("writing synthetic checkpoint") if show else nullcontext():
         target = write_synthetic_checkpoint(directory, config)
-    manifest = inspect(target)
+    manifest = api.inspect(target)
     if as_json:
         emit_json(
             {

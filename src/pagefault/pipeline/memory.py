@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import mmap
-import os
 
 import torch
 
@@ -21,7 +20,7 @@ from pagefault.sources.mapping import (
     madvise,
 )
 
-__all__ = ["HUGE_PAGE", "Arena", "cpu_count", "madvise", "tensor_from_buffer"]
+__all__ = ["HUGE_PAGE", "Arena", "madvise", "tensor_from_buffer"]
 
 HUGE_PAGE = 2 * 1024 * 1024
 
@@ -57,11 +56,3 @@ def tensor_from_buffer(
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
     return torch.frombuffer(buf, dtype=dtype, count=numel, offset=offset).view(shape)
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (cgroup/affinity aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1

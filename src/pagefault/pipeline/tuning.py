@@ -17,10 +17,10 @@ hands out the first tensors early (docs/benchmarks.md, remote section).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from pagefault.errors import SinkError
-from pagefault.pipeline.memory import cpu_count
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -28,6 +28,7 @@ __all__ = [
     "MIN_SLOT_BYTES",
     "Tuning",
     "auto_tuning",
+    "cpu_count",
 ]
 
 MiB = 1024 * 1024
@@ -37,6 +38,14 @@ MIN_SLOT_BYTES = 1 * MiB
 MAX_THREADS = 16
 REMOTE_CONNECTIONS = 16
 REMOTE_REQUEST_SIZE = 16 * MiB
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (cgroup/affinity aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
