@@ -28,8 +28,6 @@ from pagefault.sizes import parse_size
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed
 
-PIECE_SIZE = 1 << 20
-
 
 def cpu_busy() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs since boot."""
@@ -39,7 +37,9 @@ def cpu_busy() -> tuple[float, float]:
 
 
 def run_fleet(model: Path, size: int, nodes: int, args: argparse.Namespace) -> dict[str, Any]:
-    config = FleetConfig(nodes=nodes, node_mbit=args.node_mbit, origin_mbit=args.origin_mbit)
+    config = FleetConfig(
+        nodes=nodes, node_mbit=args.node_mbit, origin_mbit=args.origin_mbit, stripes=args.stripes
+    )
     with SwarmTestbed(config, model) as bed:
         busy0, total0 = cpu_busy()
         result = bed.drive(timeout=args.timeout)
@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--nodes", default="1,4,8,16")
     parser.add_argument("--node-mbit", type=float, default=100.0)
     parser.add_argument("--origin-mbit", type=float, default=200.0)
+    parser.add_argument("--stripes", type=int, default=1, help="1: chain, 2: two trees")
+    parser.add_argument("--piece-size", default="1MiB", help="torrent piece size")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -73,7 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pagefault-swarm-bench-") as tmp:
         model = Path(tmp) / "model"
         entry = write_synthetic_checkpoint(model, SyntheticConfig(parse_size(args.size), shards=2))
-        manifest = make_piece_manifest(entry, piece_size=PIECE_SIZE)
+        manifest = make_piece_manifest(entry, piece_size=parse_size(args.piece_size))
         write_piece_manifest(manifest, model / MANIFEST_NAME)
         size = manifest.total_bytes
         floor = size / (args.node_mbit * 1e6 / 8 * 1448 / 1514)  # tbf counts headers

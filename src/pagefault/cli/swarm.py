@@ -21,6 +21,7 @@ from pagefault.swarm.coordinator import HEARTBEAT_S, Coordinator
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import call
 from pagefault.swarm.state import SwarmState
+from pagefault.swarm.topology import DEFAULT_STRIPES, MAX_STRIPES
 
 from .commands import JsonOpt, QuietOpt, app
 from .output import emit_json, fail, progress_bar, stdout_console
@@ -52,14 +53,23 @@ def coordinator_command(
         Path, typer.Option(help="Where the swarm CA lives (made on first run)")
     ] = Path("/var/lib/pagefault/ca"),
     token: TokenOpt = None,
+    stripes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_STRIPES,
+            help="1: one forwarding chain; 2: two interleaved trees over piece stripes",
+        ),
+    ] = DEFAULT_STRIPES,
 ) -> None:
-    """Serve peer discovery, chain placement and origin policy (state in Redis)."""
+    """Serve peer discovery, chain/tree placement and origin policy (state in Redis)."""
     if not token:
         raise typer.BadParameter("a swarm token is required (--token or PAGEFAULT_SWARM_TOKEN)")
     _log_to_stderr()
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     state = SwarmState(client, ttl_s=3 * HEARTBEAT_S)
-    server = Coordinator(state, SwarmCA.load_or_create(ca_dir), token).server(listen)
+    coordinator = Coordinator(state, SwarmCA.load_or_create(ca_dir), token, stripes=stripes)
+    server = coordinator.server(listen)
     server.start()
     logging.getLogger("pagefault.coordinator").info("coordinator on %s", server.address)
     _serve_until_signal()
@@ -76,7 +86,7 @@ def agent_command(
     ),
     coordinator: CoordinatorOpt = None,
     token: TokenOpt = None,
-    zone: Annotated[str, typer.Option(help="Rack/zone label (chains stay within a zone)")] = "",
+    zone: Annotated[str, typer.Option(help="Rack/zone label (placement groups a zone)")] = "",
     stall: Annotated[float, typer.Option(help="Seconds without a piece before the origin")] = 10.0,
     origin_threads: Annotated[int, typer.Option(help="Concurrent origin reads")] = 4,
 ) -> None:
@@ -136,7 +146,7 @@ def fetch_command(
 def status_command(
     coordinator: CoordinatorOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
-    """Every swarm the coordinator knows: nodes, chain order, bytes from origin vs peers."""
+    """Every swarm the coordinator knows: nodes, who feeds each stripe, bytes and ratios."""
     if not coordinator:
         raise typer.BadParameter("--coordinator (or PAGEFAULT_COORDINATOR) is required")
     base = coordinator.rstrip("/")
@@ -152,7 +162,8 @@ def status_command(
         return
     for swarm in swarms:
         table = Table(title=f"swarm {swarm['swarm']}")
-        for column in ("#", "node", "upstream", "have", "origin", "peers", "uploaded", "ratio"):
+        columns = ("#", "node", "fed by (per stripe)", "have", "origin", "peers", "uploaded")
+        for column in (*columns, "ratio"):
             table.add_column(column)
         for n in swarm["nodes"]:
             table.add_row(*_status_row(n))
@@ -167,7 +178,7 @@ def _status_row(node: dict[str, Any]) -> list[str]:
     return [
         str(node["position"]),
         node["node"],
-        node.get("upstream") or "(origin)",
+        ", ".join(up or "(origin)" for up in node.get("upstreams") or []),
         f"{node.get('have')}/{node.get('pieces')}",
         f"{node.get('from_origin') or 0:,}",
         f"{node.get('from_peers') or 0:,}",

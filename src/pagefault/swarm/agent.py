@@ -27,6 +27,7 @@ _ALERTS = (
     | lt.alert.category_t.status_notification
     | lt.alert.category_t.piece_progress_notification
     | lt.alert.category_t.peer_notification
+    | lt.alert.category_t.connect_notification
 )
 
 
@@ -42,7 +43,7 @@ class Agent:
                 "enable_natpmp": False,
                 "alert_mask": _ALERTS,
                 "allow_multiple_connections_per_ip": True,
-                # a chain link carries the whole model: keep plenty of requests in flight
+                # a tree link carries half the model: keep plenty of requests in flight
                 "max_out_request_queue": 1500,
                 "request_queue_time": 2,
             }
@@ -130,6 +131,8 @@ class Agent:
             job.piece_finished(int(alert.piece_index))
         elif isinstance(alert, lt.peer_ban_alert):
             job.peer_banned(str(alert.endpoint[0]), "sent pieces that failed verification")
+        elif isinstance(alert, lt.peer_disconnected_alert):
+            _log.info("swarm %s: %s", job.id, alert.message())
         elif isinstance(alert, lt.hash_failed_alert):
             _log.warning("swarm %s: piece %d failed its hash", job.id, alert.piece_index)
         elif alert.category() & lt.alert.category_t.error_notification:

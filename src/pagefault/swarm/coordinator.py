@@ -1,4 +1,4 @@
-"""``pagefault coordinator``: peer discovery, chain placement and origin policy over HTTP.
+"""``pagefault coordinator``: peer discovery, stripe-tree placement and origin policy over HTTP.
 
 Stateless: everything lives in Redis (:mod:`pagefault.swarm.state`), so several replicas can
 serve one fleet and a restart loses nothing that heartbeats do not rebuild. Every route
@@ -19,7 +19,7 @@ import redis
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request
 from pagefault.swarm.state import SwarmState
-from pagefault.swarm.topology import Member, chain, place
+from pagefault.swarm.topology import DEFAULT_STRIPES, Member, order, place
 
 __all__ = ["HEARTBEAT_S", "Coordinator"]
 
@@ -29,10 +29,13 @@ _ID = r"([A-Za-z0-9._-]{1,128})"
 
 
 class Coordinator:
-    def __init__(self, state: SwarmState, ca: SwarmCA, token: str) -> None:
+    def __init__(
+        self, state: SwarmState, ca: SwarmCA, token: str, *, stripes: int = DEFAULT_STRIPES
+    ) -> None:
         self.state = state
         self.ca = ca
         self.token = token
+        self.stripes = stripes
 
     def server(self, address: str) -> JsonServer:
         routes = [
@@ -65,18 +68,19 @@ class Coordinator:
         given = Member(node, address, int(body.get("seq", -1)), str(body.get("zone", "")))
         with _redis_errors():
             member = self.state.heartbeat(swarm, given, dict(body.get("stats") or {}))
-            live = [m for m, _ in self.state.live(swarm)]
+            ranked = self.state.live(swarm)
             has_manifest = self.state.manifest(swarm) is not None
+        live = [m for m, _ in ranked]
+        have = {m.node: int(stats.get("have") or 0) for m, stats in ranked}
         if all(m.node != node for m in live):  # reported corrupt: nobody feeds from it
-            return 200, {"seq": member.seq, "excluded": True, "upstream": None, "fetcher": False}
-        placement = place(node, live)
-        upstream = placement.upstream
+            return 200, {"seq": member.seq, "excluded": True, "upstreams": [], "fetch": []}
+        placement = place(node, live, self.stripes)
         return 200, {
             "seq": member.seq,
             "excluded": False,
-            "upstream": upstream.address if upstream else None,
-            "upstream_node": upstream.node if upstream else None,
-            "fetcher": placement.fetcher,
+            "stripes": self.stripes,
+            "upstreams": [_peer(up, have) for up in placement.upstreams],
+            "fetch": placement.fetch,
             "position": placement.position,
             "size": placement.size,
             "manifest": has_manifest,
@@ -108,24 +112,34 @@ class Coordinator:
         with _redis_errors():
             live = self.state.live(swarm)
             bad = self.state.bad(swarm)
+        members = [m for m, _ in live]
         stats = {member.node: node_stats for member, node_stats in live}
-        order = chain([m for m, _ in live])
-        nodes = [
-            {
-                "node": member.node,
-                "address": member.address,
-                "zone": member.zone,
-                "position": position,
-                "upstream": order[position - 1].node if position else None,
-                **stats[member.node],
-            }
-            for position, member in enumerate(order)
-        ]
+        nodes = []
+        for member in order(members):
+            placement = place(member.node, members, self.stripes)
+            nodes.append(
+                {
+                    "node": member.node,
+                    "address": member.address,
+                    "zone": member.zone,
+                    "position": placement.position,
+                    "upstreams": [up.node if up else None for up in placement.upstreams],
+                    **stats[member.node],
+                }
+            )
         return 200, {"swarm": swarm, "nodes": nodes, "bad": bad}
 
     def _list(self, request: Request) -> tuple[int, Any]:
         with _redis_errors():
             return 200, {"swarms": self.state.swarms()}
+
+
+def _peer(member: Member | None, have: dict[str, int]) -> dict[str, Any] | None:
+    """An upstream as its child sees it; ``have`` (its piece count at its last heartbeat)
+    tells the child whether it is waiting on a slow chain or on a broken link."""
+    if member is None:
+        return None
+    return {"node": member.node, "address": member.address, "have": have.get(member.node, 0)}
 
 
 @contextlib.contextmanager

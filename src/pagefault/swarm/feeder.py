@@ -1,9 +1,9 @@
 """Put origin bytes into the swarm: read pieces in consumption order, verify, ``add_piece``.
 
-Used by the chain's head (the one designated fetcher: the origin serves each piece once)
-and by any node whose swarm stalled or whose coordinator is gone (never slower than
-direct). Every piece is checked against the manifest's SHA-256 before libtorrent sees it,
-and libtorrent checks it again against the torrent's Merkle tree.
+Used by the root of each stripe's tree (its designated fetcher: the origin serves each
+piece once) and by any node whose swarm stalled or whose coordinator is gone (never
+slower than direct). Every piece is checked against the manifest's SHA-256 before
+libtorrent sees it, and libtorrent checks it again against the torrent's Merkle tree.
 """
 
 from __future__ import annotations
@@ -51,20 +51,21 @@ class OriginFeeder:
     def running(self) -> bool:
         return self._running
 
-    def start(self, reason: str, *, still_wanted: Callable[[], bool] = lambda: True) -> bool:
-        """Feed every missing piece in a background thread, stopping early once
-        ``still_wanted()`` says no (a fetcher role the coordinator took back); False if busy."""
+    def start(self, reason: str, *, wanted: Callable[[int], bool] = lambda piece: True) -> bool:
+        """Feed the missing pieces that ``wanted(piece)`` selects, asked just before each
+        read (a stripe the coordinator took back is dropped mid-pass), in a background
+        thread; False if a pass is already running."""
         with self._lock:
             if self._running:
                 return False
             self._running = True
         _log.info("fetching from the origin: %s", reason)
-        threading.Thread(target=self._feed, args=(still_wanted,), daemon=True).start()
+        threading.Thread(target=self._feed, args=(wanted,), daemon=True).start()
         return True
 
-    def _feed(self, still_wanted: Callable[[], bool]) -> None:
+    def _feed(self, wanted: Callable[[int], bool]) -> None:
         def feed_one(piece: int) -> None:
-            if still_wanted():
+            if wanted(piece):
                 self._feed_one(piece)
 
         try:

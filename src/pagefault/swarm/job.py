@@ -1,8 +1,9 @@
-"""One model on one node: join its swarm, keep the chain placement fresh, fill every piece.
+"""One model on one node: join its swarm, keep the tree placement fresh, fill every piece.
 
 Paths to completion, all through the same libtorrent torrent so local readers see one
-layout: from the upstream peer the coordinator assigned; from the origin when this node
-heads the chain (the designated fetcher); from the origin when nothing arrived for
+layout: from the upstream peers the coordinator assigned (one per stripe); from the origin
+for a stripe whose tree this node roots (a designated fetcher); from the origin when
+nothing arrived for
 ``stall_s`` or there is no coordinator (never slower than direct; the reason is logged
 and reported in ``reasons``).
 """
@@ -36,7 +37,12 @@ from pagefault.swarm.torrent import TorrentLayout, build_torrent
 __all__ = ["ModelJob", "swarm_id"]
 
 _log = logging.getLogger("pagefault.agent")
-BUILT_PIECE_SIZE = 1 << 20  # a manifest hashed on the fly: small pieces keep chain hops short
+BUILT_PIECE_SIZE = 1 << 20  # a manifest hashed on the fly: small pieces keep tree hops short
+# A designated fetcher runs at most this far ahead of the best-fed peer it serves: what it
+# fetched beyond that dies with it (the kill test's extra egress), and a lead of a few
+# pieces already keeps the downstream link busy. It waits at most LEAD_WAIT_S per piece.
+FETCH_LEAD_BYTES = 3 << 20
+LEAD_WAIT_S = 2.0
 
 
 def swarm_id(uri: str) -> str:
@@ -69,9 +75,9 @@ class ModelJob:
         self.layout: TorrentLayout | None = None
         self.handle: lt.torrent_handle | None = None
         self.feeder: OriginFeeder | None = None
-        self.upstream: str | None = None
-        self.upstream_node: str | None = None
-        self.fetcher = False  # the coordinator's latest word: this node heads the chain
+        self.upstreams: list[dict[str, Any] | None] = []  # per stripe: node, address, have
+        self.fetch: frozenset[int] = frozenset()  # coordinator's latest word: stripes we root
+        self._fleet_size = 1
         self._seq = -1
         self._staging: Path | None = None  # a first fetcher's full download, until complete
         self._have: set[int] = set()
@@ -104,11 +110,12 @@ class ModelJob:
         """A peer sent pieces that failed their hash: have the coordinator drop it."""
         _log.warning("swarm %s: banned peer %s (%s)", self.id, ip, why)
         self.reasons.append(f"banned peer {ip}: {why}")
-        if self.upstream and split_address(self.upstream)[0] == ip and self.upstream_node:
-            self._control(
-                f"/v1/swarms/{self.id}/reports/{self.upstream_node}",
-                {"reason": why, "reporter": self.settings.node},
-            )
+        for up in self.upstreams:
+            if up and split_address(up["address"])[0] == ip:
+                self._control(
+                    f"/v1/swarms/{self.id}/reports/{up['node']}",
+                    {"reason": why, "reporter": self.settings.node},
+                )
 
     # -- readers -----------------------------------------------------------------------
     def wait(self, first: int, last: int, timeout: float) -> bool:
@@ -157,7 +164,7 @@ class ModelJob:
                 }
                 for f in (layout.files if layout else ())
             ],
-            "upstream": self.upstream,
+            "upstreams": [up["address"] if up else None for up in self.upstreams],
         }
 
     # -- the job -------------------------------------------------------------------------
@@ -184,7 +191,7 @@ class ModelJob:
                 data = base64.b64decode(shared["manifest"])
                 return PieceManifest.from_json(data, name=f"swarm {self.id} manifest")
             beat = self._heartbeat({})
-            if beat is None or beat.get("fetcher"):
+            if beat is None or 0 in beat.get("fetch", ()):  # the first stripe's root builds it
                 return self._build_manifest()
             self._stop.wait(HEARTBEAT_S)
         raise PagefaultError("stopped before the model's manifest was available")
@@ -236,7 +243,7 @@ class ModelJob:
             why = "no coordinator (no swarm membership): fetching directly from the origin"
             self.reasons.append(why)
             self.feeder.start(why)
-        while not self._stop.wait(HEARTBEAT_S):
+        while not self._stop.is_set():
             if self.state == "complete" and self._staging is not None:
                 shutil.rmtree(self._staging, ignore_errors=True)
                 self._staging = None
@@ -244,27 +251,73 @@ class ModelJob:
             if beat is not None:
                 self._follow_placement(beat)
             stalled = time.monotonic() - self._last_progress > self.settings.stall_s
+            if stalled and beat is not None and not self._upstream_ahead():
+                stalled = False  # upstream has nothing new either: it is the one to act
             if self.state != "complete" and stalled and not self.feeder.running:
                 why = f"no piece for {self.settings.stall_s:.0f} s"
+                _log.warning("swarm %s stalled: %s", self.id, self._stall_report())
                 if self.feeder.start(f"swarm stalled ({why})"):
                     self.reasons.append(f"origin fallback: swarm stalled ({why})")
                     self._last_progress = time.monotonic()
+            self._stop.wait(HEARTBEAT_S)  # after the work: the first beat goes out at once
 
     def _follow_placement(self, beat: dict[str, Any]) -> None:
         assert self.feeder is not None and self.handle is not None
-        upstream = beat.get("upstream")
-        self.upstream_node = beat.get("upstream_node")
-        if upstream and upstream != self.upstream:
-            self.handle.connect_peer(split_address(upstream))
-            _log.info("swarm %s: upstream is now %s", self.id, upstream)
-        self.upstream = upstream
+        upstreams = list(beat.get("upstreams") or [])
+        for up in upstreams:
+            if up:  # every beat: a no-op while connected, a retry after a drop
+                self.handle.connect_peer(split_address(up["address"]))
+        if upstreams != self.upstreams:
+            _log.info("swarm %s: fed by %s", self.id, [up and up["node"] for up in upstreams])
+        self.upstreams = upstreams
         # A placement can be transient (e.g. the first heartbeat after Redis lost its state
-        # sees a chain of one): fetch only while the coordinator keeps saying so.
-        self.fetcher = bool(beat.get("fetcher"))
-        if self.fetcher and self.state != "complete" and not self.feeder.running:
+        # sees a fleet of one): fetch a stripe only while the coordinator keeps saying so.
+        self.fetch = frozenset(int(s) for s in beat.get("fetch") or ())
+        self._fleet_size = int(beat.get("size") or 1)
+        stripes = max(1, len(upstreams))
+        if self.fetch and self.state != "complete" and not self.feeder.running:
             self.feeder.start(
-                "designated fetcher (head of the chain)", still_wanted=lambda: self.fetcher
+                f"designated fetcher of stripe(s) {sorted(self.fetch)} of {stripes}",
+                wanted=lambda piece: self._may_fetch(piece, stripes),
             )
+
+    def _may_fetch(self, piece: int, stripes: int) -> bool:
+        """A designated fetcher's gate: its own stripes only, and at most FETCH_LEAD_BYTES
+        ahead of the best-fed peer (once one has had LEAD_WAIT_S to connect or catch up)."""
+        assert self.handle is not None and self.layout is not None
+        lead = max(2, FETCH_LEAD_BYTES // self.layout.piece_size)
+        deadline = time.monotonic() + LEAD_WAIT_S
+        while piece % stripes in self.fetch and not self._stop.is_set():
+            if self._fleet_size == 1 or time.monotonic() > deadline:
+                return True
+            fed = max((p.num_pieces for p in self.handle.get_peer_info()), default=0)
+            if piece < fed + lead:
+                return True
+            self._stop.wait(0.02)
+        return False
+
+    def _upstream_ahead(self) -> bool:
+        """An upstream holds pieces this node lacks, yet none arrived: the link is broken.
+        (Without this, the tail of a long chain whose head just died would time out and
+        pull the whole model from the origin while the new head is already refilling.)"""
+        have = len(self._have)
+        return any(up and int(up.get("have") or 0) > have for up in self.upstreams)
+
+    def _stall_report(self) -> str:
+        """What the swarm looks like when it stops delivering: for the log, to debug it."""
+        assert self.handle is not None and self.layout is not None
+        missing = [p for p in range(self.layout.num_pieces) if p not in self._have]
+        status = self.handle.status()
+        missing_lt = [p for p in missing if not self.handle.have_piece(p)]
+        peers = [
+            f"{p.ip[0]}:{p.ip[1]} has {p.num_pieces} dl {p.downloading_piece_index}"
+            f" q {p.download_queue_length} flags {int(p.flags):#x}"
+            for p in self.handle.get_peer_info()
+        ]
+        return (
+            f"missing {len(missing)} pieces {missing[:8]} (libtorrent: {missing_lt[:8]},"
+            f" {status.num_pieces} pieces, state {status.state}); peers {peers}"
+        )
 
     def _heartbeat(self, stats: dict[str, Any]) -> dict[str, Any] | None:
         body = {

@@ -1,12 +1,27 @@
-"""Who feeds whom: one forwarding chain per model, in zone then join order.
+"""Who feeds whom: interleaved forwarding trees over disjoint piece stripes (SplitStream).
 
-Measured on the issue's testbed, completion time follows the busiest uploader: a full mesh
-makes the origin fetcher a star (3-6x the model uploaded), while a chain makes every node
-upload exactly what it downloads, at the cost of one piece time per hop (small pieces keep
-that short). So each node receives from exactly one upstream, the node before it; the head
-of the chain is the only one that reads the origin, so the origin serves each piece once.
-Members whose heartbeat lapsed or that a peer reported corrupt drop out, and the chain
-closes over the gap at the next heartbeat.
+Measured on the issue's testbed, completion time follows the busiest uploader: a full
+mesh makes the origin fetcher a star (3-6x the model uploaded). A forwarding chain makes
+every node upload exactly what it downloads, but its depth is the fleet size, and at full
+link rate every hop loses a little throughput to jitter it can never win back: at 8 nodes
+the tail finished 1.36x after a single node, at 16 about 1.5x (docs/benchmarks.md).
+
+With ``stripes=2`` the pieces are split into two stripes (piece ``p`` is in stripe
+``p % 2``) and each stripe flows down its own binary tree. Both trees are heaps over the
+same node order, the second rotated by ``ceil(N / 2)``, which makes each node interior in
+at most one tree for every N: it forwards half the model to two children, so it uploads
+about 1x, and the depth is log2(N) instead of N. Each tree's root is the designated origin
+fetcher of its stripe, so the origin serves each piece once. ``stripes=1`` is the chain
+(a heap of fanout 1). (More stripes slow every hop, since each runs at 1/stripes of the
+link, and a rotation no longer keeps the interiors apart.)
+
+Which wins depends on the network. On this project's testbed (tbf-shaped veths without
+fair queueing, 2 CPUs) the chain does: a parent's two child flows share its uplink
+unevenly, and libtorrent lets any connected peer request any piece, so cross-stripe
+requests made some nodes upload 1.7x (docs/benchmarks.md). So the chain is the default.
+
+Members whose heartbeat lapsed or that a peer reported corrupt drop out, and the chain or
+trees close over the gap at the next heartbeat.
 """
 
 from __future__ import annotations
@@ -14,7 +29,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Member", "Placement", "chain", "place"]
+__all__ = ["DEFAULT_STRIPES", "MAX_STRIPES", "Member", "Placement", "order", "place"]
+
+DEFAULT_STRIPES = 1
+MAX_STRIPES = 2
 
 
 @dataclass(frozen=True)
@@ -27,23 +45,37 @@ class Member:
 
 @dataclass(frozen=True)
 class Placement:
-    upstream: Member | None  # None: this node is the head and fetches from the origin
+    upstreams: tuple[Member | None, ...]  # per stripe; None: fetch that stripe from the origin
+    # piece p is in stripe p % len(upstreams)
     position: int
     size: int
 
     @property
-    def fetcher(self) -> bool:
-        return self.upstream is None
+    def fetch(self) -> list[int]:
+        """The stripes this node reads from the origin (it roots their trees)."""
+        return [stripe for stripe, up in enumerate(self.upstreams) if up is None]
 
 
-def chain(members: Sequence[Member]) -> list[Member]:
-    """The live ``members`` in chain order: each one feeds the next."""
+def order(members: Sequence[Member]) -> list[Member]:
+    """The live ``members`` in placement order (zone first, so trees stay near a zone)."""
     return sorted(members, key=lambda m: (m.zone, m.seq, m.node))
 
 
-def place(node: str, members: Sequence[Member]) -> Placement:
-    """Where ``node`` sits in the chain of live ``members`` (it must be one of them)."""
-    order = chain(members)
-    position = next(i for i, m in enumerate(order) if m.node == node)
-    upstream = order[position - 1] if position else None
-    return Placement(upstream, position, len(order))
+def place(node: str, members: Sequence[Member], stripes: int = DEFAULT_STRIPES) -> Placement:
+    """Where ``node`` sits in each stripe's tree over live ``members`` (it is one of them)."""
+    ordered = order(members)
+    size = len(ordered)
+    position = next(i for i, m in enumerate(ordered) if m.node == node)
+    if not 1 <= stripes <= MAX_STRIPES:
+        raise ValueError(f"stripes must be 1..{MAX_STRIPES}, got {stripes}")
+    rotation = -(-size // stripes)  # >= the ceil((N - 1) / stripes) interior nodes of a tree
+    upstreams: list[Member | None] = []
+    for stripe in range(stripes):
+        shift = stripe * rotation
+        in_tree = (position - shift) % size  # this node's index in the stripe's heap
+        if in_tree == 0:
+            upstreams.append(None)
+        else:
+            parent = (in_tree - 1) // stripes
+            upstreams.append(ordered[(parent + shift) % size])
+    return Placement(tuple(upstreams), position, size)

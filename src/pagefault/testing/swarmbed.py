@@ -24,6 +24,7 @@ from typing import Any
 from pagefault.errors import PagefaultError
 from pagefault.swarm.client import AgentClient
 from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.topology import DEFAULT_STRIPES
 from pagefault.testing.http_origin import STATS_PATH
 from pagefault.testing.netns import Host, Testbed
 
@@ -40,6 +41,7 @@ class FleetConfig:
     origin_mbit: float = 200.0
     stall_s: float = 10.0
     coordinator: bool = True
+    stripes: int = DEFAULT_STRIPES  # 1: chain, 2: two interleaved trees
     prefix: str = "pfsw"
 
 
@@ -114,6 +116,8 @@ class SwarmTestbed:
                     str(self.work / "ca"),
                     "--token",
                     TOKEN,
+                    "--stripes",
+                    str(self.config.stripes),
                 ],
             )
         for node in self.nodes:

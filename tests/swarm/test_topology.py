@@ -1,0 +1,69 @@
+"""Placement: the chain and the two interleaved stripe trees, for every fleet size."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from pagefault.swarm.topology import MAX_STRIPES, Member, order, place
+
+
+def _fleet(size: int, zones: str = "") -> list[Member]:
+    return [
+        Member(f"n{i}", f"10.0.0.{i}:6881", seq=i, zone=zones[i % len(zones)] if zones else "")
+        for i in range(size)
+    ]
+
+
+def _depth(node: str, stripe: int, fleet: list[Member], stripes: int) -> int:
+    hops = 0
+    upstream = place(node, fleet, stripes).upstreams[stripe]
+    while upstream is not None:
+        hops += 1
+        assert hops <= len(fleet), "placement has a cycle"
+        upstream = place(upstream.node, fleet, stripes).upstreams[stripe]
+    return hops
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8, 15, 16, 17, 100])
+def test_chain_feeds_each_node_from_the_one_before(size: int) -> None:
+    fleet = _fleet(size)
+    for position, member in enumerate(fleet):
+        placement = place(member.node, fleet, stripes=1)
+        assert placement.position == position
+        assert placement.upstreams == ((fleet[position - 1] if position else None),)
+        assert placement.fetch == ([0] if position == 0 else [])
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 100])
+def test_two_trees_root_each_stripe_once_and_keep_uploads_at_one_model(size: int) -> None:
+    fleet = _fleet(size)
+    roots: Counter[int] = Counter()
+    children: Counter[tuple[str, int]] = Counter()
+    for member in fleet:
+        placement = place(member.node, fleet, stripes=2)
+        roots.update(placement.fetch)
+        for stripe, upstream in enumerate(placement.upstreams):
+            if upstream is not None:
+                assert upstream.node != member.node
+                children[(upstream.node, stripe)] += 1
+    assert roots == Counter({0: 1, 1: 1})  # the origin serves each stripe once
+    interior = Counter(node for node, _ in children)
+    assert all(count == 1 for count in interior.values()), "a node forwards in both trees"
+    assert all(count <= 2 for count in children.values())  # half the model to <= 2 children
+    depth = max(_depth(m.node, s, fleet, 2) for m in fleet for s in range(2))
+    assert depth <= max(1, size.bit_length())  # log2(N), not N
+
+
+def test_zones_stay_together_and_join_order_breaks_ties() -> None:
+    fleet = _fleet(6, zones="ab")
+    assert [m.node for m in order(fleet)] == ["n0", "n2", "n4", "n1", "n3", "n5"]
+
+
+def test_unsupported_stripe_counts_are_refused() -> None:
+    fleet = _fleet(4)
+    with pytest.raises(ValueError, match="stripes"):
+        place("n0", fleet, stripes=MAX_STRIPES + 1)
+    with pytest.raises(ValueError, match="stripes"):
+        place("n0", fleet, stripes=0)
