@@ -28,4 +28,4 @@ bench-save-quick:
 	python bench/save_bench.py --size 1GiB
 
 bench-swarm:
-	python bench/swarm_bench.py --size 128MiB --nodes 1,4,8,16 --out bench/results/swarm-128MiB.json
+	python bench/swarm_bench.py --nodes 1,4,8,16 --out bench/results/swarm-64MiB-25mbit-chain.json

@@ -1,12 +1,17 @@
-"""Swarm benchmark: N nodes fetch one model through the chain; origin egress, completion
-time against the single-node time at the same link speeds, per-node upload, first piece.
+"""Swarm benchmark: N nodes fetch one model through the swarm; origin egress, completion
+time against the (median) single-node time at the same link speeds, per-node upload,
+first piece.
 
 Each node is a network namespace with a ``tbf``-shaped link (``--node-mbit`` both ways),
 the origin has ``--origin-mbit``; Redis and the coordinator sit unshaped on a control host.
 A fleet is built per N (fresh agents, empty caches) and torn down after. The machine's CPU
 use over each run is reported so a CPU-bound result is visible. Needs root.
 
-    python bench/swarm_bench.py --size 128MiB --nodes 1,4,8,16 [--node-mbit 100] [--out FILE]
+    python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
+        [--origin-mbit 50] [--piece-size 256KiB] [--stripes 1] [--repeat 1] [--out FILE]
+
+Link rates default low enough that 16 agents do not saturate this 2-core machine's CPU
+(the issue asks for that; CPU busy is in the table).
 """
 
 from __future__ import annotations
@@ -62,12 +67,13 @@ def run_fleet(model: Path, size: int, nodes: int, args: argparse.Namespace) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", default="128MiB")
+    parser.add_argument("--size", default="64MiB")
     parser.add_argument("--nodes", default="1,4,8,16")
-    parser.add_argument("--node-mbit", type=float, default=100.0)
-    parser.add_argument("--origin-mbit", type=float, default=200.0)
+    parser.add_argument("--node-mbit", type=float, default=25.0)
+    parser.add_argument("--origin-mbit", type=float, default=50.0)
     parser.add_argument("--stripes", type=int, default=1, help="1: chain, 2: two trees")
-    parser.add_argument("--piece-size", default="1MiB", help="torrent piece size")
+    parser.add_argument("--piece-size", default="256KiB", help="torrent piece size")
+    parser.add_argument("--repeat", type=int, default=1, help="fleets per N (noise)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -81,16 +87,19 @@ def main() -> None:
         floor = size / (args.node_mbit * 1e6 / 8 * 1448 / 1514)  # tbf counts headers
         runs = []
         for n in (int(x) for x in args.nodes.split(",")):
-            began = time.monotonic()
-            runs.append(run_fleet(model, size, n, args))
-            console.print(f"N={n}: done in {time.monotonic() - began:.0f} s with setup")
-    single = next((r["all_done_s"] for r in runs if r["nodes"] == 1), None)
+            for attempt in range(1, args.repeat + 1):
+                began = time.monotonic()
+                runs.append({"run": attempt, **run_fleet(model, size, n, args)})
+                console.print(f"N={n} #{attempt}: done in {time.monotonic() - began:.0f} s")
+    singles = [r["all_done_s"] for r in runs if r["nodes"] == 1]
+    single = statistics.median(singles) if singles else None
     table = Table(
         title=f"swarm: {size:,} bytes, nodes {args.node_mbit:g} Mbit/s, origin "
         f"{args.origin_mbit:g} Mbit/s, link floor {floor:.1f} s"
     )
     for column in (
         "N",
+        "run",
         "all nodes (s)",
         "/ single node",
         "origin egress / model",
@@ -103,6 +112,7 @@ def main() -> None:
     for r in runs:
         table.add_row(
             str(r["nodes"]),
+            str(r["run"]),
             f"{r['all_done_s']:.2f}",
             f"{r['all_done_s'] / single:.2f}" if single else "-",
             f"{r['egress_x']:.3f}",

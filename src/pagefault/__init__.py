@@ -7,6 +7,7 @@
 from typing import TYPE_CHECKING
 
 from pagefault._lazy import lazy_exports
+from pagefault.api import LAZY_EXPORTS as _API_EXPORTS  # cheap: the api namespace is lazy too
 from pagefault.errors import (
     CacheError,
     CheckpointError,
@@ -41,8 +42,8 @@ if TYPE_CHECKING:  # the names below load on first use: see pagefault._lazy
     from pagefault.pipeline.download import PullResult
 
 _EXPORTS = {
+    **_API_EXPORTS,
     "CacheConfig": "pagefault.cache",
-    "IncompatibleKeys": "pagefault.api.modules",
     "LoadStats": "pagefault.pipeline.stats",
     "Manifest": "pagefault.manifest",
     "NodeCache": "pagefault.cache",
@@ -51,16 +52,6 @@ _EXPORTS = {
     "SaveHandle": "pagefault.checkpoint.saver",
     "TensorEntry": "pagefault.manifest",
     "TensorStream": "pagefault.pipeline.stream",
-    "VerifyReport": "pagefault.api.manifests",
-    "inspect": "pagefault.api.loading",
-    "load": "pagefault.api.loading",
-    "load_into": "pagefault.api.modules",
-    "make_piece_manifest": "pagefault.api.manifests",
-    "pull": "pagefault.api.manifests",
-    "save": "pagefault.api.saving",
-    "stream": "pagefault.api.loading",
-    "verify": "pagefault.api.manifests",
-    "write_piece_manifest": "pagefault.api.manifests",
 }
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the names below load on first use: see pagefault._lazy
     from pagefault.api.modules import IncompatibleKeys, load_into
     from pagefault.api.saving import save
 
-_EXPORTS = {
+LAZY_EXPORTS = {  # name -> defining module; pagefault/__init__ re-exports these
     "IncompatibleKeys": "pagefault.api.modules",
     "VerifyReport": "pagefault.api.manifests",
     "inspect": "pagefault.api.loading",
@@ -29,7 +29,7 @@ _EXPORTS = {
     "verify": "pagefault.api.manifests",
     "write_piece_manifest": "pagefault.api.manifests",
 }
-__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), LAZY_EXPORTS)
 
 __all__ = [
     "IncompatibleKeys",

@@ -17,7 +17,7 @@ from pagefault.errors import PagefaultError
 from pagefault.swarm.agent import Agent
 from pagefault.swarm.client import AgentClient
 from pagefault.swarm.config import AgentConfig
-from pagefault.swarm.coordinator import HEARTBEAT_S, Coordinator
+from pagefault.swarm.coordinator import MEMBER_TTL_S, Coordinator
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import call
 from pagefault.swarm.state import SwarmState
@@ -67,7 +67,7 @@ def coordinator_command(
         raise typer.BadParameter("a swarm token is required (--token or PAGEFAULT_SWARM_TOKEN)")
     _log_to_stderr()
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-    state = SwarmState(client, ttl_s=3 * HEARTBEAT_S)
+    state = SwarmState(client, ttl_s=MEMBER_TTL_S)
     coordinator = Coordinator(state, SwarmCA.load_or_create(ca_dir), token, stripes=stripes)
     server = coordinator.server(listen)
     server.start()

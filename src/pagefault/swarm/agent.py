@@ -43,6 +43,11 @@ class Agent:
                 "enable_natpmp": False,
                 "alert_mask": _ALERTS,
                 "allow_multiple_connections_per_ip": True,
+                # TCP only: a uTP flow (LEDBAT, in user space) between two live nodes would
+                # sometimes sit idle for 10+ s with 48 requests outstanding, and the node
+                # behind it fell back to the origin; 3 of 3 16-node TCP runs had no stall
+                "enable_outgoing_utp": False,
+                "enable_incoming_utp": False,
                 # a tree link carries half the model: keep plenty of requests in flight
                 "max_out_request_queue": 1500,
                 "request_queue_time": 2,

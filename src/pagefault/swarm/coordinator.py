@@ -21,9 +21,12 @@ from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request
 from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, Member, order, place
 
-__all__ = ["HEARTBEAT_S", "Coordinator"]
+__all__ = ["HEARTBEAT_S", "MEMBER_TTL_S", "Coordinator"]
 
-HEARTBEAT_S = 0.5  # agents' heartbeat period; a node is gone after 3 missed beats
+HEARTBEAT_S = 0.5  # agents' heartbeat period
+# A node is gone after 4 missed beats: 3 (1.5 s) dropped live nodes whose beat was late
+# while 16 agents started on 2 CPUs, and the transient head fetched from the origin.
+MEMBER_TTL_S = 4 * HEARTBEAT_S
 _log = logging.getLogger("pagefault.coordinator")
 _ID = r"([A-Za-z0-9._-]{1,128})"
 
