@@ -56,6 +56,14 @@ def test_two_trees_root_each_stripe_once_and_keep_uploads_at_one_model(size: int
     assert depth <= max(1, size.bit_length())  # log2(N), not N
 
 
+def test_tree_roots_stay_put_as_the_fleet_grows() -> None:
+    """A moved root would fetch its stripe from the origin a second time."""
+    for size in range(2, 20):
+        fleet = _fleet(size)
+        roots = {s: m.node for m in fleet for s in place(m.node, fleet, stripes=2).fetch}
+        assert roots == {0: "n0", 1: "n1"}
+
+
 def test_zones_stay_together_and_join_order_breaks_ties() -> None:
     fleet = _fleet(6, zones="ab")
     assert [m.node for m in order(fleet)] == ["n0", "n2", "n4", "n1", "n3", "n5"]

@@ -43,6 +43,10 @@ BUILT_PIECE_SIZE = 1 << 20  # a manifest hashed on the fly: small pieces keep tr
 # pieces already keeps the downstream link busy. It waits at most LEAD_WAIT_S per piece.
 FETCH_LEAD_BYTES = 3 << 20
 LEAD_WAIT_S = 2.0
+# A node alone in a striped fleet roots every stripe, but nodes starting together join a
+# few ms apart: it fetches only stripe 0 for this long, so the other stripes' real roots
+# (placed at the next heartbeat) do not fetch the same pieces again.
+LONE_STRIPE_DELAY_S = 2 * HEARTBEAT_S
 # The last few pieces: libtorrent 2.1 sometimes never announces a node's final piece to a
 # peer already connected (the peer sees "has N-1", requests nothing; seen on the testbed
 # as a tail stuck on one piece for the full stall time). So a node missing at most
@@ -83,7 +87,8 @@ class ModelJob:
         self.feeder: OriginFeeder | None = None
         self.upstreams: list[dict[str, Any] | None] = []  # per stripe: node, address, have
         self.fetch: frozenset[int] = frozenset()  # coordinator's latest word: stripes we root
-        self._fleet_size = 1
+        self._fleet_size = 0  # live members at the last heartbeat (0: none yet)
+        self._alone_since = 0.0  # when the fleet last shrank (or started) to this node alone
         self._seq = -1
         self._staging: Path | None = None  # a first fetcher's full download, until complete
         self._have: set[int] = set()
@@ -285,13 +290,17 @@ class ModelJob:
         for up in upstreams:
             if up:  # every beat: a no-op while connected, a retry after a drop
                 self.handle.connect_peer(split_address(up["address"]))
-        if upstreams != self.upstreams:
-            _log.info("swarm %s: fed by %s", self.id, [up and up["node"] for up in upstreams])
+        feeders = [up and up["node"] for up in upstreams]
+        if feeders != [up and up["node"] for up in self.upstreams]:
+            _log.info("swarm %s: fed by %s", self.id, feeders)
         self.upstreams = upstreams
         # A placement can be transient (e.g. the first heartbeat after Redis lost its state
         # sees a fleet of one): fetch a stripe only while the coordinator keeps saying so.
         self.fetch = frozenset(int(s) for s in beat.get("fetch") or ())
-        self._fleet_size = int(beat.get("size") or 1)
+        size = int(beat.get("size") or 1)
+        if size == 1 and self._fleet_size != 1:
+            self._alone_since = time.monotonic()
+        self._fleet_size = size
         stripes = max(1, len(upstreams))
         if self.fetch and self.state != "complete" and not self.feeder.running:
             self.feeder.start(
@@ -300,16 +309,23 @@ class ModelJob:
             )
 
     def _may_fetch(self, piece: int, stripes: int) -> bool:
-        """A designated fetcher's gate: its own stripes only, and at most FETCH_LEAD_BYTES
-        ahead of the best-fed peer (once one has had LEAD_WAIT_S to connect or catch up)."""
+        """A designated fetcher's gate: its own stripes only, none a connected peer already
+        holds, and at most FETCH_LEAD_BYTES ahead of the best-fed peer (once one has had
+        LEAD_WAIT_S to connect or catch up)."""
         assert self.handle is not None and self.layout is not None
         lead = max(2, FETCH_LEAD_BYTES // self.layout.piece_size)
         deadline = time.monotonic() + LEAD_WAIT_S
         while piece % stripes in self.fetch and not self._stop.is_set():
-            if self._fleet_size == 1 or time.monotonic() > deadline:
-                return True
-            fed = max((p.num_pieces for p in self.handle.get_peer_info()), default=0)
-            if piece < fed + lead:
+            peers = self.handle.get_peer_info()
+            if any(len(p.pieces) > piece and p.pieces[piece] for p in peers):
+                return False  # a peer has it (e.g. fetched while it briefly was alone)
+            if self._fleet_size == 1:  # alone: full speed, other stripes after a moment
+                alone_s = time.monotonic() - self._alone_since
+                ready = piece % stripes == 0 or alone_s > LONE_STRIPE_DELAY_S
+            else:
+                fed = max((p.num_pieces for p in peers), default=0)
+                ready = piece < fed + lead or time.monotonic() > deadline
+            if ready:
                 return True
             self._stop.wait(0.02)
         return False

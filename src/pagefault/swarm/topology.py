@@ -7,13 +7,13 @@ link rate every hop loses a little throughput to jitter it can never win back: a
 the tail finished 1.36x after a single node, at 16 about 1.5x (docs/benchmarks.md).
 
 With ``stripes=2`` the pieces are split into two stripes (piece ``p`` is in stripe
-``p % 2``) and each stripe flows down its own binary tree. Both trees are heaps over the
-same node order, the second rotated by ``ceil(N / 2)``, which makes each node interior in
-at most one tree for every N: it forwards half the model to two children, so it uploads
-about 1x, and the depth is log2(N) instead of N. Each tree's root is the designated origin
-fetcher of its stripe, so the origin serves each piece once. ``stripes=1`` is the chain
-(a heap of fanout 1). (More stripes slow every hop, since each runs at 1/stripes of the
-link, and a rotation no longer keeps the interiors apart.)
+``p % 2``) and each stripe flows down its own binary tree: a heap over the nodes in even
+places then odd ones, the other stripe the other way round (``_heap_order``). Each node is
+interior in at most one tree for every N: it forwards half the model to two children, so
+it uploads about 1x, and the depth is log2(N) instead of N. Each tree's root is the
+designated origin fetcher of its stripe, so the origin serves each piece once.
+``stripes=1`` is the chain (a heap of fanout 1). (More stripes slow every hop, since each
+runs at 1/stripes of the link, and the halves no longer keep the interiors apart.)
 
 Which wins depends on the network. On this project's testbed (tbf-shaped veths without
 fair queueing, 2 CPUs) the chain does: a parent's two child flows share its uplink
@@ -68,14 +68,21 @@ def place(node: str, members: Sequence[Member], stripes: int = DEFAULT_STRIPES) 
     position = next(i for i, m in enumerate(ordered) if m.node == node)
     if not 1 <= stripes <= MAX_STRIPES:
         raise ValueError(f"stripes must be 1..{MAX_STRIPES}, got {stripes}")
-    rotation = -(-size // stripes)  # >= the ceil((N - 1) / stripes) interior nodes of a tree
     upstreams: list[Member | None] = []
     for stripe in range(stripes):
-        shift = stripe * rotation
-        in_tree = (position - shift) % size  # this node's index in the stripe's heap
-        if in_tree == 0:
-            upstreams.append(None)
-        else:
-            parent = (in_tree - 1) // stripes
-            upstreams.append(ordered[(parent + shift) % size])
+        heap = _heap_order(ordered, stripe, stripes)
+        index = next(i for i, m in enumerate(heap) if m.node == node)
+        upstreams.append(heap[(index - 1) // stripes] if index else None)
     return Placement(tuple(upstreams), position, size)
+
+
+def _heap_order(ordered: list[Member], stripe: int, stripes: int) -> list[Member]:
+    """The stripe's tree as a heap: the nodes placed at ``stripe`` mod ``stripes`` first.
+
+    For two stripes a tree's interior is its first ceil((N - 1) / 2) entries, which are
+    all from its own half, so no node forwards in both trees; and each root is one of the
+    first nodes to join, so later joins never move a fetcher (a moved fetcher pulls
+    pieces twice)."""
+    own = [m for i, m in enumerate(ordered) if i % stripes == stripe]
+    rest = [m for i, m in enumerate(ordered) if i % stripes != stripe]
+    return own + rest
