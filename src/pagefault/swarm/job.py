@@ -43,10 +43,12 @@ BUILT_PIECE_SIZE = 1 << 20  # a manifest hashed on the fly: small pieces keep tr
 # pieces already keeps the downstream link busy. It waits at most LEAD_WAIT_S per piece.
 FETCH_LEAD_BYTES = 3 << 20
 LEAD_WAIT_S = 2.0
-# A node alone in a striped fleet roots every stripe, but nodes starting together join a
-# few ms apart: it fetches only stripe 0 for this long, so the other stripes' real roots
-# (placed at the next heartbeat) do not fetch the same pieces again.
-LONE_STRIPE_DELAY_S = 2 * HEARTBEAT_S
+# A node alone roots every stripe, but that is often transient: nodes starting together
+# join a few ms apart, and after Redis loses its state the first heartbeat back sees a
+# fleet of one. So a node that starts alone fetches only stripe 0 for this long, and one
+# whose fleet shrank to itself fetches nothing for this long, so that the real fetchers
+# (placed at the next heartbeat) are the only ones to read those pieces.
+LONE_DELAY_S = 2 * HEARTBEAT_S
 # The last few pieces: libtorrent 2.1 sometimes never announces a node's final piece to a
 # peer already connected (the peer sees "has N-1", requests nothing; seen on the testbed
 # as a tail stuck on one piece for the full stall time). So a node missing at most
@@ -89,6 +91,8 @@ class ModelJob:
         self.fetch: frozenset[int] = frozenset()  # coordinator's latest word: stripes we root
         self._fleet_size = 0  # live members at the last heartbeat (0: none yet)
         self._alone_since = 0.0  # when the fleet last shrank (or started) to this node alone
+        self._alone_after_fleet = False  # ... and whether it shrank (others died, or Redis
+        # lost its state and this beat came first: likely transient, so fetch nothing yet)
         self._seq = -1
         self._staging: Path | None = None  # a first fetcher's full download, until complete
         self._have: set[int] = set()
@@ -300,6 +304,7 @@ class ModelJob:
         size = int(beat.get("size") or 1)
         if size == 1 and self._fleet_size != 1:
             self._alone_since = time.monotonic()
+            self._alone_after_fleet = self._fleet_size > 1
         self._fleet_size = size
         stripes = max(1, len(upstreams))
         if self.fetch and self.state != "complete" and not self.feeder.running:
@@ -319,9 +324,10 @@ class ModelJob:
             peers = self.handle.get_peer_info()
             if any(len(p.pieces) > piece and p.pieces[piece] for p in peers):
                 return False  # a peer has it (e.g. fetched while it briefly was alone)
-            if self._fleet_size == 1:  # alone: full speed, other stripes after a moment
+            if self._fleet_size == 1:  # alone: see LONE_DELAY_S
                 alone_s = time.monotonic() - self._alone_since
-                ready = piece % stripes == 0 or alone_s > LONE_STRIPE_DELAY_S
+                first = piece % stripes == 0 and not self._alone_after_fleet
+                ready = first or alone_s > LONE_DELAY_S
             else:
                 fed = max((p.num_pieces for p in peers), default=0)
                 ready = piece < fed + lead or time.monotonic() > deadline
