@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.manifest import MANIFEST_NAME, PieceManifest
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.torrent import build_torrent
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
-from pagefault.testing.netns import available
-from pagefault.testing.swarmbed import PEER_PORT, FleetConfig, SwarmTestbed
+from pagefault.testing.netns import Host, available
+from pagefault.testing.swarmbed import API_PORT, PEER_PORT, FleetConfig, SwarmTestbed
 
 pytestmark = pytest.mark.skipif(
     available() is not None or shutil.which("redis-server") is None,
@@ -60,13 +62,39 @@ def test_fleet_gets_every_byte_once_from_the_origin(model: Path, stripes: int) -
 
 
 def test_unreachable_coordinator_means_direct_from_the_origin(model: Path) -> None:
+    size = manifest_of(model).total_bytes
     config = FleetConfig(nodes=2, node_mbit=100, coordinator=False)
     with SwarmTestbed(config, model) as bed:
         result = bed.drive()
         check_identical(model, result, ["n1", "n2"])
+        metrics = _scrape(bed, bed.nodes[0])
     for node in result["nodes"].values():
-        assert node["from_origin"] == manifest_of(model).total_bytes
+        assert node["from_origin"] == size
         assert any("no coordinator" in r for r in node["reasons"])
+    swarm = result["nodes"]["n1"]["id"]
+    assert metrics[("pagefault_swarm_received_bytes_total", swarm, "origin")] == size
+    assert metrics[("pagefault_swarm_received_bytes_total", swarm, "peers")] == 0
+    pieces = result["nodes"]["n1"]["pieces"]
+    assert metrics[("pagefault_swarm_pieces", swarm, "held")] == pieces
+    assert metrics[("pagefault_swarm_piece_wait_seconds_count", swarm, "")] == pieces
+
+
+def _scrape(bed: SwarmTestbed, node: Host) -> dict[tuple[str, str, str], float]:
+    """The agent's Prometheus samples, fetched from inside the testbed:
+    (name, model, source or kind) -> value."""
+    url = f"http://{node.address}:{API_PORT}/metrics"
+    probe = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"
+    argv = [sys.executable, "-c", probe, url]
+    page = bed.ctl.run(argv, capture_output=True, text=True, check=True).stdout
+    return {
+        (
+            s.name,
+            s.labels.get("model", ""),
+            s.labels.get("source", s.labels.get("kind", "")),
+        ): s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+    }
 
 
 def test_peer_without_swarm_certificate_gets_nothing(model: Path, tmp_path: Path) -> None:

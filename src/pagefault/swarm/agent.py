@@ -13,11 +13,13 @@ import threading
 from typing import Any
 
 import libtorrent as lt
+from prometheus_client import CollectorRegistry, generate_latest
 
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials
 from pagefault.swarm.job import ModelJob, swarm_id
 from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request, call, split_address
+from pagefault.swarm.metrics import AgentCollector
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -54,6 +56,8 @@ class Agent:
             }
         )
         self.jobs: dict[str, ModelJob] = {}
+        self.metrics = CollectorRegistry()
+        self.metrics.register(AgentCollector(lambda: list(self.jobs.values())))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._credentials: tuple[bytes, NodeCredentials] | None = None
@@ -64,6 +68,7 @@ class Agent:
                 ("GET", r"/v1/models", self._list),
                 ("GET", r"/v1/models/([0-9a-f]{24})", self._describe),
                 ("GET", r"/v1/models/([0-9a-f]{24})/wait", self._wait),
+                ("GET", r"/metrics", self._metrics),
             ],
             config.api,
             token=None,  # loopback of this node only
@@ -167,6 +172,9 @@ class Agent:
 
     def _describe(self, request: Request) -> tuple[int, Any]:
         return 200, self._job(request).describe()
+
+    def _metrics(self, request: Request) -> tuple[int, Any]:
+        return 200, generate_latest(self.metrics)
 
     def _wait(self, request: Request) -> tuple[int, Any]:
         job = self._job(request)

@@ -96,6 +96,7 @@ class ModelJob:
         self._seq = -1
         self._staging: Path | None = None  # a first fetcher's full download, until complete
         self._have: set[int] = set()
+        self._waits: list[float] = []  # seconds from one verified piece to the next
         self._changed = threading.Condition()
         self._last_progress = time.monotonic()
         self._stop = threading.Event()
@@ -113,6 +114,7 @@ class ModelJob:
         with self._changed:
             self._have.add(piece)
             now = time.monotonic()
+            self._waits.append(now - self._last_progress)
             self._last_progress = now
             if self.first_piece_s is None:
                 self.first_piece_s = now - self.started
@@ -143,6 +145,10 @@ class ModelJob:
                     return False
                 self._changed.wait(left)
         return True
+
+    def piece_waits(self) -> list[float]:
+        with self._changed:
+            return list(self._waits)
 
     def stats(self) -> dict[str, Any]:
         """Progress and byte counts: what the heartbeat reports to the coordinator."""

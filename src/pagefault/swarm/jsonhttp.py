@@ -105,8 +105,12 @@ class JsonServer:
                 self._reply(404, {"error": f"no route {method} {path}"})
 
             def _reply(self, status: int, result: Any) -> None:
-                data = result if isinstance(result, bytes) else json.dumps(result).encode()
+                if isinstance(result, bytes):  # e.g. Prometheus text exposition
+                    data, kind = result, "text/plain; charset=utf-8"
+                else:
+                    data, kind = json.dumps(result).encode(), "application/json"
                 self.send_response(status)
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
