@@ -49,10 +49,10 @@ LEAD_WAIT_S = 2.0
 # whose fleet shrank to itself fetches nothing for this long, so that the real fetchers
 # (placed at the next heartbeat) are the only ones to read those pieces.
 LONE_DELAY_S = 2 * HEARTBEAT_S
-# The last few pieces: libtorrent 2.1 sometimes never announces a node's final piece to a
-# peer already connected (the peer sees "has N-1", requests nothing; seen on the testbed
-# as a tail stuck on one piece for the full stall time). So a node missing at most
-# TAIL_PIECES waits only TAIL_STALL_S before reading them from the origin.
+# The last few pieces: now and then a node's view of its upstream lacks one piece (no HAVE
+# arrived); once the upstream completes, libtorrent closes the connection as redundant and
+# the node is stuck on that piece with no peers (docs/benchmarks.md, swarm). So a node
+# missing at most TAIL_PIECES waits only TAIL_STALL_S before reading them from the origin.
 TAIL_PIECES = 4
 TAIL_STALL_S = 2.0
 
