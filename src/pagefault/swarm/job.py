@@ -2,10 +2,10 @@
 
 Paths to completion, all through the same libtorrent torrent so local readers see one
 layout: from the upstream peers the coordinator assigned (one per stripe); from the origin
-for a stripe whose tree this node roots (a designated fetcher); from the origin when
-nothing arrived for
-``stall_s`` or there is no coordinator (never slower than direct; the reason is logged
-and reported in ``reasons``).
+for a stripe whose tree this node roots (a designated fetcher, paced by
+:mod:`pagefault.swarm.pacing`); from the origin when an upstream's pieces stop arriving
+or there is no coordinator (never slower than direct; the reason is logged and reported
+in ``reasons``).
 """
 
 from __future__ import annotations
@@ -32,23 +32,13 @@ from pagefault.swarm.coordinator import HEARTBEAT_S
 from pagefault.swarm.credentials import NodeCredentials, SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
 from pagefault.swarm.jsonhttp import ControlError, call, split_address
+from pagefault.swarm.pacing import FetchGate
 from pagefault.swarm.torrent import TorrentLayout, build_torrent
 
 __all__ = ["ModelJob", "swarm_id"]
 
 _log = logging.getLogger("pagefault.agent")
 BUILT_PIECE_SIZE = 1 << 20  # a manifest hashed on the fly: small pieces keep tree hops short
-# A designated fetcher runs at most this far ahead of the best-fed peer it serves: what it
-# fetched beyond that dies with it (the kill test's extra egress), and a lead of a few
-# pieces already keeps the downstream link busy. It waits at most LEAD_WAIT_S per piece.
-FETCH_LEAD_BYTES = 3 << 20
-LEAD_WAIT_S = 2.0
-# A node alone roots every stripe, but that is often transient: nodes starting together
-# join a few ms apart, and after Redis loses its state the first heartbeat back sees a
-# fleet of one. So a node that starts alone fetches only stripe 0 for this long, and one
-# whose fleet shrank to itself fetches nothing for this long, so that the real fetchers
-# (placed at the next heartbeat) are the only ones to read those pieces.
-LONE_DELAY_S = 2 * HEARTBEAT_S
 # The last few pieces: now and then a node's view of its upstream lacks one piece (no HAVE
 # arrived); once the upstream completes, libtorrent closes the connection as redundant and
 # the node is stuck on that piece with no peers (docs/benchmarks.md, swarm). So a node
@@ -88,11 +78,7 @@ class ModelJob:
         self.handle: lt.torrent_handle | None = None
         self.feeder: OriginFeeder | None = None
         self.upstreams: list[dict[str, Any] | None] = []  # per stripe: node, address, have
-        self.fetch: frozenset[int] = frozenset()  # coordinator's latest word: stripes we root
-        self._fleet_size = 0  # live members at the last heartbeat (0: none yet)
-        self._alone_since = 0.0  # when the fleet last shrank (or started) to this node alone
-        self._alone_after_fleet = False  # ... and whether it shrank (others died, or Redis
-        # lost its state and this beat came first: likely transient, so fetch nothing yet)
+        self.gate: FetchGate | None = None  # what this node may read as a fetcher
         self._seq = -1
         self._staging: Path | None = None  # a first fetcher's full download, until complete
         self._have: set[int] = set()
@@ -241,6 +227,7 @@ class ModelJob:
             self.handle.set_ssl_certificate_buffer(
                 node.cert_pem.decode(), node.key_pem.decode(), ""
             )
+        self.gate = FetchGate(self.handle, self.layout.piece_size, self._stop)
         self.feeder = OriginFeeder(
             self.handle,
             self.layout,
@@ -306,41 +293,15 @@ class ModelJob:
         self.upstreams = upstreams
         # A placement can be transient (e.g. the first heartbeat after Redis lost its state
         # sees a fleet of one): fetch a stripe only while the coordinator keeps saying so.
-        self.fetch = frozenset(int(s) for s in beat.get("fetch") or ())
-        size = int(beat.get("size") or 1)
-        if size == 1 and self._fleet_size != 1:
-            self._alone_since = time.monotonic()
-            self._alone_after_fleet = self._fleet_size > 1
-        self._fleet_size = size
-        stripes = max(1, len(upstreams))
-        if self.fetch and self.state != "complete" and not self.feeder.running:
+        gate = self.gate
+        assert gate is not None
+        fetch = frozenset(int(s) for s in beat.get("fetch") or ())
+        gate.update(fetch, max(1, len(upstreams)), int(beat.get("size") or 1))
+        if fetch and self.state != "complete" and not self.feeder.running:
             self.feeder.start(
-                f"designated fetcher of stripe(s) {sorted(self.fetch)} of {stripes}",
-                wanted=lambda piece: self._may_fetch(piece, stripes),
+                f"designated fetcher of stripe(s) {sorted(fetch)} of {gate.stripes}",
+                wanted=gate.allows,
             )
-
-    def _may_fetch(self, piece: int, stripes: int) -> bool:
-        """A designated fetcher's gate: its own stripes only, none a connected peer already
-        holds, and at most FETCH_LEAD_BYTES ahead of the best-fed peer (once one has had
-        LEAD_WAIT_S to connect or catch up)."""
-        assert self.handle is not None and self.layout is not None
-        lead = max(2, FETCH_LEAD_BYTES // self.layout.piece_size)
-        deadline = time.monotonic() + LEAD_WAIT_S
-        while piece % stripes in self.fetch and not self._stop.is_set():
-            peers = self.handle.get_peer_info()
-            if any(len(p.pieces) > piece and p.pieces[piece] for p in peers):
-                return False  # a peer has it (e.g. fetched while it briefly was alone)
-            if self._fleet_size == 1:  # alone: see LONE_DELAY_S
-                alone_s = time.monotonic() - self._alone_since
-                first = piece % stripes == 0 and not self._alone_after_fleet
-                ready = first or alone_s > LONE_DELAY_S
-            else:
-                fed = max((p.num_pieces for p in peers), default=0)
-                ready = piece < fed + lead or time.monotonic() > deadline
-            if ready:
-                return True
-            self._stop.wait(0.02)
-        return False
 
     def _upstream_ahead(self) -> bool:
         """An upstream holds pieces this node lacks, yet none arrived: the link is broken.

@@ -1,0 +1,65 @@
+"""When a designated fetcher may read a piece from the origin.
+
+The coordinator names the fetchers, but what a fetcher reads ahead of the swarm is what
+the origin serves twice if the fetcher dies or the role moves. So the gate lets a piece
+through only if it is in a stripe this node roots, no connected peer holds it already,
+and it is at most FETCH_LEAD_BYTES ahead of the best-fed peer: a lead of a few pieces
+keeps the downstream link busy (1, 3 and 6 MiB measured: 3 is best, docs/benchmarks.md)
+and bounds the kill test's extra egress.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import libtorrent as lt
+
+__all__ = ["FETCH_LEAD_BYTES", "LEAD_WAIT_S", "LONE_DELAY_S", "FetchGate"]
+
+FETCH_LEAD_BYTES = 3 << 20
+LEAD_WAIT_S = 2.0  # per piece: how long a peer may take to connect or catch up
+# A node alone roots every stripe, but that is often transient: nodes starting together
+# join a few ms apart, and after Redis loses its state the first heartbeat back sees a
+# fleet of one. So a node that starts alone reads only stripe 0 for this long, and one
+# whose fleet shrank to itself reads nothing for this long, so that the real fetchers
+# (placed at the next heartbeat) are the only ones to read those pieces.
+LONE_DELAY_S = 1.0
+
+
+class FetchGate:
+    def __init__(self, handle: lt.torrent_handle, piece_size: int, stop: threading.Event):
+        self.handle = handle
+        self.lead = max(2, FETCH_LEAD_BYTES // piece_size)  # in pieces
+        self.stop = stop
+        self.fetch: frozenset[int] = frozenset()  # the coordinator's word: stripes we root
+        self.stripes = 1
+        self._fleet_size = 0  # live members at the last heartbeat (0: none yet)
+        self._alone_since = 0.0  # when the fleet last started or shrank to this node alone
+        self._alone_after_fleet = False  # ... by shrinking (likely transient: read nothing)
+
+    def update(self, fetch: frozenset[int], stripes: int, fleet_size: int) -> None:
+        """The placement of the latest heartbeat."""
+        if fleet_size == 1 and self._fleet_size != 1:
+            self._alone_since = time.monotonic()
+            self._alone_after_fleet = self._fleet_size > 1
+        self.fetch, self.stripes, self._fleet_size = fetch, stripes, fleet_size
+
+    def allows(self, piece: int) -> bool:
+        """Block until ``piece`` may be read (True) or is not ours to read (False)."""
+        deadline = time.monotonic() + LEAD_WAIT_S
+        while piece % self.stripes in self.fetch and not self.stop.is_set():
+            peers = self.handle.get_peer_info()
+            if any(len(p.pieces) > piece and p.pieces[piece] for p in peers):
+                return False  # a peer has it (e.g. fetched while it briefly was alone)
+            if self._fleet_size == 1:
+                alone_s = time.monotonic() - self._alone_since
+                first = piece % self.stripes == 0 and not self._alone_after_fleet
+                ready = first or alone_s > LONE_DELAY_S
+            else:
+                fed = max((p.num_pieces for p in peers), default=0)
+                ready = piece < fed + self.lead or time.monotonic() > deadline
+            if ready:
+                return True
+            self.stop.wait(0.02)
+        return False
