@@ -32,6 +32,7 @@ from pagefault.swarm.coordinator import HEARTBEAT_S
 from pagefault.swarm.credentials import NodeCredentials, SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
 from pagefault.swarm.jsonhttp import ControlError, call, split_address
+from pagefault.swarm.metrics import WaitHistogram
 from pagefault.swarm.pacing import FetchGate
 from pagefault.swarm.torrent import TorrentLayout, build_torrent
 
@@ -82,7 +83,7 @@ class ModelJob:
         self._seq = -1
         self._staging: Path | None = None  # a first fetcher's full download, until complete
         self._have: set[int] = set()
-        self._waits: list[float] = []  # seconds from one verified piece to the next
+        self.piece_waits = WaitHistogram()  # seconds from one verified piece to the next
         self._changed = threading.Condition()
         self._last_progress = time.monotonic()
         self._stop = threading.Event()
@@ -100,7 +101,7 @@ class ModelJob:
         with self._changed:
             self._have.add(piece)
             now = time.monotonic()
-            self._waits.append(now - self._last_progress)
+            self.piece_waits.observe(now - self._last_progress)
             self._last_progress = now
             if self.first_piece_s is None:
                 self.first_piece_s = now - self.started
@@ -131,10 +132,6 @@ class ModelJob:
                     return False
                 self._changed.wait(left)
         return True
-
-    def piece_waits(self) -> list[float]:
-        with self._changed:
-            return list(self._waits)
 
     def stats(self) -> dict[str, Any]:
         """Progress and byte counts: what the heartbeat reports to the coordinator."""
@@ -296,7 +293,7 @@ class ModelJob:
         gate = self.gate
         assert gate is not None
         fetch = frozenset(int(s) for s in beat.get("fetch") or ())
-        gate.update(fetch, max(1, len(upstreams)), int(beat.get("size") or 1))
+        gate.update(fetch, int(beat.get("stripes") or 1), int(beat.get("size") or 1))
         if fetch and self.state != "complete" and not self.feeder.running:
             self.feeder.start(
                 f"designated fetcher of stripe(s) {sorted(fetch)} of {gate.stripes}",

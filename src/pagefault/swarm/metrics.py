@@ -9,7 +9,11 @@ piece to the next, whose tail shows stalls.
 
 from __future__ import annotations
 
+import bisect
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from itertools import accumulate
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -19,11 +23,34 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pagefault.swarm.job import ModelJob
+if TYPE_CHECKING:
+    from pagefault.swarm.job import ModelJob
 
-__all__ = ["PIECE_WAIT_BUCKETS", "AgentCollector"]
+__all__ = ["PIECE_WAIT_BUCKETS", "AgentCollector", "WaitHistogram"]
 
 PIECE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class WaitHistogram:
+    """Piece waits counted into PIECE_WAIT_BUCKETS as they happen: a model of a million
+    pieces costs ten counters, not a million floats re-counted at every scrape."""
+
+    def __init__(self) -> None:
+        self._counts = [0] * (len(PIECE_WAIT_BUCKETS) + 1)  # the last one: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self._counts[bisect.bisect_left(PIECE_WAIT_BUCKETS, seconds)] += 1
+            self._sum += seconds
+
+    def buckets(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative (upper bound, count) pairs ending with "+Inf", and the sum."""
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        bounds = [*(str(b) for b in PIECE_WAIT_BUCKETS), "+Inf"]
+        return [(b, float(n)) for b, n in zip(bounds, accumulate(counts), strict=True)], total
 
 
 class AgentCollector(Collector):
@@ -62,7 +89,6 @@ class AgentCollector(Collector):
             for event in ("first_piece", "complete"):
                 if stats[f"{event}_s"] is not None:
                     timings.add_metric([job.id, event], stats[f"{event}_s"])
-            gaps = job.piece_waits()
-            buckets = [(str(b), float(sum(g <= b for g in gaps))) for b in PIECE_WAIT_BUCKETS]
-            waits.add_metric([job.id], [*buckets, ("+Inf", float(len(gaps)))], sum_value=sum(gaps))
+            buckets, total = job.piece_waits.buckets()
+            waits.add_metric([job.id], buckets, sum_value=total)
         yield from (received, uploaded, pieces, timings, waits)
