@@ -250,7 +250,8 @@ VARIANTS: dict[str, Callable[[dict, Path], dict]] = {
     "memcpy": memcpy,
     "raw-write": raw_write,
     "raw-write-direct": raw_write_direct,
-    "pagefault-async": pagefault_save(),
+    "pagefault-async": pagefault_save(),  # BLAKE3 piece manifest, the default
+    "pagefault-async-sha256": pagefault_save(piece_hash="sha256"),
     "pagefault-async-nohash": pagefault_save(hash_pieces=False),
     "pagefault-sync": pagefault_sync,
     "torch.save": torch_save,

@@ -78,7 +78,7 @@ def verify_manifest(directory: Path) -> list[str]:
     """Re-hash every file the piece manifest lists; return their names (raises on mismatch)."""
     manifest = PieceManifest.from_json((directory / MANIFEST_NAME).read_bytes(), name="m")
     for entry in manifest.files:
-        hasher = PieceHasher(manifest.piece_size)
+        hasher = PieceHasher(manifest.piece_size, manifest.algorithm)
         hasher.update((directory / entry.name).read_bytes())
         assert hasher.finish(entry.name) == entry, f"{entry.name} does not match its manifest"
     return [entry.name for entry in manifest.files]

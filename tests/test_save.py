@@ -16,11 +16,12 @@ from safetensors.torch import load_file
 
 import pagefault
 from pagefault.checkpoint import SaveOptions, StagingPool, start_save
-from pagefault.errors import CheckpointError
-from pagefault.manifest import MANIFEST_NAME
+from pagefault.errors import CheckpointError, IntegrityError
+from pagefault.manifest import BLAKE3, MANIFEST_NAME, SHA256, PieceManifest
 from tests.checkpoint.fakes import MemoryWriter
 from tests.helpers import (
     TORCH_TO_ST,
+    flip_byte,
     random_tensor,
     same_bytes,
     tiny_llama_config,
@@ -201,6 +202,34 @@ def test_budget_for_two_snapshots_does_not_wait() -> None:
     assert second.wait(60) and not first.done()
     gate.set()
     first.wait(60)
+
+
+def read_piece_manifest(directory: Path) -> PieceManifest:
+    return PieceManifest.from_json((directory / MANIFEST_NAME).read_bytes(), name="m")
+
+
+def test_blake3_manifest_by_default_catches_a_flipped_byte(tmp_path: Path) -> None:
+    state = {"w": random_tensor(torch.float32, (300, 100), 5)}
+    pagefault.save(state, tmp_path / "c").wait()
+    shard = tmp_path / "c" / "model-00001-of-00001.safetensors"
+    assert read_piece_manifest(tmp_path / "c").algorithm == BLAKE3
+    assert pagefault.verify(tmp_path / "c").ok
+    assert_same(pagefault.load(tmp_path / "c", verify=True), state)
+    flip_byte(shard, shard.stat().st_size - 7)
+    report = pagefault.verify(tmp_path / "c")
+    assert not report.ok and report.bad_pieces == [(shard.name, 0)]
+    with pytest.raises(IntegrityError, match="piece 0"):
+        pagefault.load(tmp_path / "c", verify=True)
+
+
+def test_sha256_manifest_records_the_swarm_roots(tmp_path: Path) -> None:
+    pagefault.save({"a": torch.ones(3)}, tmp_path / "c", piece_hash="sha256").wait()
+    manifest = read_piece_manifest(tmp_path / "c")
+    assert manifest.algorithm == SHA256
+    assert all(len(f.roots) == len(f.pieces) for f in manifest.files)
+    assert pagefault.verify(tmp_path / "c").ok
+    with pytest.raises(CheckpointError, match="piece_hash must be one of"):
+        pagefault.save({"a": torch.ones(3)}, tmp_path / "d", piece_hash="md5")  # type: ignore[arg-type]
 
 
 def test_without_hashing_there_is_no_manifest(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +19,17 @@ PIECE = 256 * 1024
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``published/``: ~3 MiB, 2 shards, 256 KiB-piece manifest; ``plain/``: ~2 MiB, none."""
+    """``published/``: ~3 MiB, 2 shards, 256 KiB-piece manifest; ``published-blake3/``: the
+    same with BLAKE3 digests; ``plain/``: ~2 MiB, none."""
     root = tmp_path_factory.mktemp("cache-origin")
     published = root / "published"
     write_synthetic_checkpoint(published, SyntheticConfig(size=3 << 20, shards=2, seed=21))
     manifest = pagefault.make_piece_manifest(published, piece_size=PIECE)
     pagefault.write_piece_manifest(manifest, str(published / MANIFEST_NAME))
+    blake3_dir = root / "published-blake3"  # same shards, a BLAKE3 manifest (as saves write)
+    shutil.copytree(published, blake3_dir)
+    manifest = pagefault.make_piece_manifest(blake3_dir, piece_size=PIECE, piece_hash="blake3")
+    pagefault.write_piece_manifest(manifest, str(blake3_dir / MANIFEST_NAME))
     write_synthetic_checkpoint(root / "plain", SyntheticConfig(size=2 << 20, shards=1, seed=22))
     return root
 

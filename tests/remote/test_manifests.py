@@ -92,13 +92,18 @@ def test_verify_reports_bad_pieces(model_copy: Path) -> None:
     assert not report.ok and report.bad_pieces == [(shard.name, 1)]
 
 
-def test_cli_build_verify_load(model_copy: Path) -> None:
+@pytest.mark.parametrize("piece_hash", ["sha256", "blake3"])
+def test_cli_build_verify_load(model_copy: Path, piece_hash: str) -> None:
     runner = CliRunner()
     directory = str(model_copy / "sharded")
-    built = runner.invoke(app, ["manifest", "build", directory, "--piece-size", "256KiB", "--json"])
+    built = runner.invoke(
+        app,
+        ["manifest", "build", directory, "--piece-size", "256KiB", "--hash", piece_hash, "--json"],
+    )
     assert built.exit_code == 0, built.output
     summary = json.loads(built.stdout)
     assert summary["manifest"].endswith(MANIFEST_NAME) and summary["piece_size"] == PIECE
+    assert summary["hash"] == piece_hash
     checked = runner.invoke(app, ["verify", directory, "--json"])
     assert checked.exit_code == 0 and json.loads(checked.stdout)["ok"] is True
     flip_byte(sorted(Path(directory).glob("*.safetensors"))[0], 100_000)
@@ -108,3 +113,5 @@ def test_cli_build_verify_load(model_copy: Path) -> None:
         loaded = runner.invoke(app, ["load", origin.url + "/single", "--json"])
     assert loaded.exit_code == 0, loaded.output
     assert json.loads(loaded.stdout)["mode"] == "mapped"  # through the node cache
+    refused = runner.invoke(app, ["manifest", "build", directory, "--hash", "md5"])
+    assert refused.exit_code == 2 and "--hash" in refused.output

@@ -10,7 +10,7 @@ import obstore
 
 from pagefault.errors import IntegrityError
 from pagefault.formats import write_atomic
-from pagefault.manifest import DEFAULT_PIECE_SIZE, MANIFEST_NAME, PieceManifest
+from pagefault.manifest import DEFAULT_PIECE_SIZE, MANIFEST_NAME, SHA256, PieceHash, PieceManifest
 from pagefault.pipeline.digest import digest_files
 from pagefault.pipeline.download import PullResult, pull_model
 from pagefault.pipeline.tuning import REMOTE_CONNECTIONS
@@ -29,9 +29,14 @@ def make_piece_manifest(
     *,
     piece_size: int = DEFAULT_PIECE_SIZE,
     threads: int | None = None,
+    piece_hash: PieceHash = SHA256,
     on_progress: Progress | None = None,
 ) -> PieceManifest:
-    """Hash every piece of a model (local or remote): its shards and its index."""
+    """Hash every piece of a model (local or remote): its shards and its index.
+
+    ``piece_hash="sha256"`` (default) also records the BitTorrent v2 hashes the swarm
+    needs; ``"blake3"`` hashes ~12x faster where the CPU has no SHA extensions.
+    """
     with resolve(source) as model:
         sources, names = _model_files(model)
         digests = digest_files(
@@ -39,6 +44,7 @@ def make_piece_manifest(
             names,
             piece_size=piece_size,
             threads=_threads(threads),
+            algorithm=piece_hash,
             on_progress=on_progress,
         )
     return PieceManifest(piece_size, tuple(digests))
@@ -94,6 +100,7 @@ def verify(
             names,
             piece_size=model.pieces.piece_size,
             threads=_threads(threads),
+            algorithm=model.pieces.algorithm,
             on_progress=on_progress,
         )
         bad = [

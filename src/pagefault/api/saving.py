@@ -15,6 +15,7 @@ from pagefault.checkpoint import (
     open_writer,
     start_save,
 )
+from pagefault.manifest import BLAKE3, PieceHash
 
 __all__ = ["save"]
 
@@ -28,6 +29,7 @@ def save(
     threads: int | None = None,
     staging_budget: int | None = None,
     hash_pieces: bool = True,
+    piece_hash: PieceHash = BLAKE3,
     metadata: Mapping[str, str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -53,7 +55,10 @@ def save(
         staging_budget: host bytes the process may hold in snapshot buffers. Default:
             one snapshot, so a save waits for the previous one to finish persisting
             and reuses its buffer; give twice the state dict to overlap them.
-        hash_pieces: compute per-piece SHA-256 and write ``pagefault.manifest.json``.
+        hash_pieces: hash every piece and write ``pagefault.manifest.json``.
+        piece_hash: ``"blake3"`` (default: keeps up with the disk, ~12x SHA-256's speed
+            without SHA CPU extensions) or ``"sha256"`` (slower; also records the
+            BitTorrent v2 hashes the swarm needs, so the checkpoint can be swarmed as is).
         metadata: extra string metadata for every shard header (``format: pt`` is set).
         storage_options: passed to the object store (credentials, endpoint, region).
         on_progress: called with byte counts as shards are written, from worker threads.
@@ -66,6 +71,7 @@ def save(
         threads=threads,
         staging_budget=staging_budget,
         hash_pieces=hash_pieces,
+        piece_hash=piece_hash,
         metadata=metadata,
     )
     writer = open_writer(dest, storage_options=storage_options)

@@ -4,7 +4,7 @@ Under the cache directory (persistent):
 
 * ``uris/<key>.json`` – a :class:`UriRecord`: the files a URI resolved to, with the
   ETag/version/size that identify each, and the index text when the model is sharded.
-* ``files/<file key>/<piece index>`` – the SHA-256 of each piece of an origin file
+* ``files/<file key>/<piece index>`` – the digest of each piece of an origin file
   (from the published manifest, or learned while fetching when none is published).
 * ``pins/<key>`` – URIs that eviction must never touch.
 
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from pagefault.cache.locks import temp_owner
+from pagefault.manifest.digest import is_piece_digest
 from pagefault.processes import process_alive
 
 __all__ = ["Catalog", "FileRecord", "UriRecord", "file_key", "uri_key"]
 
 _FORMAT = "pagefault-cache-uri/1"
-_HEX = frozenset("0123456789abcdef")
 
 
 def uri_key(uri: str) -> str:
@@ -111,7 +111,7 @@ class Catalog:
         self.unpin(uri)
 
     def pieces(self, key: str, count: int) -> list[str | None]:
-        """The known SHA-256 of each of a file's ``count`` pieces (None where unknown)."""
+        """The known digest of each of a file's ``count`` pieces (None where unknown)."""
         known = self._on_record(key)
         return [known.get(i) for i in range(count)]
 
@@ -121,7 +121,7 @@ class Catalog:
             sha = (self.root / "files" / key / str(index)).read_text().strip()
         except OSError:  # not learned yet (or an unreadable cache directory)
             return None
-        return sha if len(sha) == 64 and _HEX.issuperset(sha) else None
+        return sha if is_piece_digest(sha) else None
 
     def known(self, key: str) -> set[str]:
         """Every piece digest on record for a file."""

@@ -17,7 +17,7 @@ from pagefault.cache.node import NodeCache
 from pagefault.cache.resolve import resolve_cached
 from pagefault.cache.tier import PieceTier
 from pagefault.errors import CacheError, NotFound
-from pagefault.manifest import DEFAULT_PIECE_SIZE, hash_piece
+from pagefault.manifest import DEFAULT_PIECE_SIZE, piece_matches
 from pagefault.sources import Source
 
 __all__ = [
@@ -211,7 +211,7 @@ def _piece_ok(tier: PieceTier, sha: str) -> bool:
     with piece:
         data = memoryview(bytearray(piece.length))
         piece.read_into([data])
-        return piece.matches([data]) and hash_piece([data]) == sha
+        return piece.matches([data]) and piece_matches([data], sha)
 
 
 def _remove_unheld_locks(directory: Path) -> int:

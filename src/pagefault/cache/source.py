@@ -22,7 +22,8 @@ from functools import partial
 from pagefault.cache.catalog import FileRecord
 from pagefault.cache.node import CacheHit, NodeCache
 from pagefault.errors import IntegrityError
-from pagefault.manifest import hash_piece, piece_count
+from pagefault.manifest import SHA256, hash_piece, piece_count
+from pagefault.manifest.digest import algorithm_of
 from pagefault.sources.base import Buffer, Source
 from pagefault.sources.cursor import BufferCursor
 from pagefault.sources.mapping import (
@@ -191,11 +192,11 @@ class CachedFileSource:
     def _fetch(self, index: int, views: list[memoryview]) -> None:
         start, stop = self._range(index)
         self._origin.read_into(start, views)
-        actual = hash_piece(views)
         expected = self._digests[index]
+        actual = hash_piece(views, SHA256 if expected is None else algorithm_of(expected))
         if self._published and actual != expected:
             raise IntegrityError(
-                f"{self.name}: piece {index} (bytes [{start}, {stop})) has SHA-256 "
+                f"{self.name}: piece {index} (bytes [{start}, {stop})) has digest "
                 f"{actual[:16]}..., the manifest says {str(expected)[:16]}...; "
                 "the origin's bytes were corrupted or the model changed"
             )

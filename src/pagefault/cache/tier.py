@@ -1,7 +1,7 @@
 """One tier of the node cache: a directory of immutable, content-addressed piece files.
 
-A piece lives at ``pieces/<sha[:2]>/<sha>``: the piece's bytes, then a 16-byte trailer
-(magic, length, XXH3-64 of the bytes). The name is the SHA-256 checked when the piece
+A piece lives at ``pieces/<hex[:2]>/<digest>``: the piece's bytes, then a 16-byte trailer
+(magic, length, XXH3-64 of the bytes). The name is the digest checked when the piece
 was fetched; the trailer lets every later read check the bytes at memory speed, so a
 bit flipped at rest is caught without re-hashing SHA-256. Files appear only by rename
 of a complete (and, on durable tiers, fsynced) temp file, so a writer killed at any
@@ -25,6 +25,7 @@ import xxhash
 from pagefault.cache.locks import FileLock, temp_owner
 from pagefault.errors import CacheError, SourceError
 from pagefault.formats.writer import fsync_directory
+from pagefault.manifest.digest import hex_part, is_piece_digest
 from pagefault.processes import process_alive
 from pagefault.sources.cursor import BufferCursor
 from pagefault.sources.local import read_fully
@@ -35,7 +36,6 @@ _TRAILER = struct.Struct("<4sIQ")
 TRAILER_BYTES = _TRAILER.size
 _MAGIC = b"PFC1"
 _RESCAN_SECONDS = 1.0  # other processes write too: re-count usage at least this often
-_HEX = frozenset("0123456789abcdef")
 
 
 def checksum(chunks: Sequence[bytes | bytearray | memoryview]) -> int:
@@ -102,9 +102,9 @@ class PieceTier:
         self._scanned_at = 0.0
 
     def path(self, sha: str) -> Path:
-        if len(sha) != 64 or not _HEX.issuperset(sha):
-            raise CacheError(f"{sha!r} is not a SHA-256 hex digest")
-        return self._pieces / sha[:2] / sha
+        if not is_piece_digest(sha):
+            raise CacheError(f"{sha!r} is not a piece digest")
+        return self._pieces / hex_part(sha)[:2] / sha
 
     def open(self, sha: str) -> PieceFile | None:
         """The piece if this tier holds a well-formed copy (its bytes are checked on use)."""
@@ -222,7 +222,7 @@ class PieceTier:
         final = self.path(sha)
         self._temp.mkdir(parents=True, exist_ok=True)
         final.parent.mkdir(parents=True, exist_ok=True)
-        temp = self._temp / f"{sha[:16]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        temp = self._temp / f"{hex_part(sha)[:16]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             trailer = _TRAILER.pack(_MAGIC, length, checksum(chunks))
@@ -246,7 +246,7 @@ class PieceTier:
             return
         for bucket in self._pieces.iterdir():
             if len(bucket.name) == 2 and bucket.is_dir():
-                yield from (p for p in bucket.iterdir() if len(p.name) == 64)
+                yield from (p for p in bucket.iterdir() if is_piece_digest(p.name))
 
 
 def _write_all(fd: int, chunks: Sequence[memoryview]) -> None:

@@ -5,9 +5,10 @@ Two kinds of work run at once, on two thread pools, straight out of the snapshot
 * **writes** — one task per shard (a file or an object upload is a sequential stream;
   several shards go out in parallel). Local writes go from the page-aligned staging
   buffer to the device with O_DIRECT (``local.ShardFile``), using almost no CPU.
-* **hashes** — the SHA-256 of every piece for the piece manifest, one task per
-  ``request_size`` unit, any thread, any order (pieces hash independently). hashlib
-  releases the GIL, so hashing uses the cores while the writes wait on the disk.
+* **hashes** — the digest of every piece for the piece manifest (BLAKE3 by default:
+  SHA-256 runs at a fraction of disk speed on CPUs without SHA extensions), one task per
+  ``request_size`` unit, any thread, any order (pieces hash independently). Both hash
+  libraries release the GIL, so hashing uses the cores while the writes wait on the disk.
 
 Then the writer commits: piece manifest, then the index, last. Any failure stops
 the other tasks at their next chunk and aborts the writer.
@@ -27,7 +28,15 @@ from pagefault.checkpoint.plan import INDEX_NAME, SavePlan, WorkUnit, plan_units
 from pagefault.checkpoint.snapshot import Snapshot
 from pagefault.checkpoint.writers import CheckpointWriter
 from pagefault.errors import CheckpointError
-from pagefault.manifest import MANIFEST_NAME, FileDigest, PieceHasher, PieceManifest, piece_count
+from pagefault.manifest import (
+    BLAKE3,
+    MANIFEST_NAME,
+    FileDigest,
+    PieceHash,
+    PieceHasher,
+    PieceManifest,
+    piece_count,
+)
 from pagefault.manifest.pieces import digest_piece
 
 __all__ = ["PersistConfig", "Persister", "SaveStats", "slice_views"]
@@ -42,6 +51,7 @@ class PersistConfig:
     hash_threads: int
     write_threads: int
     hash_pieces: bool = True
+    piece_hash: PieceHash = BLAKE3
 
 
 @dataclass
@@ -61,6 +71,7 @@ class SaveStats:
     hash_s: float = 0.0
     commit_s: float = 0.0
     hashed: bool = True
+    piece_hash: str = BLAKE3
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -118,7 +129,7 @@ class Persister:
         self._units = plan_units(
             plan, request_size=config.request_size, piece_size=config.piece_size
         )
-        self._pieces: dict[tuple[int, int], tuple[str, str]] = {}
+        self._pieces: dict[tuple[int, int], tuple[str, str | None]] = {}
         self._failed = threading.Event()
         self._lock = threading.Lock()
 
@@ -189,7 +200,7 @@ class Persister:
                 return
             chunks = slice_views(views, start, min(start + size, unit.end))
             pieces = piece_count(self.plan.shards[unit.shard].size, size)
-            digest = digest_piece(chunks, size, pieces=pieces)
+            digest = digest_piece(chunks, size, pieces=pieces, algorithm=self.config.piece_hash)
             self._pieces[(unit.shard, start // size)] = digest  # distinct keys: no lock needed
         self.stats.add(hash_s=time.perf_counter() - started)
 
@@ -207,7 +218,7 @@ class Persister:
             )
             for i, shard in enumerate(self.plan.shards)
         ]
-        hasher = PieceHasher(size)
+        hasher = PieceHasher(size, self.config.piece_hash)
         hasher.update(index)
         manifest = PieceManifest(size, (*digests, hasher.finish(INDEX_NAME)))
         return [(MANIFEST_NAME, manifest.to_json()), (INDEX_NAME, index)]

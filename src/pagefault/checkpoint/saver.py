@@ -21,7 +21,7 @@ from pagefault.checkpoint.plan import DEFAULT_MAX_SHARD_SIZE, SavePlan, plan_sav
 from pagefault.checkpoint.snapshot import Snapshot, can_write_directly, direct, specs_of, stage
 from pagefault.checkpoint.writers import CheckpointWriter
 from pagefault.errors import CheckpointError
-from pagefault.manifest import DEFAULT_PIECE_SIZE
+from pagefault.manifest import BLAKE3, DEFAULT_PIECE_SIZE, PIECE_HASHES, PieceHash
 from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE, cpu_count
 
 __all__ = ["SaveHandle", "SaveOptions", "start_save"]
@@ -37,6 +37,7 @@ class SaveOptions:
     threads: int | None = None
     staging_budget: int | None = None
     hash_pieces: bool = True
+    piece_hash: PieceHash = BLAKE3
     request_size: int = DEFAULT_REQUEST_SIZE
     piece_size: int = DEFAULT_PIECE_SIZE
     metadata: Mapping[str, str] | None = None
@@ -44,6 +45,10 @@ class SaveOptions:
     def persist_config(self, shards: int) -> PersistConfig:
         if self.threads is not None and self.threads < 1:
             raise CheckpointError(f"threads must be at least 1, got {self.threads}")
+        if self.piece_hash not in PIECE_HASHES:
+            raise CheckpointError(
+                f"piece_hash must be one of {PIECE_HASHES}, got {self.piece_hash!r}"
+            )
         threads = _copy_threads(self)
         return PersistConfig(
             request_size=self.request_size,
@@ -51,6 +56,7 @@ class SaveOptions:
             hash_threads=threads,
             write_threads=min(shards, threads),
             hash_pieces=self.hash_pieces,
+            piece_hash=self.piece_hash,
         )
 
 
@@ -141,6 +147,7 @@ def start_save(
         tensors=len(specs),
         files=len(plan.shards),
         hashed=options.hash_pieces,
+        piece_hash=options.piece_hash,
     )
     pool = pool or default_pool()
     try:

@@ -9,14 +9,14 @@ import typer
 from pagefault.api import make_piece_manifest, pull, verify, write_piece_manifest
 from pagefault.api.manifests import default_manifest_location
 from pagefault.errors import PagefaultError
-from pagefault.manifest import DEFAULT_PIECE_SIZE
+from pagefault.manifest import DEFAULT_PIECE_SIZE, PIECE_HASHES, SHA256
 
 from .commands import JsonOpt, PathArg, QuietOpt, app
 from .output import console, emit_json, fail, parse_size, progress_bar, stdout_console
 
 __all__ = ["manifest_app"]
 
-manifest_app = typer.Typer(help="Piece manifests (per-piece SHA-256) that loads verify against.")
+manifest_app = typer.Typer(help="Piece manifests (per-piece digests) that loads verify against.")
 app.add_typer(manifest_app, name="manifest")
 ThreadsOpt = Annotated[int | None, typer.Option(help="Concurrent reads (default: 16)")]
 
@@ -29,16 +29,29 @@ def build_command(
         typer.Option(help="Local path or URI to write (default: beside the model)"),
     ] = None,
     piece_size: Annotated[str, typer.Option(help="Piece size, a power of two")] = "16MiB",
+    piece_hash: Annotated[
+        str,
+        typer.Option(
+            "--hash",
+            help="sha256 (also records the swarm's BitTorrent v2 hashes) or blake3 (faster)",
+        ),
+    ] = SHA256,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Hash every piece of a model and publish pagefault.manifest.json."""
+    if piece_hash not in PIECE_HASHES:
+        raise typer.BadParameter(f"use one of {', '.join(PIECE_HASHES)}", param_hint="--hash")
     try:
         size = parse_size(piece_size) if piece_size else DEFAULT_PIECE_SIZE
         with progress_bar("hashing", enabled=not (quiet or as_json)) as bar:
             manifest = make_piece_manifest(
-                source, piece_size=size, threads=threads, on_progress=bar.advance
+                source,
+                piece_size=size,
+                threads=threads,
+                piece_hash=piece_hash,
+                on_progress=bar.advance,
             )
         where = write_piece_manifest(manifest, out or default_manifest_location(source))
     except PagefaultError as exc:
@@ -49,6 +62,7 @@ def build_command(
         "files": len(manifest.files),
         "bytes": manifest.total_bytes,
         "piece_size": manifest.piece_size,
+        "hash": manifest.algorithm,
         "pieces": sum(len(f.pieces) for f in manifest.files),
     }
     if as_json:

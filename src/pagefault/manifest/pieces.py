@@ -1,7 +1,8 @@
-"""Per-piece SHA-256 digests of a model's files: what bytes from the network are checked against.
+"""Per-piece digests of a model's files: what bytes from the network are checked against.
 
 A *piece manifest* (``pagefault.manifest.json``, published next to the model) splits
-each file into fixed-size pieces and records the SHA-256 of each. Pieces are absolute
+each file into fixed-size pieces and records the digest of each: SHA-256 by default,
+BLAKE3 for checkpoints (see :mod:`pagefault.manifest.digest`). Pieces are absolute
 file ranges ``[i * piece_size, (i + 1) * piece_size)`` (the last one shorter), header
 bytes included, so the cache and the swarm can key on them without knowing tensors.
 Parsing is from bytes and strict: a manifest comes from the network too.
@@ -17,6 +18,15 @@ from typing import Any
 
 from pagefault.errors import FormatError, NotFound
 from pagefault.formats.index import parse_json_bytes, validate_shard_name
+from pagefault.manifest.digest import (
+    SHA256,
+    PieceHash,
+    algorithm_of,
+    check_algorithm,
+    hash_piece,
+    is_piece_digest,
+    new_piece_hash,
+)
 from pagefault.manifest.merkle import BlockHasher, block_hashes, piece_root
 
 __all__ = [
@@ -28,7 +38,6 @@ __all__ = [
     "PieceHasher",
     "PieceManifest",
     "digest_piece",
-    "hash_piece",
     "piece_count",
 ]
 
@@ -38,7 +47,6 @@ DEFAULT_PIECE_SIZE = 16 * 1024 * 1024
 MIN_PIECE_SIZE = 16 * 1024  # libtorrent v2's block size: pieces must be a power of two above it
 MAX_PIECE_SIZE = 1024 * 1024 * 1024
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-_HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 def piece_count(size: int, piece_size: int) -> int:
@@ -46,26 +54,25 @@ def piece_count(size: int, piece_size: int) -> int:
     return -(-size // piece_size)
 
 
-def hash_piece(chunks: Sequence[bytes | bytearray | memoryview]) -> str:
-    """SHA-256 (hex) of the concatenation of ``chunks``; hashlib releases the GIL."""
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def digest_piece(
-    chunks: Sequence[bytes | bytearray | memoryview], piece_size: int, *, pieces: int
-) -> tuple[str, str]:
-    """SHA-256 and BitTorrent v2 hash (both hex) of one piece, given in chunks, of a file of
-    ``pieces`` pieces: what a manifest records for it."""
+    chunks: Sequence[bytes | bytearray | memoryview],
+    piece_size: int,
+    *,
+    pieces: int,
+    algorithm: PieceHash = SHA256,
+) -> tuple[str, str | None]:
+    """What a manifest records for one piece, given in chunks, of a file of ``pieces``
+    pieces: its digest and, for SHA-256 manifests, its BitTorrent v2 hash (hex). BLAKE3
+    manifests skip the v2 hash: it is a second SHA-256 pass, the cost BLAKE3 avoids."""
+    if algorithm != SHA256:
+        return hash_piece(chunks, algorithm), None
     v2 = piece_root(block_hashes(chunks), piece_size, whole_file=pieces == 1)
     return hash_piece(chunks), v2.hex()
 
 
 @dataclass(frozen=True)
 class FileDigest:
-    """One file of a model: its size, the SHA-256 of each piece and, optionally, each piece's
+    """One file of a model: its size, the digest of each piece and, optionally, each piece's
     BitTorrent v2 Merkle hash (``roots``, see :mod:`pagefault.manifest.merkle`) for the swarm."""
 
     name: str
@@ -74,12 +81,16 @@ class FileDigest:
     roots: tuple[str, ...] = ()
 
     @classmethod
-    def from_pieces(cls, name: str, size: int, digests: Sequence[tuple[str, str]]) -> FileDigest:
-        """From the ``(sha256, v2 hash)`` of each piece, as :func:`digest_piece` gives them."""
-        return cls(name, size, tuple(d for d, _ in digests), tuple(r for _, r in digests))
+    def from_pieces(
+        cls, name: str, size: int, digests: Sequence[tuple[str, str | None]]
+    ) -> FileDigest:
+        """From the ``(digest, v2 hash)`` of each piece, as :func:`digest_piece` gives them."""
+        roots = tuple(r for _, r in digests if r is not None)
+        pieces = tuple(d for d, _ in digests)
+        return cls(name, size, pieces, roots if len(roots) == len(pieces) else ())
 
     def same_bytes(self, other: FileDigest) -> bool:
-        """Same name, size and SHA-256 pieces (whether or not either records ``roots``)."""
+        """Same name, size and piece digests (whether or not either records ``roots``)."""
         return (self.name, self.size, self.pieces) == (other.name, other.size, other.pieces)
 
     def piece_range(self, index: int, piece_size: int) -> tuple[int, int]:
@@ -90,7 +101,7 @@ class FileDigest:
 
 @dataclass(frozen=True)
 class PieceManifest:
-    """Every file of a model split into pieces, each with its SHA-256."""
+    """Every file of a model split into pieces, each with its digest (one algorithm)."""
 
     piece_size: int
     files: tuple[FileDigest, ...]
@@ -98,6 +109,12 @@ class PieceManifest:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
+
+    @property
+    def algorithm(self) -> PieceHash:
+        """The piece hash its digests use (SHA-256 when it has no pieces at all)."""
+        first = next((f.pieces[0] for f in self.files if f.pieces), None)
+        return SHA256 if first is None else algorithm_of(first)
 
     @property
     def manifest_id(self) -> str:
@@ -135,19 +152,22 @@ class PieceManifest:
         names = [d.name for d in digests]
         if len(set(names)) != len(names):
             raise FormatError(f"{name}: a file is listed twice")
+        if len({algorithm_of(p) for d in digests for p in d.pieces}) > 1:
+            raise FormatError(f"{name}: piece digests mix hash algorithms")
         return cls(piece_size, digests)
 
 
 class PieceHasher:
     """Hash bytes written sequentially (e.g. a checkpoint shard) into fixed-size pieces,
-    with their SHA-256 and their BitTorrent v2 Merkle hashes."""
+    with their digests and, for SHA-256, their BitTorrent v2 Merkle hashes."""
 
-    def __init__(self, piece_size: int = DEFAULT_PIECE_SIZE) -> None:
+    def __init__(self, piece_size: int = DEFAULT_PIECE_SIZE, algorithm: PieceHash = SHA256) -> None:
         self.piece_size = _check_piece_size(piece_size, "piece_size")
+        self.algorithm = check_algorithm(algorithm)
         self._pieces: list[str] = []
         self._roots: list[str] = []
         self._first_blocks: list[bytes] = []  # a one-piece file's root pads differently
-        self._current = hashlib.sha256()
+        self._current = new_piece_hash(algorithm)
         self._blocks = BlockHasher()
         self._filled = 0
         self.size = 0
@@ -158,7 +178,8 @@ class PieceHasher:
         while view.nbytes:
             take = min(view.nbytes, self.piece_size - self._filled)
             self._current.update(view[:take])
-            self._blocks.update(view[:take])
+            if self.algorithm == SHA256:
+                self._blocks.update(view[:take])
             self._filled += take
             view = view[take:]
             if self._filled == self.piece_size:
@@ -169,7 +190,9 @@ class PieceHasher:
         if self._filled:
             self._end_piece()
         roots = self._roots
-        if len(self._pieces) == 1:
+        if self.algorithm != SHA256:
+            roots = []
+        elif len(self._pieces) == 1:
             roots = [piece_root(self._first_blocks, self.piece_size, whole_file=True).hex()]
         return FileDigest(name, self.size, tuple(self._pieces), tuple(roots))
 
@@ -179,7 +202,7 @@ class PieceHasher:
         self._roots.append(piece_root(blocks, self.piece_size, whole_file=False).hex())
         if len(self._pieces) == 1:
             self._first_blocks = blocks
-        self._current, self._blocks, self._filled = hashlib.sha256(), BlockHasher(), 0
+        self._current, self._blocks, self._filled = new_piece_hash(self.algorithm), BlockHasher(), 0
 
 
 def _check_piece_size(value: Any, name: str) -> int:
@@ -207,9 +230,11 @@ def _file_json(digest: FileDigest) -> dict[str, Any]:
 def _check_hashes(values: Any, want: int, where: str, field: str) -> tuple[str, ...]:
     if not isinstance(values, list) or len(values) != want:
         raise FormatError(f"{where}: '{field}' must list {want} hashes")
+    roots = field == "roots"  # BitTorrent v2 hashes: SHA-256 by definition, never prefixed
     for i, digest in enumerate(values):
-        if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX_DIGITS:
-            raise FormatError(f"{where}: {field}[{i}] is not a lowercase hex SHA-256")
+        if not is_piece_digest(digest) or (roots and algorithm_of(digest) != SHA256):
+            form = "64 lowercase hex digits" + ("" if roots else ", optionally after 'blake3:'")
+            raise FormatError(f"{where}: {field}[{i}] is not a digest ({form})")
     return tuple(values)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from pagefault.manifest import FileDigest, piece_count
+from pagefault.manifest import SHA256, FileDigest, PieceHash, piece_count
 from pagefault.manifest.pieces import digest_piece
 from pagefault.sources import Source
 
@@ -18,9 +18,11 @@ def digest_files(
     *,
     piece_size: int,
     threads: int,
+    algorithm: PieceHash = SHA256,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[FileDigest]:
-    """SHA-256 and v2 Merkle hash of every piece of every file; memory is ``threads`` pieces."""
+    """Digest (and, for SHA-256, v2 Merkle hash) of every piece of every file; memory is
+    ``threads`` pieces."""
     counts = [piece_count(source.size(), piece_size) for source in sources]
     jobs = [
         (source, index, count)
@@ -28,14 +30,14 @@ def digest_files(
         for index in range(count)
     ]
 
-    def hash_one(job: tuple[Source, int, int]) -> tuple[str, str]:
+    def hash_one(job: tuple[Source, int, int]) -> tuple[str, str | None]:
         source, index, count = job
         start = index * piece_size
         buffer = bytearray(min(piece_size, source.size() - start))
         source.read_into(start, [memoryview(buffer)])
         if on_progress is not None:
             on_progress(len(buffer))
-        return digest_piece([buffer], piece_size, pieces=count)
+        return digest_piece([buffer], piece_size, pieces=count, algorithm=algorithm)
 
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pagefault-hash") as pool:
         hashes = list(pool.map(hash_one, jobs))

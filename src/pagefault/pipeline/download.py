@@ -25,8 +25,8 @@ from pagefault.manifest import (
     DEFAULT_PIECE_SIZE,
     MANIFEST_NAME,
     FileDigest,
-    hash_piece,
     piece_count,
+    piece_matches,
 )
 from pagefault.sources import ResolvedModel, Source
 
@@ -177,7 +177,7 @@ def _fetch_all(
 
 
 def _matches(digest: FileDigest | None, index: int, data: bytes | bytearray) -> bool:
-    return digest is None or hash_piece([data]) == digest.pieces[index]
+    return digest is None or piece_matches([data], digest.pieces[index])
 
 
 def _write_small_files(model: ResolvedModel, target: Path, result: PullResult) -> None:

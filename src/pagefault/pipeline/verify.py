@@ -3,7 +3,8 @@
 Tasks are planned on piece boundaries (``plan_reads(piece_size=...)``), so a task holds
 whole pieces, except that a file's first data piece also covers the tail of the header:
 those bytes come from the header already fetched. Pieces that lie wholly inside a header
-are checked once, up front. Hashing runs on the I/O threads (hashlib releases the GIL).
+are checked once, up front. Hashing runs on the I/O threads (hashlib and blake3 release
+the GIL), with the manifest's algorithm.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class PieceVerifier:
 
     def __init__(self, pieces: PieceManifest, manifest: Manifest, headers: Sequence[bytes]) -> None:
         self.piece_size = pieces.piece_size
+        self.algorithm = pieces.algorithm
         self._manifest = manifest
         self._digests = [pieces.file(entry.name) for entry in manifest.files]
         self._headers = headers
@@ -43,18 +45,18 @@ class PieceVerifier:
             if piece_start < start:
                 chunks.append(header[piece_start:start])
             chunks += data.take(piece_end - max(piece_start, start))
-            self._compare(task.file_index, index, hash_piece(chunks))
+            self._compare(task.file_index, index, hash_piece(chunks, self.algorithm))
 
     def _check_header_pieces(self, file_index: int) -> None:
         header = self._headers[file_index]
         digest = self._digests[file_index]
         for index in range(len(header) // self.piece_size):
             start, end = digest.piece_range(index, self.piece_size)
-            self._compare(file_index, index, hash_piece([header[start:end]]))
+            self._compare(file_index, index, hash_piece([header[start:end]], self.algorithm))
         if len(header) == digest.size and len(header) % self.piece_size:
             last = len(header) // self.piece_size
             start, end = digest.piece_range(last, self.piece_size)
-            self._compare(file_index, last, hash_piece([header[start:end]]))
+            self._compare(file_index, last, hash_piece([header[start:end]], self.algorithm))
 
     def _check_alignment(self, task: ReadTask, digest: FileDigest, start: int, end: int) -> None:
         data_start = len(self._headers[task.file_index])
@@ -73,7 +75,7 @@ class PieceVerifier:
         if actual != digest.pieces[piece]:
             start, end = digest.piece_range(piece, self.piece_size)
             raise IntegrityError(
-                f"{digest.name}: piece {piece} (bytes [{start}, {end})) has SHA-256 "
+                f"{digest.name}: piece {piece} (bytes [{start}, {end})) has digest "
                 f"{actual[:16]}..., the manifest says {digest.pieces[piece][:16]}...; "
                 "the bytes were corrupted or the model changed"
             )

@@ -198,7 +198,7 @@ def resolve_remote(uri: str, *, wrap: ShardWrapper | None = None) -> ResolvedMod
 
 def _check_small_file(pieces: PieceManifest, name: str, data: bytes, *, where: str) -> None:
     """Verify a whole small file (the index) against its digest before parsing it."""
-    hasher = PieceHasher(pieces.piece_size)
+    hasher = PieceHasher(pieces.piece_size, pieces.algorithm)
     hasher.update(data)
     if not hasher.finish(name).same_bytes(pieces.file(name)):
         raise IntegrityError(f"{where}: does not match its digest in {MANIFEST_NAME}")

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import libtorrent as lt
 
 from pagefault.errors import IntegrityError
-from pagefault.manifest import PieceManifest, hash_piece
+from pagefault.manifest import PieceManifest, piece_matches
 from pagefault.sources import Source
 from pagefault.swarm.torrent import TorrentLayout
 
@@ -85,8 +85,10 @@ class OriginFeeder:
         data = bytearray(size)
         self._source(entry.name).read_into(offset, [memoryview(data)])
         want = self.manifest.file(entry.name).pieces[offset // self.layout.piece_size]
-        if hash_piece([data]) != want:
-            raise IntegrityError(f"{entry.name}: piece at {offset} from the origin fails SHA-256")
+        if not piece_matches([data], want):
+            raise IntegrityError(
+                f"{entry.name}: piece at {offset} from the origin fails its digest"
+            )
         if self.handle.have_piece(piece):  # a peer was faster: keep its copy
             return
         self.handle.add_piece(piece, bytes(data), 0)
