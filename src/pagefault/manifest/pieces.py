@@ -168,7 +168,7 @@ class PieceHasher:
         self._roots: list[str] = []
         self._first_blocks: list[bytes] = []  # a one-piece file's root pads differently
         self._current = new_piece_hash(algorithm)
-        self._blocks = BlockHasher()
+        self._blocks = _v2_blocks(self.algorithm)
         self._filled = 0
         self.size = 0
 
@@ -178,7 +178,7 @@ class PieceHasher:
         while view.nbytes:
             take = min(view.nbytes, self.piece_size - self._filled)
             self._current.update(view[:take])
-            if self.algorithm == SHA256:
+            if self._blocks is not None:
                 self._blocks.update(view[:take])
             self._filled += take
             view = view[take:]
@@ -190,19 +190,27 @@ class PieceHasher:
         if self._filled:
             self._end_piece()
         roots = self._roots
-        if self.algorithm != SHA256:
-            roots = []
-        elif len(self._pieces) == 1:
+        if len(self._pieces) == 1 and self._blocks is not None:
             roots = [piece_root(self._first_blocks, self.piece_size, whole_file=True).hex()]
         return FileDigest(name, self.size, tuple(self._pieces), tuple(roots))
 
     def _end_piece(self) -> None:
-        blocks = self._blocks.flush()
         self._pieces.append(self._current.hexdigest())
-        self._roots.append(piece_root(blocks, self.piece_size, whole_file=False).hex())
-        if len(self._pieces) == 1:
-            self._first_blocks = blocks
-        self._current, self._blocks, self._filled = new_piece_hash(self.algorithm), BlockHasher(), 0
+        if self._blocks is not None:
+            blocks = self._blocks.flush()
+            self._roots.append(piece_root(blocks, self.piece_size, whole_file=False).hex())
+            if len(self._pieces) == 1:
+                self._first_blocks = blocks
+        self._current, self._blocks, self._filled = (
+            new_piece_hash(self.algorithm),
+            _v2_blocks(self.algorithm),
+            0,
+        )
+
+
+def _v2_blocks(algorithm: PieceHash) -> BlockHasher | None:
+    """Block hashes for a piece's v2 root: SHA-256 manifests only (see :func:`digest_piece`)."""
+    return BlockHasher() if algorithm == SHA256 else None
 
 
 def _check_piece_size(value: Any, name: str) -> int:
