@@ -112,6 +112,7 @@ def main() -> None:
     report(results)
     if args.out:
         facts = machine_facts(size=args.size, shards=args.shards)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"machine": facts, **results}, indent=2))
 
 

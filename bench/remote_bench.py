@@ -238,6 +238,7 @@ def main() -> None:
         results["s3"] = rows = s3_rows(root, files, args, total)
         show("S3-compatible server (moto)", rows)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
 
 

@@ -8,7 +8,7 @@ A fleet is built per N (fresh agents, empty caches) and torn down after. The mac
 use over each run is reported so a CPU-bound result is visible. Needs root.
 
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
-        [--origin-mbit 50] [--piece-size 256KiB] [--stripes 1] [--repeat 1] [--out FILE]
+        [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1] [--repeat 1] [--out FILE]
 
 Link rates default low enough that 16 agents do not saturate this 2-core machine's CPU
 (the issue asks for that; CPU busy is in the table).
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--node-mbit", type=float, default=25.0)
     parser.add_argument("--origin-mbit", type=float, default=50.0)
     parser.add_argument("--stripes", type=int, default=1, help="1: chain, 2: two trees")
-    parser.add_argument("--piece-size", default="256KiB", help="torrent piece size")
+    parser.add_argument("--piece-size", default="128KiB", help="torrent piece size")
     parser.add_argument("--repeat", type=int, default=1, help="fleets per N (noise)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out")
@@ -123,6 +123,7 @@ def main() -> None:
         )
     console.print(table)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
             json.dumps({"size": size, "floor_s": floor, "args": vars(args), "runs": runs}, indent=1)
         )

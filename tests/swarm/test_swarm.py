@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.manifest import MANIFEST_NAME, PieceManifest
 from pagefault.swarm.credentials import SwarmCA
+from pagefault.swarm.sockets import NOTSENT_LOWAT, NOTSENT_LOWAT_SYSCTL
 from pagefault.swarm.torrent import build_torrent
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.testing.netns import Host, available
@@ -56,6 +57,8 @@ def test_fleet_gets_every_byte_once_from_the_origin(model: Path, stripes: int) -
     with SwarmTestbed(FleetConfig(nodes=3, node_mbit=100, stripes=stripes), model) as bed:
         result = bed.drive()
         check_identical(model, result, ["n1", "n2", "n3"])
+        lowat = [node.run(["cat", NOTSENT_LOWAT_SYSCTL], capture_output=True) for node in bed.nodes]
+    assert [int(done.stdout) for done in lowat] == [NOTSENT_LOWAT] * 3  # each agent capped it
     assert result["origin_bytes"] <= 1.05 * size
     assert max(n["uploaded"] for n in result["nodes"].values()) <= 1.5 * size
     assert all(n["first_piece_s"] < n["complete_s"] for n in result["nodes"].values())

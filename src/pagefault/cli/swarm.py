@@ -20,6 +20,7 @@ from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.coordinator import MEMBER_TTL_S, Coordinator
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.sockets import NOTSENT_LOWAT
 from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, MAX_STRIPES
 
@@ -89,6 +90,13 @@ def agent_command(
     zone: Annotated[str, typer.Option(help="Rack/zone label (placement groups a zone)")] = "",
     stall: Annotated[float, typer.Option(help="Seconds without a piece before the origin")] = 10.0,
     origin_threads: Annotated[int, typer.Option(help="Concurrent origin reads")] = 4,
+    notsent_lowat: Annotated[
+        int,
+        typer.Option(
+            help="Cap on unsent bytes per TCP socket (net.ipv4.tcp_notsent_lowat of this"
+            " network namespace), lowered at start if higher; 0 leaves it alone"
+        ),
+    ] = NOTSENT_LOWAT,
 ) -> None:
     """Run the node agent: serve models to peers and to this node's processes."""
     _log_to_stderr()
@@ -102,6 +110,7 @@ def agent_command(
         zone=zone,
         stall_s=stall,
         origin_threads=origin_threads,
+        notsent_lowat=notsent_lowat,
     )
     agent = Agent(config).start()
     _serve_until_signal()

@@ -20,6 +20,7 @@ from pagefault.swarm.credentials import NodeCredentials
 from pagefault.swarm.job import ModelJob, swarm_id
 from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request, call, split_address
 from pagefault.swarm.metrics import AgentCollector
+from pagefault.swarm.sockets import cap_unsent_bytes
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -80,6 +81,7 @@ class Agent:
         return f"{host}:{self.session.ssl_listen_port()}"
 
     def start(self) -> Agent:
+        cap_unsent_bytes(self.config.notsent_lowat)
         self._alerts.start()
         self.api.start()
         _log.info(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pagefault.swarm.sockets import NOTSENT_LOWAT
+
 __all__ = ["AgentConfig"]
 
 
@@ -19,3 +21,4 @@ class AgentConfig:
     zone: str = ""
     stall_s: float = 10.0
     origin_threads: int = 4
+    notsent_lowat: int = NOTSENT_LOWAT  # bytes; 0 leaves the system's setting alone
