@@ -5,6 +5,13 @@ and cold (page cache dropped before each run), so ratios come from one run on on
 machine. Usage:
 
     python bench/load_bench.py --size 4GiB --shards 2 [--no-cold] [--out results.json]
+
+Hot: the best of ``--repeat`` runs per variant. Cold: ``--cold-repeat`` rounds, each
+running every variant once after dropping the cache, and the median per variant: this
+VM's disk swings 2-3x within minutes, so one cold run per variant in sequence compared
+variants measured in different weather. Rounds after the first run the variants in a
+fixed shuffled order, because on this VM the cost of fresh memory depends on what the
+previous process freed (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -25,7 +34,7 @@ from pagefault.cli.output import parse_size
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from variants import VARIANTS
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)  # files get the whole table
 
 
 def prepare(directory: Path, size: int, shards: int) -> Path:
@@ -90,6 +99,12 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/pagefault-bench"))
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
     parser.add_argument("--repeat", type=int, default=2, help="hot runs per variant (best kept)")
+    parser.add_argument(
+        "--cold-repeat",
+        type=int,
+        default=3,
+        help="cold rounds, every variant once per round, interleaved (median kept)",
+    )
     parser.add_argument("--only", nargs="*", help="run only these variants")
     parser.add_argument("--out", type=Path, help="also write results as JSON")
     args = parser.parse_args()
@@ -98,22 +113,41 @@ def main() -> None:
     files = sorted(args.dir.glob("*.safetensors"))
     names = [n for n in VARIANTS if not args.only or n in args.only]
     results: dict[str, list[dict]] = {"hot": [], "cold": []}
-    for temperature in ["hot"] if args.no_cold else ["hot", "cold"]:
-        for name in names:
-            runs = []
-            for _ in range(1 if temperature == "cold" else args.repeat):
-                for f in files if temperature == "hot" else []:
-                    subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
-                runs.append(run_variant(name, index, files, temperature == "cold"))
-            ok = [r for r in runs if "error" not in r]
-            best = min(ok, key=lambda r: r["seconds"]) if ok else runs[0]
-            results[temperature].append(best)
-            console.print(f"{temperature:4} {name:28} {_summary(best)}")
+    for name in names:
+        runs = []
+        for _ in range(args.repeat):
+            for f in files:
+                subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
+            runs.append(run_variant(name, index, files, cold=False))
+        results["hot"].append(pick(runs, min))
+        console.print(f"hot  {name:28} {_summary(results['hot'][-1])}")
+    cold_runs: dict[str, list[dict]] = {name: [] for name in names}
+    for round_ in range(0 if args.no_cold else args.cold_repeat):
+        order = list(names)
+        if round_:  # a fixed shuffle: no variant always follows the same one (see __doc__)
+            random.Random(round_).shuffle(order)
+        for name in order:  # interleaved rounds: a slow spell of the disk hits every variant
+            cold_runs[name].append(run_variant(name, index, files, cold=True))
+            console.print(f"cold {name:28} {_summary(cold_runs[name][-1])} (round {round_ + 1})")
+    results["cold"] = [pick(runs, _median) for runs in cold_runs.values() if runs]
     report(results)
     if args.out:
         facts = machine_facts(size=args.size, shards=args.shards)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"machine": facts, **results}, indent=2))
+
+
+def pick(runs: list[dict], choose: Callable[..., dict]) -> dict:
+    """The chosen successful run (by seconds) with every run's seconds; else the first error."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[0]
+    return {**choose(ok, key=lambda r: r["seconds"]), "runs_s": [r["seconds"] for r in ok]}
+
+
+def _median(runs: list[dict], key: Callable[[dict], float]) -> dict:
+    """The median run (the lower middle one of an even count)."""
+    return sorted(runs, key=key)[(len(runs) - 1) // 2]
 
 
 def _summary(result: dict) -> str:
@@ -135,11 +169,12 @@ def report(results: dict[str, list[dict]]) -> None:
             "peak RSS Δ MiB",
             "anon Δ MiB",
             "file-backed Δ MiB",
+            "all runs (s)",
             title=f"{temperature} page cache",
         )
         for r in rows:
             if "error" in r:
-                table.add_row(r["variant"], "error", str(r["error"]), "", "", "", "")
+                table.add_row(r["variant"], "error", str(r["error"]), "", "", "", "", "")
                 continue
             ratio = f"{limit['seconds'] / r['seconds']:.2f}" if limit else "-"
             table.add_row(
@@ -150,6 +185,7 @@ def report(results: dict[str, list[dict]]) -> None:
                 f"{r['peak_rss_mib']:.0f}",
                 f"{r['anon_mib']:.0f}",
                 f"{r['file_mib']:.0f}",
+                " ".join(f"{t:.2f}" for t in r.get("runs_s", [])),
             )
         console.print(table)
 

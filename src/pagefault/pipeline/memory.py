@@ -1,7 +1,12 @@
-"""Host memory for tensors: a huge-page arena, private file mappings, and populating them.
+"""Host memory for tensors: one huge-page arena per load, and views into it.
 
 Faulting fresh 4 KiB pages costs more than reading the bytes, so the private arena is
-one 2 MiB-aligned anonymous mapping with ``MADV_HUGEPAGE``, allocated once per load.
+one 2 MiB-aligned anonymous mapping with ``MADV_HUGEPAGE`` (one fault and one clear per
+2 MiB), allocated once per load. On a VM whose balloon reports free pages to the host
+that is not always the faster choice: how fast fresh memory faults in depends on what
+freed it and when (4 GiB: huge pages 0.5-0.7 s right after ``drop_caches``, 2.4-4.4 s
+after another process's memory or an idle spell; 4 KiB pages 1.0-2.8 s throughout;
+docs/benchmarks.md). ``PAGEFAULT_HUGE_PAGES=0`` turns the advice off.
 Tensors are ``torch.frombuffer`` views that hold a reference to the mapping: the
 memory lives exactly as long as the last tensor that views it.
 """
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
 
 import torch
 
@@ -20,13 +26,19 @@ from pagefault.sources.mapping import (
     madvise,
 )
 
-__all__ = ["HUGE_PAGE", "Arena", "madvise", "tensor_from_buffer"]
+__all__ = ["HUGE_PAGE", "Arena", "huge_pages_wanted", "madvise", "tensor_from_buffer"]
 
 HUGE_PAGE = 2 * 1024 * 1024
+HUGE_PAGES_ENV = "PAGEFAULT_HUGE_PAGES"
+
+
+def huge_pages_wanted() -> bool:
+    """Whether the arena asks for huge pages: yes unless ``PAGEFAULT_HUGE_PAGES`` is 0/off."""
+    return os.environ.get(HUGE_PAGES_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 class Arena:
-    """One private anonymous mapping, 2 MiB aligned and huge-page advised."""
+    """One private anonymous mapping, 2 MiB aligned and (by default) huge-page advised."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -38,7 +50,7 @@ class Arena:
             raise SinkError(f"cannot allocate a {size}-byte CPU arena: {exc}") from exc
         address = buffer_address(self._map)
         self._base = -address % HUGE_PAGE
-        self.huge_pages = madvise(address + self._base, size, MADV_HUGEPAGE)
+        self.huge_pages = huge_pages_wanted() and madvise(address + self._base, size, MADV_HUGEPAGE)
 
     def view(self, offset: int, length: int) -> memoryview:
         start = self._base + offset

@@ -1,0 +1,41 @@
+"""Default threads and staging sizes, for the CPUs this process may run on."""
+
+from __future__ import annotations
+
+import pytest
+
+from pagefault.errors import SinkError
+from pagefault.pipeline import tuning
+from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE, MAX_THREADS, auto_tuning
+
+
+@pytest.mark.parametrize(
+    ("cpus", "mapped_threads", "read_threads"),
+    [(1, 2, 4), (2, 2, 4), (6, 6, 12), (64, MAX_THREADS, MAX_THREADS)],
+)
+def test_reads_into_memory_get_two_threads_per_cpu_and_mapped_loads_one(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, mapped_threads: int, read_threads: int
+) -> None:
+    monkeypatch.setattr(tuning, "cpu_count", lambda: cpus)
+    common = {"threads": None, "request_size": None, "memory_limit": None, "staged": False}
+    assert auto_tuning(**common, mapped=True).threads == mapped_threads
+    assert auto_tuning(**common).threads == read_threads
+    assert auto_tuning(**common, remote=True).threads == tuning.REMOTE_CONNECTIONS
+    assert auto_tuning(**{**common, "threads": 3}).threads == 3
+
+
+def test_staging_ring_fits_the_memory_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tuning, "cpu_count", lambda: 2)
+    chosen = auto_tuning(threads=None, request_size=None, memory_limit=256 << 20, staged=True)
+    assert chosen.staging_slots * chosen.slot_bytes <= 256 << 20
+    assert chosen.slot_bytes <= DEFAULT_REQUEST_SIZE
+    assert chosen.threads <= chosen.staging_slots
+
+
+def test_bad_knobs_are_rejected() -> None:
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        auto_tuning(threads=0, request_size=None, memory_limit=None, staged=False)
+    with pytest.raises(ValueError, match="request_size"):
+        auto_tuning(threads=None, request_size=100, memory_limit=None, staged=False)
+    with pytest.raises(SinkError, match="memory_limit"):
+        auto_tuning(threads=None, request_size=None, memory_limit=1 << 20, staged=True)
