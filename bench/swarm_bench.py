@@ -41,9 +41,15 @@ def cpu_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
-def run_fleet(model: Path, size: int, nodes: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_fleet(
+    model: Path, size: int, nodes: int, args: argparse.Namespace, attempt: int
+) -> dict[str, Any]:
     config = FleetConfig(
-        nodes=nodes, node_mbit=args.node_mbit, origin_mbit=args.origin_mbit, stripes=args.stripes
+        nodes=nodes,
+        node_mbit=args.node_mbit,
+        origin_mbit=args.origin_mbit,
+        stripes=args.stripes,
+        logs_dir=Path(args.logs) / f"n{nodes}-run{attempt}" if args.logs else None,
     )
     with SwarmTestbed(config, model) as bed:
         busy0, total0 = cpu_busy()
@@ -76,6 +82,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="fleets per N (noise)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out")
+    parser.add_argument("--logs", help="keep each fleet's agent/origin/coordinator logs here")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pagefault-swarm-bench-") as tmp:
@@ -89,7 +96,7 @@ def main() -> None:
         for n in (int(x) for x in args.nodes.split(",")):
             for attempt in range(1, args.repeat + 1):
                 began = time.monotonic()
-                runs.append({"run": attempt, **run_fleet(model, size, n, args)})
+                runs.append({"run": attempt, **run_fleet(model, size, n, args, attempt)})
                 console.print(f"N={n} #{attempt}: done in {time.monotonic() - began:.0f} s")
     singles = [r["all_done_s"] for r in runs if r["nodes"] == 1]
     single = statistics.median(singles) if singles else None

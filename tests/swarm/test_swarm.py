@@ -52,13 +52,17 @@ def check_identical(model: Path, result: dict[str, Any], nodes: list[str]) -> No
 
 
 @pytest.mark.parametrize("stripes", [1, 2], ids=["chain", "two-trees"])
-def test_fleet_gets_every_byte_once_from_the_origin(model: Path, stripes: int) -> None:
+def test_fleet_gets_every_byte_once_from_the_origin(
+    model: Path, stripes: int, tmp_path: Path
+) -> None:
     size = manifest_of(model).total_bytes
-    with SwarmTestbed(FleetConfig(nodes=3, node_mbit=100, stripes=stripes), model) as bed:
+    config = FleetConfig(nodes=3, node_mbit=100, stripes=stripes, logs_dir=tmp_path / "logs")
+    with SwarmTestbed(config, model) as bed:
         result = bed.drive()
         check_identical(model, result, ["n1", "n2", "n3"])
         lowat = [node.run(["cat", NOTSENT_LOWAT_SYSCTL], capture_output=True) for node in bed.nodes]
     assert [int(done.stdout) for done in lowat] == [NOTSENT_LOWAT] * 3  # each agent capped it
+    assert "lowered" in (tmp_path / "logs" / "agent-n1.log").read_text()  # logs kept at close
     assert result["origin_bytes"] <= 1.05 * size
     assert max(n["uploaded"] for n in result["nodes"].values()) <= 1.5 * size
     assert all(n["first_piece_s"] < n["complete_s"] for n in result["nodes"].values())

@@ -43,6 +43,7 @@ class FleetConfig:
     coordinator: bool = True
     stripes: int = DEFAULT_STRIPES  # 1: chain, 2: two interleaved trees
     prefix: str = "pfsw"
+    logs_dir: Path | None = None  # keep every process's log here (the work dir goes at close)
 
 
 class SwarmTestbed:
@@ -69,6 +70,10 @@ class SwarmTestbed:
 
     def close(self) -> None:
         self.bed.close()
+        if self.config.logs_dir is not None:
+            self.config.logs_dir.mkdir(parents=True, exist_ok=True)
+            for log in self.work.glob("*.log"):
+                shutil.copy2(log, self.config.logs_dir / log.name)
         shutil.rmtree(self.work, ignore_errors=True)
 
     @property
