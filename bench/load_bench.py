@@ -119,7 +119,7 @@ def main() -> None:
             for f in files:
                 subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
             runs.append(run_variant(name, index, files, cold=False))
-        results["hot"].append(pick(runs, min))
+        results["hot"].append(_pick(runs, min))
         console.print(f"hot  {name:28} {_summary(results['hot'][-1])}")
     cold_runs: dict[str, list[dict]] = {name: [] for name in names}
     for round_ in range(0 if args.no_cold else args.cold_repeat):
@@ -129,7 +129,7 @@ def main() -> None:
         for name in order:  # interleaved rounds: a slow spell of the disk hits every variant
             cold_runs[name].append(run_variant(name, index, files, cold=True))
             console.print(f"cold {name:28} {_summary(cold_runs[name][-1])} (round {round_ + 1})")
-    results["cold"] = [pick(runs, _median) for runs in cold_runs.values() if runs]
+    results["cold"] = [_pick(runs, _median) for runs in cold_runs.values() if runs]
     report(results)
     if args.out:
         facts = machine_facts(size=args.size, shards=args.shards)
@@ -137,7 +137,7 @@ def main() -> None:
         args.out.write_text(json.dumps({"machine": facts, **results}, indent=2))
 
 
-def pick(runs: list[dict], choose: Callable[..., dict]) -> dict:
+def _pick(runs: list[dict], choose: Callable[..., dict]) -> dict:
     """The chosen successful run (by seconds) with every run's seconds; else the first error."""
     ok = [r for r in runs if "error" not in r]
     if not ok:

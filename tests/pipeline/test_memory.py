@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pagefault.errors import SinkError
 from pagefault.pipeline.memory import HUGE_PAGES_ENV, Arena, huge_pages_wanted
 
 
@@ -22,6 +23,12 @@ def test_huge_pages_unless_turned_off(
     assert huge_pages_wanted() is expected
     if not expected:
         assert not Arena(4 << 20).huge_pages
+
+
+def test_a_value_that_is_not_on_or_off_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(HUGE_PAGES_ENV, "maybe")
+    with pytest.raises(SinkError, match=r"PAGEFAULT_HUGE_PAGES: 'maybe' is not on/off"):
+        Arena(4 << 20)
 
 
 @pytest.mark.parametrize("value", ["0", "1"])

@@ -94,9 +94,8 @@ def load(
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         mmap: CPU only. ``True``: tensors view a private copy-on-write mapping of the
             file (zero-copy, made resident before returning). ``False``: tensors live in
-            one private huge-page arena. ``None`` (default): mapped
-            when every file is local and no ``dtype`` conversion is asked for, else
-            private.
+            one private huge-page arena. ``None`` (default): mapped when every file is
+            local and no ``dtype`` conversion is asked for, else private.
         dtype: convert floating-point tensors (F16/BF16/F32/F64) to this dtype while
             loading, through a bounded staging buffer (no second full copy).
         threads: I/O threads; default one per usable CPU for a mapped load and two per

@@ -20,11 +20,9 @@ from pagefault import sizes
 from pagefault.errors import CacheError
 from pagefault.manifest import DEFAULT_PIECE_SIZE
 from pagefault.manifest.pieces import MIN_PIECE_SIZE
+from pagefault.switches import OFF_WORDS, parse_switch
 
 __all__ = ["CacheConfig", "config_path", "load_config", "nearest_existing", "parse_size"]
-
-_OFF = {"0", "off", "false", "no", "none", ""}
-_ON = {"1", "on", "true", "yes"}
 
 
 @dataclass(frozen=True)
@@ -122,13 +120,12 @@ def _build(settings: Mapping[str, Any], *, where: str) -> CacheConfig:
 def _convert(key: str, value: Any) -> Any:
     text = str(value).strip().lower()
     if key in ("enabled", "offline"):
-        if isinstance(value, bool):
-            return value
-        if text not in _OFF | _ON:
-            raise CacheError(f"{key}: {value!r} is not on/off (use one of {sorted(_ON | _OFF)})")
-        return text in _ON
+        try:
+            return parse_switch(value)
+        except ValueError as exc:
+            raise CacheError(f"{key}: {exc}") from None
     if key in ("ram_dir", "disk_dir"):
-        if key == "ram_dir" and (value is False or text in _OFF):
+        if key == "ram_dir" and (value is False or text in OFF_WORDS):
             return None
         if not isinstance(value, str) or not value.strip():
             raise CacheError(f"{key}: {value!r} is not a directory path")

@@ -25,6 +25,7 @@ from pagefault.sources.mapping import (
     buffer_address,
     madvise,
 )
+from pagefault.switches import parse_switch
 
 __all__ = ["HUGE_PAGE", "Arena", "huge_pages_wanted", "madvise", "tensor_from_buffer"]
 
@@ -33,8 +34,11 @@ HUGE_PAGES_ENV = "PAGEFAULT_HUGE_PAGES"
 
 
 def huge_pages_wanted() -> bool:
-    """Whether the arena asks for huge pages: yes unless ``PAGEFAULT_HUGE_PAGES`` is 0/off."""
-    return os.environ.get(HUGE_PAGES_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+    """Whether the arena asks for huge pages: yes unless ``PAGEFAULT_HUGE_PAGES`` says off."""
+    try:
+        return parse_switch(os.environ.get(HUGE_PAGES_ENV, "1"))
+    except ValueError as exc:
+        raise SinkError(f"{HUGE_PAGES_ENV}: {exc}") from None
 
 
 class Arena:

@@ -82,7 +82,7 @@ def auto_tuning(
     if request_size is not None and request_size < 4096:
         raise ValueError(f"request_size must be at least 4096 bytes, got {request_size}")
     per_cpu = 1 if mapped else 2
-    local_threads = min(MAX_THREADS, max(2 * per_cpu, per_cpu * cpu_count()))
+    local_threads = min(MAX_THREADS, per_cpu * max(2, cpu_count()))
     chosen_threads = threads or (REMOTE_CONNECTIONS if remote else local_threads)
     chosen_request = request_size or (REMOTE_REQUEST_SIZE if remote else DEFAULT_REQUEST_SIZE)
     if not staged:
