@@ -2,13 +2,15 @@
 time against the (median) single-node time at the same link speeds, per-node upload,
 first piece.
 
-Each node is a network namespace with a ``tbf``-shaped link (``--node-mbit`` both ways),
-the origin has ``--origin-mbit``; Redis and the coordinator sit unshaped on a control host.
-A fleet is built per N (fresh agents, empty caches) and torn down after. The machine's CPU
-use over each run is reported so a CPU-bound result is visible. Needs root.
+Each node is a network namespace with a shaped link (``--node-mbit`` both ways; small
+packets first unless ``--queueing fifo``), the origin has ``--origin-mbit``; Redis and the
+coordinator sit unshaped on a control host. A fleet is built per N (fresh agents, empty
+caches) and torn down after. The machine's CPU use over each run is reported so a
+CPU-bound result is visible. Needs root.
 
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
-        [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1] [--repeat 1] [--out FILE]
+        [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1] [--queueing small-first|fifo]
+        [--repeat 1] [--out FILE] [--logs DIR]
 
 Link rates default low enough that 16 agents do not saturate this 2-core machine's CPU
 (the issue asks for that; CPU busy is in the table).
@@ -31,6 +33,7 @@ from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.manifest import MANIFEST_NAME
 from pagefault.sizes import parse_size
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.testing.netns import QUEUEINGS
 from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed
 
 
@@ -49,6 +52,7 @@ def run_fleet(
         node_mbit=args.node_mbit,
         origin_mbit=args.origin_mbit,
         stripes=args.stripes,
+        queueing=args.queueing,
         logs_dir=Path(args.logs) / f"n{nodes}-run{attempt}" if args.logs else None,
     )
     with SwarmTestbed(config, model) as bed:
@@ -79,6 +83,12 @@ def main() -> None:
     parser.add_argument("--origin-mbit", type=float, default=50.0)
     parser.add_argument("--stripes", type=int, default=1, help="1: chain, 2: two trees")
     parser.add_argument("--piece-size", default="128KiB", help="torrent piece size")
+    parser.add_argument(
+        "--queueing",
+        choices=QUEUEINGS,
+        default=QUEUEINGS[0],
+        help="how shaped links queue: small packets first (like a host's fq_codel) or FIFO",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="fleets per N (noise)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out")
@@ -102,7 +112,7 @@ def main() -> None:
     single = statistics.median(singles) if singles else None
     table = Table(
         title=f"swarm: {size:,} bytes, nodes {args.node_mbit:g} Mbit/s, origin "
-        f"{args.origin_mbit:g} Mbit/s, link floor {floor:.1f} s"
+        f"{args.origin_mbit:g} Mbit/s, {args.queueing} queues, link floor {floor:.1f} s"
     )
     for column in (
         "N",

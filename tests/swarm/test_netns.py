@@ -47,6 +47,38 @@ import socket, sys
 with socket.create_connection((sys.argv[1], 7001)) as s:
     s.sendall(bytes(int(sys.argv[2])))
 """
+ECHO_LINES = r"""
+import socket
+srv = socket.create_server(("0.0.0.0", 7002))
+print("ready", flush=True)
+conn, _ = srv.accept()
+conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while data := conn.recv(64):
+    conn.sendall(data)
+"""
+# Round trips of 8-byte messages while a bulk upload through the same link is under way.
+ROUND_TRIPS_UNDER_LOAD = r"""
+import socket, statistics, sys, threading, time
+peer = sys.argv[1]
+flowing = threading.Event()
+def bulk():
+    with socket.create_connection((peer, 7001)) as s:
+        for i in range(40):
+            s.sendall(bytes(64 << 10))
+            if i == 8:
+                flowing.set()  # 576 KiB handed over: more than the link's 50 ms queue
+threading.Thread(target=bulk, daemon=True).start()
+flowing.wait(30)
+with socket.create_connection((peer, 7002)) as s:
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rtts = []
+    for _ in range(15):
+        began = time.perf_counter()
+        s.sendall(b"12345678")
+        s.recv(64)
+        rtts.append(time.perf_counter() - began)
+print(statistics.median(rtts) * 1000)
+"""
 IGNORES_SIGTERM = r"""
 import signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -101,15 +133,42 @@ def test_every_host_reaches_every_other_and_the_root_namespace_stays_off_the_sub
         assert "10.77.9." not in root.stdout
 
 
-def test_a_shaped_host_moves_data_at_its_cap_both_ways() -> None:
+@pytest.mark.parametrize("queueing", netns.QUEUEINGS)
+def test_a_shaped_host_moves_data_at_its_cap_both_ways(queueing: str) -> None:
     cap = 20.0
     with Testbed(PREFIX) as bed:
-        shaped, free = bed.add_host("shaped", rate_mbit=cap), bed.add_host("free")
+        shaped = bed.add_host("shaped", rate_mbit=cap, queueing=queueing)
+        free = bed.add_host("free")
         upload = goodput_mbit(shaped, free, 5_000_000)
         download = goodput_mbit(free, shaped, 5_000_000)
     # Goodput is ~0.96 of the cap: tbf counts Ethernet, IP and TCP headers too.
     assert 0.6 * cap <= upload <= 1.15 * cap, upload
     assert 0.6 * cap <= download <= 1.15 * cap, download
+
+
+@pytest.mark.parametrize(("queueing", "slow"), [("fifo", True), ("small-first", False)])
+def test_small_packets_wait_behind_bulk_data_only_in_a_fifo(queueing: str, slow: bool) -> None:
+    """The point of "small-first": an ACK or request crossing a busy link is not held up
+    by the 50 ms of another flow's data queued ahead of it."""
+    with Testbed(PREFIX) as bed:
+        shaped = bed.add_host("shaped", rate_mbit=10.0, queueing=queueing)
+        free = bed.add_host("free")
+        sink, echo = spawn_ready(free, RECEIVER), spawn_ready(free, ECHO_LINES)
+        done = shaped.run(
+            [sys.executable, "-c", ROUND_TRIPS_UNDER_LOAD, free.address],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        rtt_ms = float(done.stdout)
+        for proc in (sink, echo):
+            proc.kill()
+            proc.communicate()  # closes its stdout pipe
+    if slow:
+        assert rtt_ms > 25, rtt_ms  # behind a nearly full 50 ms queue
+    else:
+        assert rtt_ms < 10, rtt_ms
 
 
 def test_close_kills_processes_and_removes_namespaces_when_the_block_raises(
@@ -178,4 +237,6 @@ def test_invalid_requests_are_refused_before_anything_is_built() -> None:
                 bed.add_host(name)
         with pytest.raises(TestbedError, match="rate_mbit"):
             bed.add_host("a", rate_mbit=0)
+        with pytest.raises(TestbedError, match="queueing must be one of small-first, fifo"):
+            bed.add_host("a", rate_mbit=1, queueing="fq")
         assert ours() == []

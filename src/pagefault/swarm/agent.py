@@ -54,6 +54,11 @@ class Agent:
                 # a tree link carries half the model: keep plenty of requests in flight
                 "max_out_request_queue": 1500,
                 "request_queue_time": 2,
+                # keep a link to an upstream that completed while this node still seems to
+                # want nothing from it: now and then its last HAVE lands after its
+                # upload-only message, and libtorrent closed the link in between, leaving
+                # the node without the piece or a peer to get it from (docs/benchmarks.md)
+                "close_redundant_connections": False,
             }
         )
         self.jobs: dict[str, ModelJob] = {}

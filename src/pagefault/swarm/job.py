@@ -40,9 +40,9 @@ __all__ = ["ModelJob", "swarm_id"]
 
 _log = logging.getLogger("pagefault.agent")
 BUILT_PIECE_SIZE = 1 << 20  # a manifest hashed on the fly: small pieces keep tree hops short
-# The last few pieces: now and then a node's view of its upstream lacks one piece (no HAVE
-# arrived); once the upstream completes, libtorrent closes the connection as redundant and
-# the node is stuck on that piece with no peers (docs/benchmarks.md, swarm). So a node
+# The last few pieces: a node stuck on them (its upstream gone, or a HAVE that never came)
+# should not wait the full stall_s. Before the agent kept redundant connections open, one
+# 16-node fleet in five lost its tail this way (docs/benchmarks.md, swarm). So a node
 # missing at most TAIL_PIECES waits only TAIL_STALL_S before reading them from the origin.
 TAIL_PIECES = 4
 TAIL_STALL_S = 2.0

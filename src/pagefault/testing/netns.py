@@ -6,12 +6,22 @@ Each host is a namespace ``<prefix>-<name>`` with one interface, ``eth0``, addre
 hop, like machines on one switch. The root namespace gets no address on the subnet:
 nothing a test does can leak onto the real network, and nothing outside can reach in.
 
-A host built with ``rate_mbit`` gets a token-bucket (``tbf``) qdisc on both veth ends:
-``eth0`` caps what the host sends (its upload), ``veth<k>`` caps what the hub delivers
-to it (its download); each direction is shaped where its packets queue.
-The cap holds for the sum of a host's flows, but tbf queues them first in, first out
-(the kernel this was built on has no fq/sfq/fq_codel), so concurrent flows through one
-capped link share it unevenly: do not assert per-flow fairness.
+A host built with ``rate_mbit`` gets a shaping qdisc on both veth ends: ``eth0`` caps
+what the host sends (its upload), ``veth<k>`` caps what the hub delivers to it (its
+download); each direction is shaped where its packets queue, with at most 50 ms queued.
+``queueing`` chooses how packets wait for the link:
+
+- ``"fifo"``: one token bucket (``tbf``), first in, first out. A lone ACK or request
+  waits behind up to 50 ms of another flow's data.
+- ``"small-first"`` (what :class:`Testbed` does unless told): an ``htb`` bucket with two
+  classes; packets under 256 bytes (ACKs, BitTorrent requests and HAVEs) go ahead of
+  bulk data. This stands in for what a real host's queue does, fq_codel (the default
+  of mainstream distributions) serving sparse flows first, which the kernel this was
+  built on lacks (no fq, fq_codel, sfq or prio; htb and u32 only).
+
+Either way the cap holds for the sum of a host's flows, but bulk flows share one FIFO,
+so concurrent flows through one capped link share it unevenly: do not assert per-flow
+fairness.
 
 Needs root and iproute2 (``ip``, ``tc``); :func:`available` says why not when it can't run.
 """
@@ -35,13 +45,15 @@ from typing import IO, Any
 
 from pagefault.errors import PagefaultError
 
-__all__ = ["Host", "Testbed", "TestbedError", "available", "cleanup_stale"]
+__all__ = ["QUEUEINGS", "Host", "Testbed", "TestbedError", "available", "cleanup_stale"]
 
 _TERM_GRACE_S = 3.0  # how long spawned processes get to exit on SIGTERM before SIGKILL
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _FIRST_HOST_OCTET = 2  # .1 stays free, as a gateway address would be on a real LAN
 _LAST_HOST_OCTET = 254
-_TBF_LATENCY = "50ms"  # longest a packet may queue in tbf: bounds the added delay
+_QUEUE_S = 0.05  # longest a packet may queue at a shaped link: bounds the added delay
+_SMALL_PACKET = 256  # IP packets shorter than this skip the bulk queue under "small-first"
+QUEUEINGS = ("small-first", "fifo")
 
 _Stream = int | IO[Any] | None
 
@@ -85,6 +97,35 @@ def _tbf_burst_bytes(rate_mbit: float) -> int:
     (a 64 KiB floor measured 1.27x the cap for 250 KB at 1 Mbit/s). Larger GSO packets
     are split by tbf itself."""
     return max(2 * 1514, int(rate_mbit * 1e6 / 8 / 100))
+
+
+def _shape(namespace: str, device: str, rate_mbit: float, queueing: str) -> None:
+    """Cap ``device``'s sending rate at ``rate_mbit`` with the ``queueing`` discipline."""
+    tc, burst = f"tc -n {namespace}", _tbf_burst_bytes(rate_mbit)
+    queue_bytes = int(rate_mbit * 1e6 / 8 * _QUEUE_S)
+    if queueing == "fifo":
+        _sh(
+            f"{tc} qdisc add dev {device} root tbf rate {rate_mbit}mbit burst {burst}"
+            f" latency {_QUEUE_S * 1000:g}ms"
+        )
+        return
+    # htb: a parent at the cap, two children that may each borrow all of it; the small
+    # class (prio 0) is served first whenever both have packets waiting.
+    buckets = f"burst {burst} cburst {burst}"
+    _sh(f"{tc} qdisc add dev {device} root handle 1: htb default 20")
+    _sh(f"{tc} class add dev {device} parent 1: classid 1:1 htb rate {rate_mbit}mbit {buckets}")
+    for leaf, share, prio in ((10, 0.1, 0), (20, 0.9, 1)):
+        _sh(
+            f"{tc} class add dev {device} parent 1:1 classid 1:{leaf} htb"
+            f" rate {rate_mbit * share:g}mbit ceil {rate_mbit}mbit {buckets} prio {prio}"
+        )
+        _sh(f"{tc} qdisc add dev {device} parent 1:{leaf} handle {leaf}: bfifo limit {queue_bytes}")
+    # u32 at offset 2 of the IP header: the total length, below _SMALL_PACKET
+    mask = 0xFFFF & ~(_SMALL_PACKET - 1)
+    _sh(
+        f"{tc} filter add dev {device} parent 1: protocol ip prio 1 u32"
+        f" match u16 0x0000 {mask:#06x} at 2 flowid 1:10"
+    )
 
 
 @dataclass
@@ -178,15 +219,20 @@ class Testbed:
         self._namespaces.append(namespace)
         _sh(f"ip -n {namespace} link set lo up")
 
-    def add_host(self, name: str, *, rate_mbit: float | None = None) -> Host:
+    def add_host(
+        self, name: str, *, rate_mbit: float | None = None, queueing: str = "small-first"
+    ) -> Host:
         """Create host ``name`` on the hub bridge; ``rate_mbit`` caps its upload and its
-        download separately (None: unshaped, as fast as the CPU moves packets)."""
+        download separately (None: unshaped, as fast as the CPU moves packets), queueing
+        packets for the link as ``queueing`` says (one of :data:`QUEUEINGS`)."""
         if self._closed:
             raise TestbedError("the testbed is closed")
         if not _NAME.match(name) or name == "hub" or name in self.hosts:
             raise TestbedError(f"host name {name!r} is invalid, reserved or already taken")
         if rate_mbit is not None and rate_mbit <= 0:
             raise TestbedError(f"rate_mbit must be positive, not {rate_mbit}")
+        if queueing not in QUEUEINGS:
+            raise TestbedError(f"queueing must be one of {', '.join(QUEUEINGS)}, not {queueing!r}")
         if self._next_octet > _LAST_HOST_OCTET:
             raise TestbedError(f"subnet {self.subnet}.0/24 has no address left for {name!r}")
         if self.hub not in self._namespaces:
@@ -204,12 +250,8 @@ class Testbed:
         _sh(f"ip -n {namespace} addr add {address}/24 dev eth0")
         _sh(f"ip -n {namespace} link set eth0 up")
         if rate_mbit is not None:
-            burst = _tbf_burst_bytes(rate_mbit)
-            for ns, dev in ((namespace, "eth0"), (self.hub, port)):
-                _sh(
-                    f"tc -n {ns} qdisc add dev {dev} root tbf"
-                    f" rate {rate_mbit}mbit burst {burst} latency {_TBF_LATENCY}"
-                )
+            _shape(namespace, "eth0", rate_mbit, queueing)
+            _shape(self.hub, port, rate_mbit, queueing)
         host = Host(name, namespace, address, rate_mbit)
         self.hosts[name] = host
         return host
@@ -257,8 +299,8 @@ def cleanup_stale(prefix: str = "pf") -> list[str]:
 def available() -> str | None:
     """None when testbeds can be built here, else why not (a ``pytest.skip`` reason).
 
-    Builds a throwaway namespace with a veth pair, a bridge and a tbf qdisc: containers
-    often lack the privilege or one of those kernel modules.
+    Builds a throwaway namespace with a veth pair, a bridge and both kinds of shaping:
+    containers often lack the privilege or one of those kernel modules.
     """
     if os.geteuid() != 0:
         return "network namespaces need root"
@@ -271,7 +313,8 @@ def available() -> str | None:
         try:
             _sh(f"ip -n {probe} link add v0 type veth peer name v1")
             _sh(f"ip -n {probe} link add br0 type bridge")
-            _sh(f"tc -n {probe} qdisc add dev v0 root tbf rate 1mbit burst 65536 latency 50ms")
+            for device, queueing in zip(("v0", "v1"), QUEUEINGS, strict=True):
+                _shape(probe, device, 1.0, queueing)
         finally:
             _sh(f"ip netns del {probe}")
     except TestbedError as exc:

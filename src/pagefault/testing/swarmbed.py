@@ -43,6 +43,7 @@ class FleetConfig:
     coordinator: bool = True
     stripes: int = DEFAULT_STRIPES  # 1: chain, 2: two interleaved trees
     prefix: str = "pfsw"
+    queueing: str = "small-first"  # how shaped links queue packets (netns.QUEUEINGS)
     logs_dir: Path | None = None  # keep every process's log here (the work dir goes at close)
 
 
@@ -86,9 +87,12 @@ class SwarmTestbed:
 
     def _build(self) -> None:
         self.ctl = self.bed.add_host("ctl")
-        self.origin = self.bed.add_host("origin", rate_mbit=self.config.origin_mbit)
+        queueing = self.config.queueing
+        self.origin = self.bed.add_host(
+            "origin", rate_mbit=self.config.origin_mbit, queueing=queueing
+        )
         self.nodes = [
-            self.bed.add_host(f"n{i}", rate_mbit=self.config.node_mbit)
+            self.bed.add_host(f"n{i}", rate_mbit=self.config.node_mbit, queueing=queueing)
             for i in range(1, self.config.nodes + 1)
         ]
         self._spawn(
