@@ -6,12 +6,13 @@ machine. Usage:
 
     python bench/load_bench.py --size 4GiB --shards 2 [--no-cold] [--out results.json]
 
-Hot: the best of ``--repeat`` runs per variant. Cold: ``--cold-repeat`` rounds, each
-running every variant once after dropping the cache, and the median per variant: this
-VM's disk swings 2-3x within minutes, so one cold run per variant in sequence compared
-variants measured in different weather. Rounds after the first run the variants in a
-fixed shuffled order, because on this VM the cost of fresh memory depends on what the
-previous process freed (docs/benchmarks.md).
+Hot and cold alike run in rounds (``--repeat`` hot, ``--cold-repeat`` cold), each round
+running every variant once (hot: after reading the files into the page cache; cold:
+after dropping it), keeping the median per variant. This VM's disk swings 2-3x within
+minutes, so variants measured one after another are measured in different weather; and
+the cost of fresh memory depends on what the previous process freed, and when, so each
+round rotates the order: no variant always runs in the same position or after the same
+one (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -98,12 +97,12 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/pagefault-bench"))
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
-    parser.add_argument("--repeat", type=int, default=2, help="hot runs per variant (best kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="hot rounds (median kept)")
     parser.add_argument(
         "--cold-repeat",
         type=int,
         default=3,
-        help="cold rounds, every variant once per round, interleaved (median kept)",
+        help="cold rounds (median kept)",
     )
     parser.add_argument("--only", nargs="*", help="run only these variants")
     parser.add_argument("--out", type=Path, help="also write results as JSON")
@@ -112,24 +111,10 @@ def main() -> None:
     index = prepare(args.dir, parse_size(args.size), args.shards)
     files = sorted(args.dir.glob("*.safetensors"))
     names = [n for n in VARIANTS if not args.only or n in args.only]
-    results: dict[str, list[dict]] = {"hot": [], "cold": []}
-    for name in names:
-        runs = []
-        for _ in range(args.repeat):
-            for f in files:
-                subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
-            runs.append(run_variant(name, index, files, cold=False))
-        results["hot"].append(_pick(runs, min))
-        console.print(f"hot  {name:28} {_summary(results['hot'][-1])}")
-    cold_runs: dict[str, list[dict]] = {name: [] for name in names}
-    for round_ in range(0 if args.no_cold else args.cold_repeat):
-        order = list(names)
-        if round_:  # a fixed shuffle: no variant always follows the same one (see __doc__)
-            random.Random(round_).shuffle(order)
-        for name in order:  # interleaved rounds: a slow spell of the disk hits every variant
-            cold_runs[name].append(run_variant(name, index, files, cold=True))
-            console.print(f"cold {name:28} {_summary(cold_runs[name][-1])} (round {round_ + 1})")
-    results["cold"] = [_pick(runs, _median) for runs in cold_runs.values() if runs]
+    results = {
+        "hot": run_rounds(names, index, files, rounds=args.repeat, cold=False),
+        "cold": [] if args.no_cold else run_rounds(names, index, files, args.cold_repeat, True),
+    }
     report(results)
     if args.out:
         facts = machine_facts(size=args.size, shards=args.shards)
@@ -137,17 +122,32 @@ def main() -> None:
         args.out.write_text(json.dumps({"machine": facts, **results}, indent=2))
 
 
-def _pick(runs: list[dict], choose: Callable[..., dict]) -> dict:
-    """The chosen successful run (by seconds) with every run's seconds; else the first error."""
-    ok = [r for r in runs if "error" not in r]
+def run_rounds(
+    names: list[str], index: Path, files: list[Path], rounds: int, cold: bool
+) -> list[dict]:
+    """Every variant once per round, the order rotated each round; the median run of each."""
+    temperature = "cold" if cold else "hot"
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    step = max(1, len(names) // max(1, rounds))
+    for round_ in range(rounds):
+        shift = round_ * step % len(names)
+        for name in names[shift:] + names[:shift]:
+            if not cold:
+                for f in files:
+                    subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
+            runs[name].append(run_variant(name, index, files, cold=cold))
+            summary = _summary(runs[name][-1])
+            console.print(f"{temperature:4} {name:28} {summary} (round {round_ + 1})")
+    return [_median_run(variant_runs) for variant_runs in runs.values() if variant_runs]
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The median successful run (the lower middle one of an even count) with every run's
+    seconds; else the first error."""
+    ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["seconds"])
     if not ok:
         return runs[0]
-    return {**choose(ok, key=lambda r: r["seconds"]), "runs_s": [r["seconds"] for r in ok]}
-
-
-def _median(runs: list[dict], key: Callable[[dict], float]) -> dict:
-    """The median run (the lower middle one of an even count)."""
-    return sorted(runs, key=key)[(len(runs) - 1) // 2]
+    return {**ok[(len(ok) - 1) // 2], "runs_s": [r["seconds"] for r in ok]}
 
 
 def _summary(result: dict) -> str:

@@ -9,17 +9,13 @@ from pagefault.pipeline import tuning
 from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE, MAX_THREADS, auto_tuning
 
 
-@pytest.mark.parametrize(
-    ("cpus", "mapped_threads", "read_threads"),
-    [(1, 2, 4), (2, 2, 4), (6, 6, 12), (64, MAX_THREADS, MAX_THREADS)],
-)
-def test_reads_into_memory_get_two_threads_per_cpu_and_mapped_loads_one(
-    monkeypatch: pytest.MonkeyPatch, cpus: int, mapped_threads: int, read_threads: int
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 2), (2, 2), (6, 6), (64, MAX_THREADS)])
+def test_local_loads_get_one_thread_per_cpu_and_remote_ones_many_connections(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, threads: int
 ) -> None:
     monkeypatch.setattr(tuning, "cpu_count", lambda: cpus)
     common = {"threads": None, "request_size": None, "memory_limit": None, "staged": False}
-    assert auto_tuning(**common, mapped=True).threads == mapped_threads
-    assert auto_tuning(**common).threads == read_threads
+    assert auto_tuning(**common).threads == threads
     assert auto_tuning(**common, remote=True).threads == tuning.REMOTE_CONNECTIONS
     assert auto_tuning(**{**common, "threads": 3}).threads == 3
 

@@ -156,7 +156,6 @@ def _open_mapped(
         memory_limit=None,
         staged=False,
         remote=model.remote,
-        mapped=True,
     )
     sources = [source for source in model.sources if isinstance(source, MappableSource)]
     maps = [source.map_private() for source in sources]

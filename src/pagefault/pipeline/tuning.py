@@ -1,15 +1,16 @@
 """Defaults for threads, request size and staging memory, and how they are derived.
 
-Measured on the 2-core development VM (docs/benchmarks.md). A mapped load only faults
-file pages in (``MADV_POPULATE_READ``): one thread per usable CPU (at least 2, at most
-16); 4 threads on 2 cores were slower cold (1.8-2.7 s vs 1.5-2.1 s for 4.3 GB). A load
-that reads into memory (the private arena, ``load_into``, CUDA staging) alternates
-between waiting on the disk and copying into freshly faulted pages, so it runs two
-threads per CPU (at least 4, at most 16): while one waits, the other copies. On 2 cores,
-in five sets of interleaved rounds (2026-11-30), 4 threads won three (cold 2.3-2.9 s vs
-3.4-3.9 s for 4.3 GB, twice; hot 0.9-1.3 s vs 1.7-2.1 s), tied one (hot) and lost one
-(cold 2.6-3.0 s vs 2.0-2.6 s); 8 threads were no better. On this VM the cost of fresh
-memory swings with what the previous process freed, which is most of that noise.
+Measured on the 2-core development VM (docs/benchmarks.md). Local loads run one thread
+per usable CPU (at least 2, at most 16), whether they fault file pages in (mapped,
+``MADV_POPULATE_READ``) or read into memory (the private arena, ``load_into``, CUDA
+staging). Mapped: 4 threads on 2 cores were slower cold (1.8-2.7 s vs 1.5-2.1 s for
+4.3 GB). Reads into memory: in two sets of five rounds with every variant in every
+position of a round (2026-11-30, session 9), 2 threads beat 4 hot (medians 0.56 / 0.55 s
+vs 1.29 / 1.53 s for 4.3 GB; the raw 2-thread limit 0.45 s) and cold (2.53 / 2.60 s vs
+3.09 / 2.72 s). More threads than cores fight over faulting fresh memory, which is what
+a private load spends most of its time on here. (Session 8 had chosen 4 from rounds in
+shuffled order, which on this VM's memory — its speed swings with what the previous
+process freed, and when — had favoured whichever ran later.)
 
 Requests are 64 MiB: on a cold page cache 2 threads x 16 MiB reads took 6.8 s for
 4.3 GB where 2 x 64 MiB took 3.9 s (the device wants large requests in flight); hot,
@@ -70,7 +71,6 @@ def auto_tuning(
     memory_limit: int | None,
     staged: bool,
     remote: bool = False,
-    mapped: bool = False,
     min_slot_bytes: int = MIN_SLOT_BYTES,
 ) -> Tuning:
     """Fill in unset knobs; the staging ring (2 slots per thread) fits in ``memory_limit``.
@@ -81,8 +81,7 @@ def auto_tuning(
         raise ValueError(f"threads must be at least 1, got {threads}")
     if request_size is not None and request_size < 4096:
         raise ValueError(f"request_size must be at least 4096 bytes, got {request_size}")
-    per_cpu = 1 if mapped else 2
-    local_threads = min(MAX_THREADS, per_cpu * max(2, cpu_count()))
+    local_threads = min(MAX_THREADS, max(2, cpu_count()))
     chosen_threads = threads or (REMOTE_CONNECTIONS if remote else local_threads)
     chosen_request = request_size or (REMOTE_REQUEST_SIZE if remote else DEFAULT_REQUEST_SIZE)
     if not staged:
