@@ -11,7 +11,7 @@ running every variant once (hot: after reading the files into the page cache; co
 after dropping it), keeping the median per variant. This VM's disk swings 2-3x within
 minutes, so variants measured one after another are measured in different weather; and
 the cost of fresh memory depends on what the previous process freed, and when, so each
-round rotates the order: no variant always runs in the same position or after the same
+round changes the order: no variant always runs in the same position or after the same
 one (docs/benchmarks.md).
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -97,11 +98,11 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/pagefault-bench"))
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
-    parser.add_argument("--repeat", type=int, default=3, help="hot rounds (median kept)")
+    parser.add_argument("--repeat", type=int, default=5, help="hot rounds (median kept)")
     parser.add_argument(
         "--cold-repeat",
         type=int,
-        default=3,
+        default=5,
         help="cold rounds (median kept)",
     )
     parser.add_argument("--only", nargs="*", help="run only these variants")
@@ -128,10 +129,8 @@ def run_rounds(
     """Every variant once per round, the order rotated each round; the median run of each."""
     temperature = "cold" if cold else "hot"
     runs: dict[str, list[dict]] = {name: [] for name in names}
-    step = max(1, len(names) // max(1, rounds))
     for round_ in range(rounds):
-        shift = round_ * step % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in round_order(names, round_):
             if not cold:
                 for f in files:
                     subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
@@ -139,6 +138,16 @@ def run_rounds(
             summary = _summary(runs[name][-1])
             console.print(f"{temperature:4} {name:28} {summary} (round {round_ + 1})")
     return [_median_run(variant_runs) for variant_runs in runs.values() if variant_runs]
+
+
+def round_order(names: list[str], round_: int) -> list[str]:
+    """Round ``round_``'s order: every variant once, each round starting elsewhere and
+    stepping through the list by a different stride coprime with its length, so that
+    both the position of a variant and the one run before it change from round to round."""
+    n = len(names)
+    strides = [k for k in range(1, n + 1) if math.gcd(k, n) == 1]
+    stride = strides[round_ % len(strides)]
+    return [names[(round_ + i * stride) % n] for i in range(n)]
 
 
 def _median_run(runs: list[dict]) -> dict:
