@@ -36,6 +36,7 @@ from pagefault.pipeline.dtypes import to_torch_dtype
 from pagefault.pipeline.executor import CompletionTracker, ParallelExecutor
 from pagefault.pipeline.mapped import mapped_tensors
 from pagefault.pipeline.plan import ReadTask, plan_reads
+from pagefault.pipeline.readahead import ReadAhead
 from pagefault.pipeline.runners import PopulateRunner, ReadRunner
 from pagefault.pipeline.staging import StagingRing
 from pagefault.pipeline.stats import LoadStats
@@ -218,6 +219,7 @@ def _open_read(
     )
     stats.mode = "into" if targets else "device" if options.device.type != "cpu" else "private"
     stats.threads, stats.request_size = tuning.threads, request
+    read_ahead = ReadAhead(model.sources, plan.tasks).start()
     runner = ReadRunner(
         model.sources,
         destinations,
@@ -225,7 +227,7 @@ def _open_read(
         ring=ring,
         copy_stream=copy_stream,
         verifier=verifier,
-        on_progress=on_progress,
+        on_progress=_also_tell(read_ahead, on_progress),
     )
     return _start(
         plan.tasks,
@@ -237,7 +239,23 @@ def _open_read(
         threads=tuning.threads,
         model=model,
         copy_stream=copy_stream,
+        read_ahead=read_ahead,
     )
+
+
+def _also_tell(
+    read_ahead: ReadAhead, on_progress: Callable[[int], None] | None
+) -> Callable[[int], None] | None:
+    """The progress callback, also moving the read-ahead window when there is one."""
+    if not read_ahead.wanted:
+        return on_progress
+
+    def progress(nbytes: int) -> None:
+        read_ahead.consumed(nbytes)
+        if on_progress is not None:
+            on_progress(nbytes)
+
+    return progress
 
 
 def _destinations(
@@ -274,7 +292,9 @@ def _check_device(device: torch.device) -> None:
         raise SinkError(f"device {device} requested but torch.cuda.is_available() is False")
 
 
-def _finish(model: ResolvedModel, stats: LoadStats) -> None:
+def _finish(model: ResolvedModel, stats: LoadStats, read_ahead: ReadAhead | None) -> None:
+    if read_ahead is not None:
+        read_ahead.stop()  # before the sources close: a hint would reopen a closed file
     if model.counters is not None:
         stats.cache = model.counters()
     model.close()
@@ -291,6 +311,7 @@ def _start(
     threads: int,
     model: ResolvedModel,
     copy_stream: torch.cuda.Stream | None = None,
+    read_ahead: ReadAhead | None = None,
 ) -> TensorStream:
     tracker = CompletionTracker(tensor_bytes)
     executor = ParallelExecutor(tasks, runner, threads=threads, tracker=tracker)
@@ -300,7 +321,7 @@ def _start(
         tracker=tracker,
         executor=executor,
         stats=stats,
-        on_close=lambda: _finish(model, stats),
+        on_close=lambda: _finish(model, stats, read_ahead),
         copy_stream=copy_stream,
     )
     executor.start()

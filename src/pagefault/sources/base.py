@@ -11,7 +11,7 @@ import mmap
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Buffer", "MappableSource", "Source"]
+__all__ = ["Buffer", "MappableSource", "PageCacheSource", "Source"]
 
 Buffer = memoryview  # a writable, C-contiguous byte view
 
@@ -50,4 +50,15 @@ class MappableSource(Source, Protocol):
 
     def populate(self, mapping: mmap.mmap, offset: int, length: int) -> None:
         """Make ``[offset, offset + length)`` of a mapping from ``map_private`` resident."""
+        ...
+
+
+@runtime_checkable
+class PageCacheSource(Source, Protocol):
+    """A source read through the kernel's page cache (a plain local file), which can be
+    asked to read ahead of its readers (``pipeline/readahead.py``)."""
+
+    def prefetch(self, offset: int, length: int) -> None:
+        """Start reading ``[offset, offset + length)`` into the page cache; returns before
+        the bytes arrive. A hint: errors are the caller's to ignore."""
         ...

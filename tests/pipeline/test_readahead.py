@@ -1,0 +1,135 @@
+"""Read-ahead: hints reach the page cache, stay within their lead, and stop cleanly."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+import pagefault
+from pagefault.pipeline.plan import ReadTask, Segment
+from pagefault.pipeline.readahead import ReadAhead
+from pagefault.sources import LocalFileSource, MemorySource
+from tests.helpers import same_bytes
+
+MiB = 1 << 20
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+
+
+def resident_share(path: Path) -> float:
+    """Share of the file's pages in the page cache (mincore on a copy-on-write mapping of
+    it, never written, so every page it reports is the page cache's)."""
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vector = (ctypes.c_ubyte * pages)()
+    with path.open("rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapping:
+        first = ctypes.c_char.from_buffer(mapping)
+        assert _libc.mincore(ctypes.addressof(first), size, vector) == 0, ctypes.get_errno()
+        del first  # release the buffer export so the mapping can close
+    return (pages - bytes(vector).count(0)) / pages
+
+
+def dropped(path: Path) -> Path:
+    """``path`` written out and evicted from the page cache (skip where that can't be done)."""
+    with path.open("rb+") as f:
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    if resident_share(path) > 0.1:
+        pytest.skip(f"the page cache of {path.parent} does not drop pages (tmpfs?)")
+    return path
+
+
+def tasks_of(count: int, size: int, file_index: int = 0) -> list[ReadTask]:
+    return [ReadTask(file_index, i * size, (Segment(i, 0, size),)) for i in range(count)]
+
+
+class HintLog:
+    """A page-cache source double that records its hints (the real file is tested above)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.hints: list[tuple[int, int]] = []
+        self.changed = threading.Condition()
+        self.fail_after = fail_after
+
+    name = "hint-log"
+
+    def size(self) -> int:
+        return 1 << 40
+
+    def read_into(self, offset: int, buffers: object) -> None:
+        raise AssertionError("read-ahead never reads")
+
+    def close(self) -> None:
+        pass
+
+    def prefetch(self, offset: int, length: int) -> None:
+        with self.changed:
+            if self.fail_after is not None and len(self.hints) >= self.fail_after:
+                raise OSError(9, "Bad file descriptor")
+            self.hints.append((offset, length))
+            self.changed.notify_all()
+
+    def wait_for(self, count: int) -> list[tuple[int, int]]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.hints) >= count, timeout=10)
+            return list(self.hints)
+
+
+def test_a_local_file_prefetch_fills_the_page_cache_beyond_one_readahead_window(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(os.urandom(48 * MiB))  # several times any device's readahead window
+    source = LocalFileSource(dropped(path))
+    try:
+        source.prefetch(0, 48 * MiB)
+        deadline = time.monotonic() + 20
+        while resident_share(path) < 0.99 and time.monotonic() < deadline:
+            time.sleep(0.01)  # poll: the kernel reads asynchronously
+        assert resident_share(path) >= 0.99
+    finally:
+        source.close()
+
+
+def test_hints_go_in_order_and_stay_within_the_lead() -> None:
+    log = HintLog()
+    read_ahead = ReadAhead([log], tasks_of(10, MiB), lead=3 * MiB).start()
+    try:
+        assert log.wait_for(3) == [(i * MiB, MiB) for i in range(3)]
+        read_ahead.consumed(2 * MiB)  # the workers finished two tasks: two more hints
+        assert log.wait_for(5) == [(i * MiB, MiB) for i in range(5)]
+    finally:
+        read_ahead.stop()
+    assert len(log.hints) == 5  # it was waiting for the workers when told to stop
+
+
+def test_a_failing_hint_ends_read_ahead_quietly() -> None:
+    log = HintLog(fail_after=2)
+    read_ahead = ReadAhead([log], tasks_of(6, MiB), lead=100 * MiB).start()
+    log.wait_for(2)
+    read_ahead.stop()  # returns: the thread has ended on the error
+    assert len(log.hints) == 2
+
+
+def test_sources_without_a_page_cache_get_no_thread() -> None:
+    read_ahead = ReadAhead([MemorySource("mem", b"x" * MiB)], tasks_of(1, MiB))
+    assert not read_ahead.wanted
+    read_ahead.start().stop()
+
+
+def test_cold_private_load_is_identical_and_leaves_no_read_ahead_behind(
+    single_checkpoint: Path,
+) -> None:
+    dropped(single_checkpoint)
+    loaded = pagefault.load(single_checkpoint, mmap=False)
+    expected = load_file(single_checkpoint)
+    assert loaded.keys() == expected.keys()
+    assert all(same_bytes(loaded[k], expected[k]) for k in expected)
+    assert not [t for t in threading.enumerate() if t.name == "pagefault-readahead"]
