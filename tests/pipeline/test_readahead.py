@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import pagefault
 from pagefault.pipeline.plan import ReadTask, Segment
-from pagefault.pipeline.readahead import ReadAhead
+from pagefault.pipeline.readahead import ReadAhead, default_lead
 from pagefault.sources import LocalFileSource, MemorySource
 from tests.helpers import same_bytes
 
@@ -108,6 +108,12 @@ def test_hints_go_in_order_and_stay_within_the_lead() -> None:
     finally:
         read_ahead.stop()
     assert len(log.hints) == 5  # it was waiting for the workers when told to stop
+
+
+def test_the_default_lead_is_half_the_available_memory() -> None:
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    available = int(fields["MemAvailable"].split()[0]) * 1024
+    assert 0.4 * available <= default_lead() <= 0.6 * available
 
 
 def test_a_failing_hint_ends_read_ahead_quietly() -> None:

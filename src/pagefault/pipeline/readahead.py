@@ -4,11 +4,13 @@ read them.
 A worker reading a cold range into fresh memory alternates between waiting on the disk
 and faulting pages in while it copies; with one worker per CPU there are spells when
 every worker copies and the disk sits idle. Read-ahead hints (``posix_fadvise``
-WILLNEED) for the ranges that come next fill those spells: a cold private load of
-4.27 GB took 2.35 s instead of 3.00 s (medians of 8 rounds, docs/benchmarks.md). On
-cached ranges a hint finds every page present and costs nothing measurable. The lead is
-bounded, so that a model larger than the page cache does not evict bytes before the
-workers get to them.
+WILLNEED) for the ranges that come next fill those spells. The hints must run far ahead:
+a cold private load of 4.27 GB took 2.34 s with them unbounded, 3.04 s without them and
+3.44 s with them kept within 512 MiB of the workers (medians of 8 rounds,
+docs/benchmarks.md), where the disk serves hints and workers' reads at nearby offsets
+in turn. So the lead is half of the memory the kernel has available, which keeps a model
+larger than the page cache from evicting hinted bytes before the workers get to them.
+On cached ranges a hint finds every page present and costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -16,27 +18,45 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from pagefault.pipeline.plan import ReadTask
 from pagefault.sources import PageCacheSource, Source
 
-__all__ = ["READ_AHEAD_BYTES", "ReadAhead"]
+__all__ = ["ReadAhead", "default_lead"]
 
-READ_AHEAD_BYTES = 512 * 1024 * 1024  # the most hinted beyond what the workers have read
+_FALLBACK_LEAD = 1 << 30  # where /proc/meminfo cannot be read
+_MEMINFO = Path("/proc/meminfo")
 
 _log = logging.getLogger("pagefault.load")
 
 
+def default_lead() -> int:
+    """Half of ``MemAvailable``: what the page cache can take without evicting hints."""
+    try:
+        for line in _MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 // 2
+    except (OSError, ValueError, IndexError):
+        pass
+    return _FALLBACK_LEAD
+
+
 class ReadAhead:
-    """A thread that hints ``tasks``' ranges in order, at most ``lead`` bytes ahead of
-    :meth:`consumed`; sources that are not :class:`PageCacheSource` are skipped."""
+    """A thread that hints ``tasks``' ranges in order, at most ``lead`` bytes (default:
+    :func:`default_lead`) ahead of :meth:`consumed`; sources that are not
+    :class:`PageCacheSource` are skipped."""
 
     def __init__(
-        self, sources: Sequence[Source], tasks: Sequence[ReadTask], *, lead: int = READ_AHEAD_BYTES
+        self,
+        sources: Sequence[Source],
+        tasks: Sequence[ReadTask],
+        *,
+        lead: int | None = None,
     ) -> None:
         self._sources = sources
         self._tasks = [t for t in tasks if isinstance(sources[t.file_index], PageCacheSource)]
-        self._lead = lead
+        self._lead = default_lead() if lead is None else lead
         self._consumed = 0
         self._stopped = False
         self._changed = threading.Condition()
