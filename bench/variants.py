@@ -135,6 +135,7 @@ VARIANTS: dict[str, Variant] = {
     "raw-preadv-fresh-memory": Variant(raw_preadv_fresh),
     "pagefault-mapped": Variant(pagefault_load(True)),
     "pagefault-private": Variant(pagefault_load(False)),
+    "pagefault-private-4k-pages": Variant(pagefault_load(False), env={"PAGEFAULT_HUGE_PAGES": "0"}),
     "safetensors+clone": Variant(safetensors_clone),
     "torch.load": Variant(torch_load),
     "runai-default": Variant(runai),
