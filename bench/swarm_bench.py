@@ -33,7 +33,7 @@ from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.manifest import MANIFEST_NAME
 from pagefault.sizes import parse_size
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
-from pagefault.testing.netns import QUEUEINGS
+from pagefault.testing.netns import DEFAULT_QUEUEING, QUEUEINGS
 from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed
 
 
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument(
         "--queueing",
         choices=QUEUEINGS,
-        default=QUEUEINGS[0],
+        default=DEFAULT_QUEUEING,
         help="how shaped links queue: small packets first (like a host's fq_codel) or FIFO",
     )
     parser.add_argument("--repeat", type=int, default=1, help="fleets per N (noise)")

@@ -45,7 +45,15 @@ from typing import IO, Any
 
 from pagefault.errors import PagefaultError
 
-__all__ = ["QUEUEINGS", "Host", "Testbed", "TestbedError", "available", "cleanup_stale"]
+__all__ = [
+    "DEFAULT_QUEUEING",
+    "QUEUEINGS",
+    "Host",
+    "Testbed",
+    "TestbedError",
+    "available",
+    "cleanup_stale",
+]
 
 _TERM_GRACE_S = 3.0  # how long spawned processes get to exit on SIGTERM before SIGKILL
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -54,6 +62,7 @@ _LAST_HOST_OCTET = 254
 _QUEUE_S = 0.05  # longest a packet may queue at a shaped link: bounds the added delay
 _SMALL_PACKET = 256  # IP packets shorter than this skip the bulk queue under "small-first"
 QUEUEINGS = ("small-first", "fifo")
+DEFAULT_QUEUEING = "small-first"
 
 _Stream = int | IO[Any] | None
 
@@ -220,7 +229,7 @@ class Testbed:
         _sh(f"ip -n {namespace} link set lo up")
 
     def add_host(
-        self, name: str, *, rate_mbit: float | None = None, queueing: str = "small-first"
+        self, name: str, *, rate_mbit: float | None = None, queueing: str = DEFAULT_QUEUEING
     ) -> Host:
         """Create host ``name`` on the hub bridge; ``rate_mbit`` caps its upload and its
         download separately (None: unshaped, as fast as the CPU moves packets), queueing

@@ -26,7 +26,7 @@ from pagefault.swarm.client import AgentClient
 from pagefault.swarm.jsonhttp import call
 from pagefault.swarm.topology import DEFAULT_STRIPES
 from pagefault.testing.http_origin import STATS_PATH
-from pagefault.testing.netns import Host, Testbed
+from pagefault.testing.netns import DEFAULT_QUEUEING, Host, Testbed
 
 __all__ = ["FleetConfig", "SwarmTestbed"]
 
@@ -43,7 +43,7 @@ class FleetConfig:
     coordinator: bool = True
     stripes: int = DEFAULT_STRIPES  # 1: chain, 2: two interleaved trees
     prefix: str = "pfsw"
-    queueing: str = "small-first"  # how shaped links queue packets (netns.QUEUEINGS)
+    queueing: str = DEFAULT_QUEUEING  # how shaped links queue packets (netns.QUEUEINGS)
     logs_dir: Path | None = None  # keep every process's log here (the work dir goes at close)
 
 
