@@ -54,8 +54,11 @@ class ReadAhead:
         *,
         lead: int | None = None,
     ) -> None:
-        self._sources = sources
-        self._tasks = [t for t in tasks if isinstance(sources[t.file_index], PageCacheSource)]
+        self._hints = [
+            (source, task.file_offset, task.length)
+            for task in tasks
+            if isinstance(source := sources[task.file_index], PageCacheSource)
+        ]
         self._lead = default_lead() if lead is None else lead
         self._consumed = 0
         self._stopped = False
@@ -65,7 +68,7 @@ class ReadAhead:
     @property
     def wanted(self) -> bool:
         """Whether any range can be hinted at all (else there is no thread to start)."""
-        return bool(self._tasks)
+        return bool(self._hints)
 
     def start(self) -> ReadAhead:
         if self.wanted:
@@ -88,17 +91,15 @@ class ReadAhead:
 
     def _run(self) -> None:
         hinted = 0
-        for task in self._tasks:
+        for source, offset, length in self._hints:
             with self._changed:
                 while not self._stopped and hinted - self._consumed >= self._lead:
                     self._changed.wait()
                 if self._stopped:
                     return
-            source = self._sources[task.file_index]
-            assert isinstance(source, PageCacheSource)
             try:
-                source.prefetch(task.file_offset, task.length)
+                source.prefetch(offset, length)
             except OSError as exc:  # a hint: the workers read the bytes regardless
                 _log.debug("read-ahead of %s stopped: %s", source.name, exc)
                 return
-            hinted += task.length
+            hinted += length
