@@ -126,7 +126,7 @@ def main() -> None:
 def run_rounds(
     names: list[str], index: Path, files: list[Path], rounds: int, cold: bool
 ) -> list[dict]:
-    """Every variant once per round, the order rotated each round; the median run of each."""
+    """Every variant once per round, in :func:`round_order`; the median run of each."""
     temperature = "cold" if cold else "hot"
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for round_ in range(rounds):

@@ -98,9 +98,8 @@ def load(
             local and no ``dtype`` conversion is asked for, else private.
         dtype: convert floating-point tensors (F16/BF16/F32/F64) to this dtype while
             loading, through a bounded staging buffer (no second full copy).
-        threads: I/O threads; default one per usable CPU for a mapped load and two per
-            CPU for one that reads into memory (so one waits on the disk while the other
-            copies), at most 16; or 16 concurrent connections for a remote source.
+        threads: I/O threads; default one per usable CPU (at least 2, at most 16), or
+            16 concurrent connections for a remote source.
         memory_limit: bytes of staging memory for CUDA loads and conversions
             (default 256 MiB); never the model size.
         request_size: bytes per read request (default 64 MiB; 16 MiB remote).
