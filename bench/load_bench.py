@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from rich.console import Console
@@ -31,7 +32,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pagefault.cli.output import parse_size
+from pagefault.pipeline.memory import HUGE_PAGE
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.testing.hugetlb import reserved_pool, touch_pool
 from variants import VARIANTS
 
 console = Console(width=None if sys.stdout.isatty() else 150)  # files get the whole table
@@ -106,21 +109,42 @@ def main() -> None:
         help="cold rounds (median kept)",
     )
     parser.add_argument("--only", nargs="*", help="run only these variants")
+    parser.add_argument(
+        "--hugetlb-pool",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reserve huge pages for the model during the run, as a node admin would "
+        "(vm.nr_hugepages; root); pagefault-private-no-pool shows a node without them",
+    )
     parser.add_argument("--out", type=Path, help="also write results as JSON")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     index = prepare(args.dir, parse_size(args.size), args.shards)
     files = sorted(args.dir.glob("*.safetensors"))
     names = [n for n in VARIANTS if not args.only or n in args.only]
-    results = {
-        "hot": run_rounds(names, index, files, rounds=args.repeat, cold=False),
-        "cold": [] if args.no_cold else run_rounds(names, index, files, args.cold_repeat, True),
-    }
+    with ExitStack() as stack:
+        pool = reserve_pool(stack, sum(f.stat().st_size for f in files)) if args.hugetlb_pool else 0
+        results = {
+            "hot": run_rounds(names, index, files, rounds=args.repeat, cold=False),
+            "cold": [] if args.no_cold else run_rounds(names, index, files, args.cold_repeat, True),
+        }
     report(results)
     if args.out:
-        facts = machine_facts(size=args.size, shards=args.shards)
+        facts = machine_facts(size=args.size, shards=args.shards, hugetlb_pool_bytes=pool)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"machine": facts, **results}, indent=2))
+
+
+def reserve_pool(stack: ExitStack, nbytes: int) -> int:
+    """Reserve huge pages for ``nbytes`` until ``stack`` closes; the bytes reserved."""
+    try:
+        added = stack.enter_context(reserved_pool(nbytes + HUGE_PAGE))
+    except OSError as exc:
+        console.print(f"no huge-page pool ({exc}): every private load uses ordinary memory")
+        return 0
+    seconds = touch_pool(min(added, nbytes))
+    console.print(f"reserved {added / 2**30:.2f} GiB of huge pages; first touch {seconds:.2f} s")
+    return added
 
 
 def run_rounds(

@@ -7,6 +7,10 @@ that is not always the faster choice: how fast fresh memory faults in depends on
 freed it and when (4 GiB: huge pages 0.5-0.7 s right after ``drop_caches``, 2.4-4.4 s
 after another process's memory or an idle spell; 4 KiB pages 1.0-2.8 s throughout;
 docs/benchmarks.md). ``PAGEFAULT_HUGE_PAGES=0`` turns the advice off.
+When the node has reserved huge pages (``vm.nr_hugepages``) with room for the whole
+arena, the arena takes them instead (``MAP_HUGETLB``): reserved pages never go back to
+the host, so they fault in at the speed of a clear (``pipeline/hugetlb.py``).
+``PAGEFAULT_HUGETLB=0`` leaves the pool alone.
 Tensors are ``torch.frombuffer`` views that hold a reference to the mapping: the
 memory lives exactly as long as the last tensor that views it.
 """
@@ -20,6 +24,7 @@ import os
 import torch
 
 from pagefault.errors import SinkError
+from pagefault.pipeline.hugetlb import pool_page_size, pool_room
 from pagefault.sources.mapping import (
     MADV_HUGEPAGE,
     buffer_address,
@@ -27,18 +32,36 @@ from pagefault.sources.mapping import (
 )
 from pagefault.switches import parse_switch
 
-__all__ = ["HUGE_PAGE", "Arena", "huge_pages_wanted", "madvise", "tensor_from_buffer"]
+__all__ = [
+    "HUGE_PAGE",
+    "Arena",
+    "huge_pages_wanted",
+    "madvise",
+    "pool_wanted",
+    "tensor_from_buffer",
+]
 
 HUGE_PAGE = 2 * 1024 * 1024
 HUGE_PAGES_ENV = "PAGEFAULT_HUGE_PAGES"
+HUGETLB_ENV = "PAGEFAULT_HUGETLB"
+_MAP_HUGETLB = getattr(mmap, "MAP_HUGETLB", 0x40000)  # Python < 3.13 lacks the constant
 
 
 def huge_pages_wanted() -> bool:
     """Whether the arena asks for huge pages: yes unless ``PAGEFAULT_HUGE_PAGES`` says off."""
+    return _switch(HUGE_PAGES_ENV)
+
+
+def pool_wanted() -> bool:
+    """Whether the arena may take reserved huge pages: unless either switch says off."""
+    return huge_pages_wanted() and _switch(HUGETLB_ENV)
+
+
+def _switch(name: str) -> bool:
     try:
-        return parse_switch(os.environ.get(HUGE_PAGES_ENV, "1"))
+        return parse_switch(os.environ.get(name, "1"))
     except ValueError as exc:
-        raise SinkError(f"{HUGE_PAGES_ENV}: {exc}") from None
+        raise SinkError(f"{name}: {exc}") from None
 
 
 class Arena:
@@ -46,6 +69,13 @@ class Arena:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self._base = 0
+        pooled = _pool_mapping(size) if pool_wanted() else None
+        self.pooled = pooled is not None
+        self.huge_pages = self.pooled
+        if pooled is not None:
+            self._map = pooled
+            return
         try:
             self._map = mmap.mmap(
                 -1, max(size, 1) + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
@@ -62,6 +92,24 @@ class Arena:
 
     def tensor(self, offset: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
         return tensor_from_buffer(self._map, self._base + offset, dtype, shape)
+
+
+def _pool_mapping(size: int) -> mmap.mmap | None:
+    """A mapping of reserved huge pages when the pool has room for ``size``, else None.
+
+    Without ``MAP_NORESERVE`` the kernel reserves every page at mmap time (ENOMEM when
+    another process took them first), so no later fault can fail for want of a page.
+    """
+    page = pool_page_size()
+    if page == 0 or size == 0:
+        return None
+    length = -(-size // page) * page  # munmap of hugetlb memory takes whole pages
+    if pool_room() < length:
+        return None
+    try:
+        return mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_HUGETLB)
+    except OSError:
+        return None
 
 
 def tensor_from_buffer(

@@ -1,0 +1,111 @@
+"""The node's reserved huge-page pool (hugetlb): how much of it this process may take.
+
+Pages an administrator reserves with ``vm.nr_hugepages`` (on Kubernetes, a pod's
+``hugepages-2Mi`` request) stay out of the kernel's free lists. A VM balloon with free
+page reporting never hands them back to the host, so faulting them in costs one clear
+per page, where fresh memory from the free lists may also cost a host fault per page:
+3-5 s instead of 0.5 s for 4 GiB on the benchmark VM (docs/benchmarks.md).
+
+A fault beyond a cgroup's hugetlb limit is a SIGBUS, not an error code, so the room
+this module reports is the smallest of the pool's free, unreserved pages and every
+enclosing cgroup's hugetlb headroom; a limit it cannot read counts as no room.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["cgroup_room", "pool_page_size", "pool_room"]
+
+_MEMINFO = Path("/proc/meminfo")
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_OWN_CGROUPS = Path("/proc/self/cgroup")
+_UNLIMITED = 1 << 62
+
+
+def pool_page_size(meminfo: Path = _MEMINFO) -> int:
+    """The default huge page size in bytes (``Hugepagesize``), 0 when the kernel has none."""
+    return _meminfo_fields(meminfo).get("Hugepagesize", 0) * 1024
+
+
+def pool_room(
+    meminfo: Path = _MEMINFO, cgroups: Path = _OWN_CGROUPS, root: Path = _CGROUP_ROOT
+) -> int:
+    """Bytes of the reserved pool this process can fault in without a SIGBUS."""
+    fields = _meminfo_fields(meminfo)
+    page = fields.get("Hugepagesize", 0) * 1024
+    free_pages = fields.get("HugePages_Free", 0) - fields.get("HugePages_Rsvd", 0)
+    if page == 0 or free_pages <= 0:
+        return 0
+    return min(free_pages * page, cgroup_room(page, cgroups, root))
+
+
+def cgroup_room(page: int, cgroups: Path = _OWN_CGROUPS, root: Path = _CGROUP_ROOT) -> int:
+    """The hugetlb headroom of this process's cgroup and its ancestors (v1 and v2)."""
+    label = _size_label(page)
+    room = _UNLIMITED
+    for directory, limit_names, usage_names in _hugetlb_dirs(cgroups, root):
+        for limit_name, usage_name in zip(limit_names, usage_names, strict=True):
+            limit_file = directory / f"hugetlb.{label}.{limit_name}"
+            if not limit_file.exists():
+                continue
+            limit = _read_limit(limit_file)
+            usage = _read_limit(directory / f"hugetlb.{label}.{usage_name}")
+            if limit is None or usage is None:
+                return 0
+            room = min(room, limit - usage)
+    return max(room, 0)
+
+
+def _hugetlb_dirs(cgroups: Path, root: Path) -> list[tuple[Path, list[str], list[str]]]:
+    """Cgroup directories that may limit hugetlb use, with their limit and usage names."""
+    try:
+        lines = cgroups.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2: fault-time limit and reservation limit
+            base, names = root, (["max", "rsvd.max"], ["current", "rsvd.current"])
+        elif "hugetlb" in controllers.split(","):
+            base, names = root / "hugetlb", (["limit_in_bytes"], ["usage_in_bytes"])
+        else:
+            continue
+        parts = [p for p in path.split("/") if p and p != ".."]
+        found += [(base.joinpath(*parts[:n]), *names) for n in range(len(parts), -1, -1)]
+    return found
+
+
+def _read_limit(path: Path) -> int | None:
+    """A limit or usage file's value in bytes ("max" = unlimited); None when unreadable."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if text == "max":
+        return _UNLIMITED
+    return int(text) if text.isdigit() else None
+
+
+def _size_label(page: int) -> str:
+    """The kernel's name for a huge page size in cgroup files: 2MB, 1GB, 64KB."""
+    for shift, unit in ((30, "GB"), (20, "MB")):
+        if page >= 1 << shift:
+            return f"{page >> shift}{unit}"
+    return f"{page >> 10}KB"
+
+
+def _meminfo_fields(meminfo: Path) -> dict[str, int]:
+    """The leading integer of every /proc/meminfo line, by name; empty when unreadable."""
+    try:
+        lines = meminfo.read_text().splitlines()
+    except OSError:
+        return {}
+    fields = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        number = value.split()[0] if value.split() else ""
+        if number.isdigit():
+            fields[key] = int(number)
+    return fields
