@@ -16,6 +16,7 @@ import pagefault
 from pagefault.pipeline.plan import ReadTask, Segment
 from pagefault.pipeline.readahead import ReadAhead, default_lead
 from pagefault.sources import LocalFileSource, MemorySource
+from pagefault.sources.pagecache import cached_bytes
 from tests.helpers import same_bytes
 
 MiB = 1 << 20
@@ -96,6 +97,47 @@ def test_a_local_file_prefetch_fills_the_page_cache_beyond_one_readahead_window(
         assert resident_share(path) >= 0.99
     finally:
         source.close()
+
+
+def test_the_page_cache_says_how_much_of_a_range_it_holds(tmp_path: Path) -> None:
+    (tmp_path / "blob").write_bytes(os.urandom(8 * MiB))
+    path = dropped(tmp_path / "blob")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if cached_bytes(fd, 0, 8 * MiB) is None:
+            pytest.skip("no cachestat() on this kernel (Linux < 6.5)")
+        assert cached_bytes(fd, 0, 8 * MiB) == 0
+        os.pread(fd, 3 * MiB, MiB)
+        assert cached_bytes(fd, MiB, 3 * MiB) == 3 * MiB
+        assert cached_bytes(fd, 0, 8 * MiB) == 3 * MiB
+    finally:
+        os.close(fd)
+
+
+def test_a_cached_range_is_not_hinted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(os.urandom(8 * MiB))
+    dropped(path)
+    calls: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def counting(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", counting)
+    with LocalFileSource(path) as source:
+        source.prefetch(0, 4 * MiB)
+        assert calls == [(0, 2 * MiB), (2 * MiB, 2 * MiB)]
+        path.read_bytes()  # now all of it is cached
+        calls.clear()
+        source.prefetch(0, 8 * MiB)
+    fd = os.open(path, os.O_RDONLY)
+    supported = cached_bytes(fd, 0, MiB) is not None
+    os.close(fd)
+    assert calls == ([] if supported else [(i * 2 * MiB, 2 * MiB) for i in range(4)])
 
 
 def test_hints_go_in_order_and_stay_within_the_lead() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pagefault.errors import NotFound, SourceError
 from pagefault.sources.base import Buffer
-from pagefault.sources.mapping import buffer_address, populate_read
+from pagefault.sources.mapping import PAGE, buffer_address, populate_read
+from pagefault.sources.pagecache import cached_bytes
 
 __all__ = ["LocalFileSource", "read_fully"]
 
@@ -56,6 +57,9 @@ class LocalFileSource:
         # One WILLNEED call reads at most the device's readahead window (read_ahead_kb,
         # 8 MiB here: a 64 MiB hint fetched only its first 8 MiB), so hint in steps.
         fd = self._open()
+        cached = cached_bytes(fd, offset, length)
+        if cached is not None and cached >= length - length % PAGE:
+            return  # hot: the hints would only look pages up
         for start in range(offset, offset + length, _PREFETCH_STEP):
             step = min(_PREFETCH_STEP, offset + length - start)
             os.posix_fadvise(fd, start, step, os.POSIX_FADV_WILLNEED)
