@@ -172,11 +172,12 @@ def test_sources_without_a_page_cache_get_no_thread() -> None:
     read_ahead.start().stop()
 
 
-def test_cold_private_load_is_identical_and_leaves_no_read_ahead_behind(
-    single_checkpoint: Path,
+@pytest.mark.parametrize("mapped", [False, True], ids=["private", "mapped"])
+def test_cold_load_is_identical_and_leaves_no_read_ahead_behind(
+    single_checkpoint: Path, mapped: bool
 ) -> None:
     dropped(single_checkpoint)
-    loaded = pagefault.load(single_checkpoint, mmap=False)
+    loaded = pagefault.load(single_checkpoint, mmap=mapped)
     expected = load_file(single_checkpoint)
     assert loaded.keys() == expected.keys()
     assert all(same_bytes(loaded[k], expected[k]) for k in expected)

@@ -166,7 +166,14 @@ def _open_mapped(
         piece_size=_piece_size(model, verifier, tuning.request_size),
     )
     stats.mode, stats.threads, stats.request_size = "mapped", tuning.threads, tuning.request_size
-    runner = PopulateRunner(sources, maps, stats=stats, verifier=verifier, on_progress=on_progress)
+    read_ahead = ReadAhead(model.sources, plan.tasks).start()
+    runner = PopulateRunner(
+        sources,
+        maps,
+        stats=stats,
+        verifier=verifier,
+        on_progress=_also_tell(read_ahead, on_progress),
+    )
     return _start(
         plan.tasks,
         plan.tensor_bytes,
@@ -176,6 +183,7 @@ def _open_mapped(
         stats=stats,
         threads=tuning.threads,
         model=model,
+        read_ahead=read_ahead,
     )
 
 

@@ -1,16 +1,13 @@
 """Host memory for tensors: one huge-page arena per load, and views into it.
 
-Faulting fresh 4 KiB pages costs more than reading the bytes, so the private arena is
-one 2 MiB-aligned anonymous mapping with ``MADV_HUGEPAGE`` (one fault and one clear per
-2 MiB), allocated once per load. On a VM whose balloon reports free pages to the host
-that is not always the faster choice: how fast fresh memory faults in depends on what
-freed it and when (4 GiB: huge pages 0.5-0.7 s right after ``drop_caches``, 2.4-4.4 s
-after another process's memory or an idle spell; 4 KiB pages 1.0-2.8 s throughout;
-docs/benchmarks.md). ``PAGEFAULT_HUGE_PAGES=0`` turns the advice off.
-When the node has reserved huge pages (``vm.nr_hugepages``) with room for the whole
-arena, the arena takes them instead (``MAP_HUGETLB``): reserved pages never go back to
-the host, so they fault in at the speed of a clear (``pipeline/hugetlb.py``).
-``PAGEFAULT_HUGETLB=0`` leaves the pool alone.
+Faulting fresh 4 KiB pages costs more than reading the bytes, so the arena is huge
+pages: the node's reserved pool (``MAP_HUGETLB``) when it has room for all of it, else
+one 2 MiB-aligned anonymous mapping advised ``MADV_HUGEPAGE`` (one fault and one clear
+per 2 MiB). On a VM whose balloon reports free pages to the host, the second kind also
+costs a host fault unless another process freed it moments before (4 GiB: 0.44 s right
+after, 3-5 s after an idle spell); reserved pages never go back to the host, so a load
+into them runs at the read limit (``pipeline/hugetlb.py``, docs/benchmarks.md).
+``PAGEFAULT_HUGETLB=0`` skips the pool; ``PAGEFAULT_HUGE_PAGES=0`` skips both.
 Tensors are ``torch.frombuffer`` views that hold a reference to the mapping: the
 memory lives exactly as long as the last tensor that views it.
 """
@@ -65,26 +62,16 @@ def _switch(name: str) -> bool:
 
 
 class Arena:
-    """One private anonymous mapping, 2 MiB aligned and (by default) huge-page advised."""
+    """One private mapping of huge pages (reserved, or advised) for ``size`` bytes."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._base = 0
         pooled = _pool_mapping(size) if pool_wanted() else None
         self.pooled = pooled is not None
-        self.huge_pages = self.pooled
         if pooled is not None:
-            self._map = pooled
-            return
-        try:
-            self._map = mmap.mmap(
-                -1, max(size, 1) + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-            )
-        except (OSError, OverflowError) as exc:
-            raise SinkError(f"cannot allocate a {size}-byte CPU arena: {exc}") from exc
-        address = buffer_address(self._map)
-        self._base = -address % HUGE_PAGE
-        self.huge_pages = huge_pages_wanted() and madvise(address + self._base, size, MADV_HUGEPAGE)
+            self._map, self._base, self.huge_pages = pooled, 0, True
+        else:
+            self._map, self._base, self.huge_pages = _advised_mapping(size)
 
     def view(self, offset: int, length: int) -> memoryview:
         start = self._base + offset
@@ -110,6 +97,20 @@ def _pool_mapping(size: int) -> mmap.mmap | None:
         return mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_HUGETLB)
     except OSError:
         return None
+
+
+def _advised_mapping(size: int) -> tuple[mmap.mmap, int, bool]:
+    """An anonymous mapping, the offset of its first 2 MiB boundary, and whether the
+    kernel took the huge-page advice for ``size`` bytes from there."""
+    try:
+        mapping = mmap.mmap(
+            -1, max(size, 1) + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+        )
+    except (OSError, OverflowError) as exc:
+        raise SinkError(f"cannot allocate a {size}-byte CPU arena: {exc}") from exc
+    address = buffer_address(mapping)
+    base = -address % HUGE_PAGE
+    return mapping, base, huge_pages_wanted() and madvise(address + base, size, MADV_HUGEPAGE)
 
 
 def tensor_from_buffer(

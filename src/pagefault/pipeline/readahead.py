@@ -2,15 +2,16 @@
 read them.
 
 A worker reading a cold range into fresh memory alternates between waiting on the disk
-and faulting pages in while it copies; with one worker per CPU there are spells when
-every worker copies and the disk sits idle. Read-ahead hints (``posix_fadvise``
-WILLNEED) for the ranges that come next fill those spells. The hints must run far ahead:
-a cold private load of 4.27 GB took 2.34 s with them unbounded, 3.04 s without them and
-3.44 s with them kept within 512 MiB of the workers (medians of 8 rounds,
-docs/benchmarks.md), where the disk serves hints and workers' reads at nearby offsets
-in turn. So the lead is half of the memory the kernel has available, which keeps a model
-larger than the page cache from evicting hinted bytes before the workers get to them.
-On cached ranges a hint finds every page present and costs nothing measurable.
+and faulting pages in while it copies; a worker populating a cold mapping waits on one
+read-around window (8 MiB here) at a time. With one worker per CPU the disk sits idle
+in between. Read-ahead hints (``posix_fadvise`` WILLNEED) for the ranges that come next
+fill those spells. The hints must run far ahead: a cold private load of 4.27 GB took
+2.34 s with them unbounded, 3.04 s without them and 3.44 s with them kept within 512 MiB
+of the workers (medians of 8 rounds, docs/benchmarks.md), where the disk serves hints
+and workers' reads at nearby offsets in turn; a cold mapped load took 1.4-2.4 s with
+them, 2.1-2.9 s without. So the lead is half of the memory the kernel has available,
+which keeps a model larger than the page cache from evicting hinted bytes before the
+workers get to them. Cached ranges are not hinted (``LocalFileSource.prefetch``).
 """
 
 from __future__ import annotations
