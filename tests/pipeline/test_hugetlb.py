@@ -111,7 +111,7 @@ def _hugetlb_kib() -> int:
 def test_the_arena_takes_reserved_pages_and_gives_them_back(pool: int) -> None:
     before = _hugetlb_kib()
     arena = Arena(6 * MiB + 5)
-    assert arena.pooled and arena.huge_pages
+    assert arena.pooled and arena.huge_pages and arena.pages == "hugetlb-pool"
     tensor = arena.tensor(64, torch.float32, (4,))
     arena.view(64, 16)[:] = torch.arange(4, dtype=torch.float32).numpy().tobytes()
     assert tensor.tolist() == [0.0, 1.0, 2.0, 3.0]
@@ -133,8 +133,10 @@ def test_a_pool_too_small_or_turned_off_leaves_the_arena_on_ordinary_memory(
 
 def test_a_private_load_from_the_pool_is_byte_identical(pool: int, single_checkpoint: Path) -> None:
     before = _hugetlb_kib()
-    loaded = pagefault.load(single_checkpoint, mmap=False)
+    stream = pagefault.stream(single_checkpoint, mmap=False)
+    loaded = dict(stream)
     assert _hugetlb_kib() > before  # the arena came from the pool
+    assert stream.stats.pages == "hugetlb-pool"
     expected = load_file(single_checkpoint)
     assert loaded.keys() == expected.keys()
     for name, tensor in expected.items():

@@ -22,7 +22,8 @@ def test_huge_pages_unless_turned_off(
         monkeypatch.setenv(HUGE_PAGES_ENV, value)
     assert huge_pages_wanted() is expected
     if not expected:
-        assert not Arena(4 << 20).huge_pages
+        arena = Arena(4 << 20)
+        assert not arena.huge_pages and arena.pages == "small-pages"
 
 
 def test_a_value_that_is_not_on_or_off_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,7 +142,9 @@ def synth(
 
 def _print_stats(path: str, stats: LoadStats) -> None:
     out = stdout_console()
-    out.print(f"loaded {stats.tensors} tensors from {path} to {stats.device} ({stats.mode})")
+    memory = f" in {stats.pages} memory" if stats.pages else ""
+    where = f"to {stats.device} ({stats.mode}){memory}"
+    out.print(f"loaded {stats.tensors} tensors from {path} {where}")
     table = Table(
         "bytes", "seconds", "GB/s", "read s", "verify s", "copy s", "stall s", "wait s", "threads"
     )

@@ -74,7 +74,7 @@ def existing_destination(tensor: torch.Tensor, source_dtype: torch.dtype) -> Des
 
 def arena_destinations(
     entries: Sequence[TensorEntry], dtypes: Sequence[torch.dtype]
-) -> list[Destination]:
+) -> tuple[list[Destination], Arena]:
     """Lay tensors out in one huge-page arena, each at a 64-byte aligned offset."""
     offsets: list[int] = []
     size = 0
@@ -91,7 +91,7 @@ def arena_destinations(
             arena.view(offset, entry.nbytes) if dtype == source_dtype and entry.nbytes else None
         )
         result.append(Destination(tensor, source_dtype, direct))
-    return result
+    return result, arena
 
 
 def device_destinations(

@@ -197,7 +197,7 @@ def _open_read(
     verifier: PieceVerifier | None,
     on_progress: Callable[[int], None] | None,
 ) -> TensorStream:
-    destinations = _destinations(entries, options, targets)
+    destinations = _destinations(entries, options, targets, stats)
     staged = any(d.staged and d.tensor.numel() for d in destinations)
     piece_size = verifier.piece_size if verifier else None
     overhead = ARENA_ALIGNMENT * _STAGED_MAX_SEGMENTS if staged else 0
@@ -267,13 +267,16 @@ def _also_tell(
 
 
 def _destinations(
-    entries: list[TensorEntry], options: LoadOptions, targets: Mapping[str, Target] | None
+    entries: list[TensorEntry],
+    options: LoadOptions,
+    targets: Mapping[str, Target] | None,
+    stats: LoadStats,
 ) -> list[Destination]:
     """Fill existing tensors where given; allocate the rest together (one arena on CPU)."""
     wanted = targets or {}
     fresh = [i for i, e in enumerate(entries) if not isinstance(wanted.get(e.name), torch.Tensor)]
     dtypes = [_fresh_dtype(entries[i], wanted.get(entries[i].name), options) for i in fresh]
-    allocated = _allocate([entries[i] for i in fresh], dtypes, options.device)
+    allocated = _allocate([entries[i] for i in fresh], dtypes, options.device, stats)
     result: dict[int, Destination] = dict(zip(fresh, allocated, strict=True))
     for i, entry in enumerate(entries):
         target = wanted.get(entry.name)
@@ -287,10 +290,12 @@ def _fresh_dtype(entry: TensorEntry, target: Target | None, options: LoadOptions
 
 
 def _allocate(
-    entries: list[TensorEntry], dtypes: list[torch.dtype], device: torch.device
+    entries: list[TensorEntry], dtypes: list[torch.dtype], device: torch.device, stats: LoadStats
 ) -> list[Destination]:
     if device.type == "cpu":
-        return arena_destinations(entries, dtypes)
+        destinations, arena = arena_destinations(entries, dtypes)
+        stats.pages = arena.pages
+        return destinations
     _check_device(device)
     return device_destinations(entries, dtypes, device)
 

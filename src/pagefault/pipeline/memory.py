@@ -73,6 +73,11 @@ class Arena:
         else:
             self._map, self._base, self.huge_pages = _advised_mapping(size)
 
+    @property
+    def pages(self) -> str:
+        """What backs the arena: ``hugetlb-pool``, ``huge-pages`` (advised) or ``small-pages``."""
+        return "hugetlb-pool" if self.pooled else "huge-pages" if self.huge_pages else "small-pages"
+
     def view(self, offset: int, length: int) -> memoryview:
         start = self._base + offset
         return memoryview(self._map)[start : start + length]

@@ -28,6 +28,7 @@ class LoadStats:
     stall_s: float = 0.0
     wait_s: float = 0.0
     cache: dict[str, int] | None = None  # bytes by where they came from (ram/disk/origin)
+    pages: str = ""  # what backs a CPU arena: hugetlb-pool, huge-pages or small-pages
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
