@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import mmap
+import os
 import struct
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from pagefault.formats import DType, TensorSpec, write_safetensors
@@ -103,3 +107,30 @@ def flip_byte(path: Path, offset: int) -> None:
         byte = handle.read(1)
         handle.seek(offset)
         handle.write(bytes([byte[0] ^ 0x01]))
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+
+
+def resident_share(path: Path) -> float:
+    """Share of the file's pages in the page cache (mincore on a copy-on-write mapping of
+    it, never written, so every page it reports is the page cache's)."""
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vector = (ctypes.c_ubyte * pages)()
+    with path.open("rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapping:
+        first = ctypes.c_char.from_buffer(mapping)
+        assert _libc.mincore(ctypes.addressof(first), size, vector) == 0, ctypes.get_errno()
+        del first  # release the buffer export so the mapping can close
+    return (pages - bytes(vector).count(0)) / pages
+
+
+def dropped(path: Path) -> Path:
+    """``path`` written out and evicted from the page cache (skip where that can't be done)."""
+    with path.open("rb+") as f:
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    if resident_share(path) > 0.1:
+        pytest.skip(f"the page cache of {path.parent} does not drop pages (tmpfs?)")
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -27,7 +28,8 @@ def test_load_json(sharded_checkpoint: Path) -> None:
 def test_load_table(single_checkpoint: Path) -> None:
     result = runner.invoke(app, ["load", str(single_checkpoint), "--no-mmap", "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "GB/s" in result.stdout and "(private) in huge-pages memory" in result.stdout
+    assert "GB/s" in result.stdout
+    assert re.search(r"\(private\) in (hugetlb-pool|huge-pages|small-pages) memory", result.stdout)
 
 
 def test_inspect_json_and_table(sharded_checkpoint: Path) -> None:

@@ -12,7 +12,10 @@ from safetensors.torch import load_file
 import pagefault
 from pagefault.pipeline.hugetlb import cgroup_room, pool_page_size, pool_room
 from pagefault.pipeline.memory import HUGETLB_ENV, Arena
+from pagefault.pipeline.tuning import MAX_THREADS, cpu_count
+from pagefault.sources import LocalFileSource
 from pagefault.testing.hugetlb import reserved_pool
+from tests.helpers import dropped
 
 MiB = 1 << 20
 PAGE = 2 * MiB
@@ -141,3 +144,18 @@ def test_a_private_load_from_the_pool_is_byte_identical(pool: int, single_checkp
     assert loaded.keys() == expected.keys()
     for name, tensor in expected.items():
         assert torch.equal(loaded[name].view(torch.uint8), tensor.view(torch.uint8)), name
+
+
+def test_a_cold_load_into_the_pool_leaves_a_cpu_to_read_ahead(
+    pool: int, single_checkpoint: Path
+) -> None:
+    with LocalFileSource(dropped(single_checkpoint)) as source:
+        if source.cached(0, source.size()) is None:
+            pytest.skip("no cachestat() on this kernel (Linux < 6.5)")
+    cold = pagefault.stream(single_checkpoint, mmap=False)
+    dict(cold)
+    warm = pagefault.stream(single_checkpoint, mmap=False)
+    dict(warm)
+    assert cold.stats.pages == warm.stats.pages == "hugetlb-pool"
+    assert cold.stats.threads == max(1, cpu_count() - 1)
+    assert warm.stats.threads == min(MAX_THREADS, max(2, cpu_count()))

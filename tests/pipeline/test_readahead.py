@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import mmap
 import os
 import threading
 import time
@@ -17,34 +15,9 @@ from pagefault.pipeline.plan import ReadTask, Segment
 from pagefault.pipeline.readahead import ReadAhead, default_lead
 from pagefault.sources import LocalFileSource, MemorySource
 from pagefault.sources.pagecache import cached_bytes
-from tests.helpers import same_bytes
+from tests.helpers import dropped, resident_share, same_bytes
 
 MiB = 1 << 20
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-
-
-def resident_share(path: Path) -> float:
-    """Share of the file's pages in the page cache (mincore on a copy-on-write mapping of
-    it, never written, so every page it reports is the page cache's)."""
-    size = path.stat().st_size
-    pages = -(-size // mmap.PAGESIZE)
-    vector = (ctypes.c_ubyte * pages)()
-    with path.open("rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapping:
-        first = ctypes.c_char.from_buffer(mapping)
-        assert _libc.mincore(ctypes.addressof(first), size, vector) == 0, ctypes.get_errno()
-        del first  # release the buffer export so the mapping can close
-    return (pages - bytes(vector).count(0)) / pages
-
-
-def dropped(path: Path) -> Path:
-    """``path`` written out and evicted from the page cache (skip where that can't be done)."""
-    with path.open("rb+") as f:
-        os.fsync(f.fileno())
-        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    if resident_share(path) > 0.1:
-        pytest.skip(f"the page cache of {path.parent} does not drop pages (tmpfs?)")
-    return path
 
 
 def tasks_of(count: int, size: int, file_index: int = 0) -> list[ReadTask]:
@@ -69,6 +42,9 @@ class HintLog:
 
     def close(self) -> None:
         pass
+
+    def cached(self, offset: int, length: int) -> int | None:
+        return None
 
     def prefetch(self, offset: int, length: int) -> None:
         with self.changed:

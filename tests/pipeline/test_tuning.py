@@ -20,6 +20,16 @@ def test_local_loads_get_one_thread_per_cpu_and_remote_ones_many_connections(
     assert auto_tuning(**{**common, "threads": 3}).threads == 3
 
 
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (6, 5), (64, MAX_THREADS)])
+def test_a_spare_cpu_for_read_ahead_leaves_one_reader_less(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, threads: int
+) -> None:
+    monkeypatch.setattr(tuning, "cpu_count", lambda: cpus)
+    common = {"threads": None, "request_size": None, "memory_limit": None, "staged": False}
+    assert auto_tuning(**common, spare_cpu=True).threads == threads
+    assert auto_tuning(**{**common, "threads": 3}, spare_cpu=True).threads == 3
+
+
 def test_staging_ring_fits_the_memory_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tuning, "cpu_count", lambda: 2)
     chosen = auto_tuning(threads=None, request_size=None, memory_limit=256 << 20, staged=True)

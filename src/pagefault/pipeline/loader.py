@@ -43,7 +43,7 @@ from pagefault.pipeline.stats import LoadStats
 from pagefault.pipeline.stream import TensorStream
 from pagefault.pipeline.tuning import MIN_SLOT_BYTES, auto_tuning
 from pagefault.pipeline.verify import PieceVerifier
-from pagefault.sources import MappableSource, ResolvedModel
+from pagefault.sources import MappableSource, PageCacheSource, ResolvedModel, Source
 
 __all__ = ["LoadOptions", "Target", "open_stream"]
 
@@ -207,6 +207,7 @@ def _open_read(
         memory_limit=options.memory_limit,
         staged=staged,
         remote=model.remote,
+        spare_cpu=stats.pages == "hugetlb-pool" and _mostly_uncached(model.sources),
         min_slot_bytes=piece_size + overhead if piece_size else MIN_SLOT_BYTES,
     )
     ring, copy_stream = None, None
@@ -249,6 +250,18 @@ def _open_read(
         copy_stream=copy_stream,
         read_ahead=read_ahead,
     )
+
+
+def _mostly_uncached(sources: Sequence[Source]) -> bool:
+    """Whether the page cache holds less than half of the local files (a cold load)."""
+    held, total = 0, 0
+    for source in sources:
+        if isinstance(source, PageCacheSource):
+            cached = source.cached(0, source.size())
+            if cached is None:
+                return False  # the kernel cannot say: assume warm, the usual tuning
+            held, total = held + cached, total + source.size()
+    return total > 0 and held < total / 2
 
 
 def _also_tell(

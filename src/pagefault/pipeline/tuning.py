@@ -12,6 +12,13 @@ a private load spends most of its time on here. (Session 8 had chosen 4 from rou
 shuffled order, which on this VM's memory — its speed swings with what the previous
 process freed, and when — had favoured whichever ran later.)
 
+A cold load into reserved huge pages (the pool, ``pipeline/hugetlb.py``) leaves one
+CPU to the read-ahead thread, which then does the page-cache allocation and I/O
+submission for the whole model: on 2 CPUs, 1 reader + read-ahead beat 2 readers +
+read-ahead in 7 of 7 side-by-side pairs (1.9-2.6 s vs 2.2-3.4 s for 4.27 GB, either
+order). Not when the arena is ordinary memory: faulting it in is then the readers' main
+work, and 2 readers were faster (medians 2.5 vs 3.0 s, 6 pairs).
+
 Requests are 64 MiB: on a cold page cache 2 threads x 16 MiB reads took 6.8 s for
 4.3 GB where 2 x 64 MiB took 3.9 s (the device wants large requests in flight); hot,
 the two sizes were equal.
@@ -71,17 +78,19 @@ def auto_tuning(
     memory_limit: int | None,
     staged: bool,
     remote: bool = False,
+    spare_cpu: bool = False,
     min_slot_bytes: int = MIN_SLOT_BYTES,
 ) -> Tuning:
     """Fill in unset knobs; the staging ring (2 slots per thread) fits in ``memory_limit``.
 
+    ``spare_cpu``: a local load leaves one CPU to its read-ahead thread.
     ``min_slot_bytes`` is the smallest task the plan can make (a whole piece when verifying).
     """
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     if request_size is not None and request_size < 4096:
         raise ValueError(f"request_size must be at least 4096 bytes, got {request_size}")
-    local_threads = min(MAX_THREADS, max(2, cpu_count()))
+    local_threads = min(MAX_THREADS, max(1, cpu_count() - 1) if spare_cpu else max(2, cpu_count()))
     chosen_threads = threads or (REMOTE_CONNECTIONS if remote else local_threads)
     chosen_request = request_size or (REMOTE_REQUEST_SIZE if remote else DEFAULT_REQUEST_SIZE)
     if not staged:

@@ -62,3 +62,8 @@ class PageCacheSource(Source, Protocol):
         """Start reading ``[offset, offset + length)`` into the page cache; returns before
         the bytes arrive. A hint: errors are the caller's to ignore."""
         ...
+
+    def cached(self, offset: int, length: int) -> int | None:
+        """Bytes of ``[offset, offset + length)`` the page cache holds now (whole pages),
+        or None when the kernel cannot say."""
+        ...

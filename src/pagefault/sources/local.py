@@ -56,13 +56,16 @@ class LocalFileSource:
     def prefetch(self, offset: int, length: int) -> None:
         # One WILLNEED call reads at most the device's readahead window (read_ahead_kb,
         # 8 MiB here: a 64 MiB hint fetched only its first 8 MiB), so hint in steps.
-        fd = self._open()
-        cached = cached_bytes(fd, offset, length)
-        if cached is not None and cached >= length - length % PAGE:
+        held = self.cached(offset, length)
+        if held is not None and held >= length - length % PAGE:
             return  # hot: the hints would only look pages up
+        fd = self._open()
         for start in range(offset, offset + length, _PREFETCH_STEP):
             step = min(_PREFETCH_STEP, offset + length - start)
             os.posix_fadvise(fd, start, step, os.POSIX_FADV_WILLNEED)
+
+    def cached(self, offset: int, length: int) -> int | None:
+        return cached_bytes(self._open(), offset, length)
 
     def close(self) -> None:
         with self._lock:
