@@ -50,6 +50,8 @@ __all__ = ["LoadOptions", "Target", "open_stream"]
 # A load_into target: an existing tensor to fill, or the dtype to allocate it with.
 Target = torch.Tensor | torch.dtype
 _STAGED_MAX_SEGMENTS = 256
+_CACHE_SAMPLES = 16  # per file, to tell a cold load from a warm one
+_CACHE_SAMPLE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -253,15 +255,22 @@ def _open_read(
 
 
 def _mostly_uncached(sources: Sequence[Source]) -> bool:
-    """Whether the page cache holds less than half of the local files (a cold load)."""
-    held, total = 0, 0
+    """Whether the page cache holds less than half of the local files (a cold load),
+    judged from evenly spaced 1 MiB samples: asking about a whole 2 GB file walks
+    half a million pages (8 ms)."""
+    held, asked = 0, 0
     for source in sources:
-        if isinstance(source, PageCacheSource):
-            cached = source.cached(0, source.size())
+        if not isinstance(source, PageCacheSource):
+            continue
+        size = source.size()
+        for i in range(_CACHE_SAMPLES):
+            offset = size * i // _CACHE_SAMPLES
+            length = min(_CACHE_SAMPLE_BYTES, size - offset)
+            cached = source.cached(offset, length)
             if cached is None:
                 return False  # the kernel cannot say: assume warm, the usual tuning
-            held, total = held + cached, total + source.size()
-    return total > 0 and held < total / 2
+            held, asked = held + cached, asked + length
+    return asked > 0 and held < asked / 2
 
 
 def _also_tell(

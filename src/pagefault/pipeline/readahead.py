@@ -55,10 +55,12 @@ class ReadAhead:
         *,
         lead: int | None = None,
     ) -> None:
+        # Once per source: a Protocol isinstance check costs ~70 us.
+        page_cache = {i: s for i, s in enumerate(sources) if isinstance(s, PageCacheSource)}
         self._hints = [
-            (source, task.file_offset, task.length)
+            (page_cache[task.file_index], task.file_offset, task.length)
             for task in tasks
-            if isinstance(source := sources[task.file_index], PageCacheSource)
+            if task.file_index in page_cache
         ]
         self._lead = default_lead() if lead is None else lead
         self._consumed = 0
