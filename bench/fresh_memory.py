@@ -2,8 +2,9 @@
 was freed, unless it comes from a reserved huge-page pool.
 
 Runs ``raw-preadv-fresh-memory`` (2 threads reading the hot checkpoint into a new arena)
-in a fresh process after an idle pause of each length, with the arena on ordinary
-huge-page-advised memory and on a reserved pool (root). A VM balloon with free page
+in a fresh process right after a run that freed the same kind of memory, then after an
+idle pause of each length, with the arena on ordinary huge-page-advised memory and on a
+reserved pool (root). A VM balloon with free page
 reporting hands memory that has been free for ~2 s back to the host, and the guest's
 next touch of it costs a host fault. Usage:
 
@@ -47,8 +48,9 @@ def main() -> None:
     with ExitStack() as stack:
         pooled = reserve_pool(stack, sum(f.stat().st_size for f in files)) > 0
         for _ in range(args.repeat):
-            for idle in args.idle:
-                for pool in [False, True] if pooled else [False]:
+            for pool in [False, True] if pooled else [False]:
+                measure(index, pool)  # the predecessor: the same kind of memory, just freed
+                for idle in args.idle:
                     time.sleep(idle)
                     key = f"{'pool' if pool else 'ordinary'} memory, {idle:g} s idle"
                     results.setdefault(key, []).append(round(measure(index, pool), 3))
