@@ -9,25 +9,27 @@ from pagefault.pipeline import tuning
 from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE, MAX_THREADS, auto_tuning
 
 
-@pytest.mark.parametrize(("cpus", "threads"), [(1, 2), (2, 2), (6, 6), (64, MAX_THREADS)])
+@pytest.mark.parametrize(
+    ("cpus", "spare_cpu", "threads"),
+    [
+        (1, False, 2),
+        (2, False, 2),
+        (6, False, 6),
+        (64, False, MAX_THREADS),
+        (1, True, 1),  # a spare CPU for read-ahead: one reader less
+        (2, True, 1),
+        (6, True, 5),
+        (64, True, MAX_THREADS),
+    ],
+)
 def test_local_loads_get_one_thread_per_cpu_and_remote_ones_many_connections(
-    monkeypatch: pytest.MonkeyPatch, cpus: int, threads: int
+    monkeypatch: pytest.MonkeyPatch, cpus: int, spare_cpu: bool, threads: int
 ) -> None:
     monkeypatch.setattr(tuning, "cpu_count", lambda: cpus)
     common = {"threads": None, "request_size": None, "memory_limit": None, "staged": False}
-    assert auto_tuning(**common).threads == threads
+    assert auto_tuning(**common, spare_cpu=spare_cpu).threads == threads
     assert auto_tuning(**common, remote=True).threads == tuning.REMOTE_CONNECTIONS
-    assert auto_tuning(**{**common, "threads": 3}).threads == 3
-
-
-@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (6, 5), (64, MAX_THREADS)])
-def test_a_spare_cpu_for_read_ahead_leaves_one_reader_less(
-    monkeypatch: pytest.MonkeyPatch, cpus: int, threads: int
-) -> None:
-    monkeypatch.setattr(tuning, "cpu_count", lambda: cpus)
-    common = {"threads": None, "request_size": None, "memory_limit": None, "staged": False}
-    assert auto_tuning(**common, spare_cpu=True).threads == threads
-    assert auto_tuning(**{**common, "threads": 3}, spare_cpu=True).threads == 3
+    assert auto_tuning(**{**common, "threads": 3}, spare_cpu=spare_cpu).threads == 3
 
 
 def test_staging_ring_fits_the_memory_limit(monkeypatch: pytest.MonkeyPatch) -> None:
