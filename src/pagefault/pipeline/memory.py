@@ -91,6 +91,8 @@ def _pool_mapping(size: int) -> mmap.mmap | None:
 
     Without ``MAP_NORESERVE`` the kernel reserves every page at mmap time (ENOMEM when
     another process took them first), so no later fault can fail for want of a page.
+    The one exception is a child after fork(): a write's copy-on-write needs a spare
+    pool page, and without one the child loses the page (README, "Reserved huge pages").
     """
     page = pool_page_size()
     if page == 0 or size == 0:
