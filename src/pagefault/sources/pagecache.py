@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ctypes
 
+from pagefault.sources.mapping import PAGE
+
 __all__ = ["cached_bytes"]
 
 _SYS_CACHESTAT = 451  # the same number on every architecture (added after the unified table)
-_PAGE = 4096
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -35,4 +36,4 @@ def cached_bytes(fd: int, offset: int, length: int) -> int | None:
     query, stat = _Range(offset, length), _Stat()
     if _libc.syscall(_SYS_CACHESTAT, fd, ctypes.byref(query), ctypes.byref(stat), 0) != 0:
         return None  # ENOSYS costs a syscall each time: nothing worth remembering
-    return int(stat.cache) * _PAGE
+    return int(stat.cache) * PAGE  # counted in the system's pages (16/64 KiB on some arm64)
