@@ -15,24 +15,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pagefault.pipeline.tuning import MEMINFO, meminfo_fields
+
 __all__ = ["cgroup_room", "pool_page_size", "pool_room"]
 
-_MEMINFO = Path("/proc/meminfo")
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _OWN_CGROUPS = Path("/proc/self/cgroup")
 _UNLIMITED = 1 << 62
 
 
-def pool_page_size(meminfo: Path = _MEMINFO) -> int:
+def pool_page_size(meminfo: Path = MEMINFO) -> int:
     """The default huge page size in bytes (``Hugepagesize``), 0 when the kernel has none."""
-    return _meminfo_fields(meminfo).get("Hugepagesize", 0) * 1024
+    return meminfo_fields(meminfo).get("Hugepagesize", 0) * 1024
 
 
 def pool_room(
-    meminfo: Path = _MEMINFO, cgroups: Path = _OWN_CGROUPS, root: Path = _CGROUP_ROOT
+    meminfo: Path = MEMINFO, cgroups: Path = _OWN_CGROUPS, root: Path = _CGROUP_ROOT
 ) -> int:
     """Bytes of the reserved pool this process can fault in without a SIGBUS."""
-    fields = _meminfo_fields(meminfo)
+    fields = meminfo_fields(meminfo)
     page = fields.get("Hugepagesize", 0) * 1024
     free_pages = fields.get("HugePages_Free", 0) - fields.get("HugePages_Rsvd", 0)
     if page == 0 or free_pages <= 0:
@@ -94,18 +95,3 @@ def _size_label(page: int) -> str:
         if page >= 1 << shift:
             return f"{page >> shift}{unit}"
     return f"{page >> 10}KB"
-
-
-def _meminfo_fields(meminfo: Path) -> dict[str, int]:
-    """The leading integer of every /proc/meminfo line, by name; empty when unreadable."""
-    try:
-        lines = meminfo.read_text().splitlines()
-    except OSError:
-        return {}
-    fields = {}
-    for line in lines:
-        key, _, value = line.partition(":")
-        number = value.split()[0] if value.split() else ""
-        if number.isdigit():
-            fields[key] = int(number)
-    return fields

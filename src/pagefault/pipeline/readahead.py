@@ -19,28 +19,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 from pagefault.pipeline.plan import ReadTask
+from pagefault.pipeline.tuning import meminfo_fields
 from pagefault.sources import PageCacheSource, Source
 
 __all__ = ["ReadAhead", "default_lead"]
 
 _FALLBACK_LEAD = 1 << 30  # where /proc/meminfo cannot be read
-_MEMINFO = Path("/proc/meminfo")
 
 _log = logging.getLogger("pagefault.load")
 
 
 def default_lead() -> int:
     """Half of ``MemAvailable``: what the page cache can take without evicting hints."""
-    try:
-        for line in _MEMINFO.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024 // 2
-    except (OSError, ValueError, IndexError):
-        pass
-    return _FALLBACK_LEAD
+    available_kb = meminfo_fields().get("MemAvailable")
+    return _FALLBACK_LEAD if available_kb is None else available_kb * 1024 // 2
 
 
 class ReadAhead:

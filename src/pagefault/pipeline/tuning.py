@@ -32,16 +32,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from pagefault.errors import SinkError
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
     "DEFAULT_REQUEST_SIZE",
+    "MEMINFO",
     "MIN_SLOT_BYTES",
     "Tuning",
     "auto_tuning",
     "cpu_count",
+    "meminfo_fields",
 ]
 
 MiB = 1024 * 1024
@@ -51,6 +54,7 @@ MIN_SLOT_BYTES = 1 * MiB
 MAX_THREADS = 16
 REMOTE_CONNECTIONS = 16
 REMOTE_REQUEST_SIZE = 16 * MiB
+MEMINFO = Path("/proc/meminfo")
 
 
 def cpu_count() -> int:
@@ -59,6 +63,22 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         return os.cpu_count() or 1
+
+
+def meminfo_fields(meminfo: Path = MEMINFO) -> dict[str, int]:
+    """The leading integer of every /proc/meminfo line (kB, or a count), by name; empty
+    when unreadable."""
+    try:
+        lines = meminfo.read_text().splitlines()
+    except OSError:
+        return {}
+    fields = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        number = value.split()[0] if value.split() else ""
+        if number.isdigit():
+            fields[key] = int(number)
+    return fields
 
 
 @dataclass(frozen=True)
