@@ -327,9 +327,8 @@ def _check_device(device: torch.device) -> None:
         raise SinkError(f"device {device} requested but torch.cuda.is_available() is False")
 
 
-def _finish(model: ResolvedModel, stats: LoadStats, read_ahead: ReadAhead | None) -> None:
-    if read_ahead is not None:
-        read_ahead.stop()  # before the sources close: a hint would reopen a closed file
+def _finish(model: ResolvedModel, stats: LoadStats, read_ahead: ReadAhead) -> None:
+    read_ahead.stop()  # before the sources close: a hint would reopen a closed file
     if model.counters is not None:
         stats.cache = model.counters()
     model.close()
@@ -345,8 +344,8 @@ def _start(
     stats: LoadStats,
     threads: int,
     model: ResolvedModel,
+    read_ahead: ReadAhead,
     copy_stream: torch.cuda.Stream | None = None,
-    read_ahead: ReadAhead | None = None,
 ) -> TensorStream:
     tracker = CompletionTracker(tensor_bytes)
     executor = ParallelExecutor(tasks, runner, threads=threads, tracker=tracker)
