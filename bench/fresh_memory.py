@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from load_bench import reserve_pool, run_json
+from load_bench import reserve_pool, run_variant
 from variants import shard_files
 
 
-def measure(index: Path, pool: bool) -> float:
+def measure(index: Path, files: list[Path], pool: bool) -> float:
     """One read into fresh memory, in a new process; seconds."""
-    env = dict(os.environ, PAGEFAULT_HUGETLB="1" if pool else "0")
-    command = [sys.executable, str(Path(__file__).parent / "variants.py")]
-    result = run_json([*command, "raw-preadv-fresh-memory", str(index)], name="fresh", env=env)
+    env = {"PAGEFAULT_HUGETLB": "1" if pool else "0"}
+    result = run_variant("raw-preadv-fresh-memory", index, files, cold=False, env=env)
     return float(result["seconds"])
 
 
@@ -49,11 +46,11 @@ def main() -> None:
         pooled = reserve_pool(stack, sum(f.stat().st_size for f in files)) > 0
         for _ in range(args.repeat):
             for pool in [False, True] if pooled else [False]:
-                measure(index, pool)  # the predecessor: the same kind of memory, just freed
+                measure(index, files, pool)  # the predecessor: the same kind of memory, just freed
                 for idle in args.idle:
                     time.sleep(idle)
                     key = f"{'pool' if pool else 'ordinary'} memory, {idle:g} s idle"
-                    results.setdefault(key, []).append(round(measure(index, pool), 3))
+                    results.setdefault(key, []).append(round(measure(index, files, pool), 3))
                     print(key, results[key][-1], flush=True)
     print(json.dumps(results))
 

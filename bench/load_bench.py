@@ -68,9 +68,11 @@ def drop_caches(files: list[Path]) -> str:
         return "fadvise"
 
 
-def run_variant(name: str, index: Path, files: list[Path], cold: bool) -> dict:
-    env = dict(os.environ)
-    env.update(VARIANTS[name].env)
+def run_variant(
+    name: str, index: Path, files: list[Path], cold: bool, env: dict[str, str] | None = None
+) -> dict:
+    """Run variant ``name`` in a fresh process (``env`` on top of the variant's own)."""
+    env = {**os.environ, **VARIANTS[name].env, **(env or {})}
     if cold:
         drop_caches(files)
     command = [sys.executable, str(Path(__file__).parent / "variants.py"), name, str(index)]
