@@ -29,20 +29,21 @@ def test_second_load_reads_no_origin_bytes(
     first = pagefault.stream(origin.url + f"/{model}", cache=node)
     assert_same_tensors(dict(first), want)
     cold = origin.bytes_sent
-    assert first.stats.cache is not None
-    assert first.stats.cache["origin_bytes"] == model_bytes(served / model)
+    assert first.stats.bytes_by_source["origin"] == model_bytes(served / model)
     assert first.stats.verified is (model != "plain")
 
     second = pagefault.stream(origin.url + f"/{model}", cache=node)
     assert_same_tensors(dict(second), want)
     assert origin.bytes_sent == cold, "a warm load must not download model bytes"
     assert second.stats.mode == "mapped"
-    assert second.stats.cache == {
-        "ram_bytes": second.stats.cache["ram_bytes"],
-        "disk_bytes": 0,
-        "origin_bytes": 0,
-        "corrupt_pieces": 0,
+    assert second.stats.bytes_by_source == {
+        "local": 0,
+        "ram": second.stats.bytes_by_source["ram"],
+        "disk": 0,
+        "peers": 0,
+        "origin": 0,
     }
+    assert second.stats.corrupt_pieces == 0
     assert manage.verify(node).corrupt == []  # tier files re-hashed by the digest they are named by
 
 
@@ -84,7 +85,7 @@ def test_a_changed_origin_is_loaded_afresh(served: Path, tmp_path: Path) -> None
         got = dict(stream)
     assert_same_tensors(got, reference(served / "plain"))
     # a new version is a new file: its pieces are fetched again (here identical, so stored once)
-    assert stream.stats.cache is not None and stream.stats.cache["origin_bytes"] > 0
+    assert stream.stats.bytes_by_source["origin"] > 0
     assert origin.bytes_sent > sent
 
 
@@ -111,7 +112,7 @@ def test_disk_tier_alone_serves_and_promotes(
     sent = origin.bytes_sent
     stream = pagefault.stream(origin.url + "/published", cache=node)
     assert_same_tensors(dict(stream), reference(served / "published"))
-    assert stream.stats.cache is not None and stream.stats.cache["disk_bytes"] > 0
+    assert stream.stats.bytes_by_source["disk"] > 0
     assert origin.bytes_sent == sent
     assert len(node.tiers[0].scan()) == len(node.tiers[1].scan()), "read pieces are promoted"
 
@@ -133,5 +134,5 @@ def test_lost_published_digests_are_fetched_again_not_trusted(
     stream = pagefault.stream(url, cache=node)
     assert_same_tensors(dict(stream), reference(served / "published"))
     # the manifest is read again from the origin; the pieces themselves are still cached
-    assert stream.stats.cache is not None and stream.stats.cache["origin_bytes"] == 0
+    assert stream.stats.bytes_by_source["origin"] == 0
     assert stream.stats.verified

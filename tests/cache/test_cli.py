@@ -131,8 +131,8 @@ def test_prefetch_then_load_downloads_nothing(
     loaded = runner.invoke(app, ["load", uri, "--json"])
     assert loaded.exit_code == 0, loaded.output
     stats = json.loads(loaded.stdout)
-    assert stats["cache"]["origin_bytes"] == 0 and stats["cache"]["corrupt_pieces"] == 0
-    assert stats["cache"]["ram_bytes"] >= model_bytes
+    assert stats["bytes_by_source"]["origin"] == 0 and stats["corrupt_pieces"] == 0
+    assert stats["bytes_by_source"]["ram"] >= model_bytes
     assert origin.bytes_sent == sent  # HEADs only: no body byte came from the origin
 
 
@@ -280,9 +280,8 @@ def test_verify_drops_a_corrupt_ram_piece_and_the_next_load_heals_it(
     stream = pagefault.stream(uri)
     got = dict(stream)
     assert_same_tensors(got, pagefault.load(served / "plain", mmap=False))
-    assert stream.stats.cache is not None
-    assert stream.stats.cache["origin_bytes"] == 0  # the disk tier still had a good copy
-    assert stream.stats.cache["disk_bytes"] == PIECE  # only that piece came from below RAM
+    assert stream.stats.bytes_by_source["origin"] == 0  # the disk tier still had a good copy
+    assert stream.stats.bytes_by_source["disk"] == PIECE  # only that piece came from below RAM
     assert origin.bytes_sent == sent
     assert ram_copy.is_file()  # promoted back to RAM
     assert ok("verify", uri) == {"checked": 2 * pieces, "corrupt": []}
@@ -303,8 +302,7 @@ def test_verify_drops_a_piece_corrupt_in_every_tier_and_the_load_refetches_only_
     stream = pagefault.stream(uri, mmap=False)
     got = dict(stream)
     assert_same_tensors(got, pagefault.load(served / "plain", mmap=False))
-    assert stream.stats.cache is not None
-    assert stream.stats.cache["origin_bytes"] == PIECE and stream.stats.cache["disk_bytes"] == 0
+    assert stream.stats.bytes_by_source["origin"] == PIECE and stream.stats.bytes_by_source["disk"] == 0
     assert origin.bytes_sent - sent == PIECE
     assert ok("verify") == {"checked": 2 * plain_pieces(served), "corrupt": []}
 
@@ -321,9 +319,9 @@ def test_a_load_replaces_a_corrupt_ram_piece_it_finds(
     stream = pagefault.stream(uri)  # mapped: the RAM piece is mapped, then checked
     got = dict(stream)
     assert_same_tensors(got, pagefault.load(served / "plain", mmap=False))
-    assert stream.stats.cache is not None and stream.stats.cache["corrupt_pieces"] == 1
+    assert stream.stats.corrupt_pieces == 1
     # the one piece came again, from the disk tier or the origin; nothing else did
-    assert stream.stats.cache["origin_bytes"] + stream.stats.cache["disk_bytes"] == PIECE
+    assert stream.stats.bytes_by_source["origin"] + stream.stats.bytes_by_source["disk"] == PIECE
     assert origin.bytes_sent - sent <= PIECE
     assert ok("verify") == {"checked": 2 * plain_pieces(served), "corrupt": []}
 

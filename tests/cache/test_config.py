@@ -196,9 +196,8 @@ def test_loads_without_a_ram_tier_cache_on_disk(
     sent = origin.bytes_sent
     warm = pagefault.stream(uri)
     dict(warm)
-    assert warm.stats.cache is not None
-    assert warm.stats.cache["origin_bytes"] == 0 and warm.stats.cache["ram_bytes"] == 0
-    assert warm.stats.cache["disk_bytes"] >= warm.stats.bytes
+    assert warm.stats.bytes_by_source["origin"] == 0 and warm.stats.bytes_by_source["ram"] == 0
+    assert warm.stats.bytes_by_source["disk"] >= warm.stats.bytes
     assert origin.bytes_sent == sent
     assert not (isolated_cache / "ram").exists()
     assert list((isolated_cache / "disk" / "pieces").glob("*/*"))
@@ -216,7 +215,9 @@ def test_cache_off_bypasses_the_cache(
         stream = pagefault.stream(uri)
         dict(stream)
         assert origin.bytes_sent - sent >= size  # every load downloads the model again
-        assert not stream.stats.cache
+        by_source = stream.stats.bytes_by_source
+        assert by_source["origin"] >= stream.stats.bytes  # and the header: no cache tier
+        assert by_source["ram"] == by_source["disk"] == by_source["peers"] == 0
     assert not list(isolated_cache.rglob("pieces"))
     assert not list(isolated_cache.rglob("*.json"))  # no catalog record either
 

@@ -51,7 +51,7 @@ def test_processes_started_together_fetch_each_piece_once(
     want = tensors_digest(reference(served / "published"))
     assert {digest for digest, _ in outcomes} == {want}, "every process got identical tensors"
     assert egress <= 1.05 * size, f"origin sent {egress} bytes for a {size}-byte model"
-    fetched = sum(stats["origin_bytes"] for _, stats in outcomes)
+    fetched = sum(stats["origin"] for _, stats in outcomes)
     assert fetched == sum(p.stat().st_size for p in (served / "published").glob("*.safetensors"))
 
 

@@ -27,7 +27,7 @@ def load_and_digest(url: str, root: str, barrier: Barrier, results: Any) -> None
     barrier.wait()
     stream = pagefault.stream(url, cache=node)
     digest = tensors_digest(dict(stream))
-    results.put((digest, stream.stats.cache))
+    results.put((digest, stream.stats.bytes_by_source))
 
 
 def load_until_killed(url: str, root: str, started: Any) -> None:

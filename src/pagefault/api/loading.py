@@ -7,34 +7,14 @@ from collections.abc import Callable
 
 import torch
 
-from pagefault.cache import NodeCache, load_config, resolve_cached
+from pagefault.api.chain import CacheChoice, open_model
 from pagefault.errors import SinkError
 from pagefault.manifest import Manifest
 from pagefault.pipeline import LoadOptions, TensorStream, open_stream
-from pagefault.sources import ResolvedModel, resolve
-from pagefault.sources.object_store import is_remote
 
 __all__ = ["CacheChoice", "inspect", "load", "open_model", "parse_device", "stream"]
 
 PathLike = str | os.PathLike[str]
-# None: the configured default (on unless PAGEFAULT_CACHE=off); False: bypass; True: on.
-CacheChoice = bool | NodeCache | None
-
-
-def open_model(source: PathLike, cache: CacheChoice = None) -> ResolvedModel:
-    """Resolve ``source``; remote models go through the node cache unless it is off."""
-    node = node_cache(cache) if is_remote(source) else None
-    return resolve_cached(str(source), node) if node is not None else resolve(source)
-
-
-def node_cache(cache: CacheChoice) -> NodeCache | None:
-    """The cache a call asked for, or None when it should not use one."""
-    if isinstance(cache, NodeCache):
-        return cache
-    if cache is False:
-        return None
-    config = load_config()
-    return NodeCache(config) if cache or config.enabled else None
 
 
 def stream(

@@ -4,20 +4,21 @@ from pagefault.cache import manage
 from pagefault.cache.catalog import Catalog, FileRecord, UriRecord
 from pagefault.cache.config import CacheConfig, config_path, load_config, parse_size
 from pagefault.cache.node import NodeCache
-from pagefault.cache.resolve import resolve_cached
-from pagefault.cache.source import CacheCounters, CachedFileSource
+from pagefault.cache.resolve import cached_description, cached_sources, remember
+from pagefault.cache.source import CachedFileSource
 
 __all__ = [
     "CacheConfig",
-    "CacheCounters",
     "CachedFileSource",
     "Catalog",
     "FileRecord",
     "NodeCache",
     "UriRecord",
+    "cached_description",
+    "cached_sources",
     "config_path",
     "load_config",
     "manage",
     "parse_size",
-    "resolve_cached",
+    "remember",
 ]

@@ -22,7 +22,14 @@ from pagefault.manifest import DEFAULT_PIECE_SIZE
 from pagefault.manifest.pieces import MIN_PIECE_SIZE
 from pagefault.switches import OFF_WORDS, parse_switch
 
-__all__ = ["CacheConfig", "config_path", "load_config", "nearest_existing", "parse_size"]
+__all__ = [
+    "CacheConfig",
+    "config_path",
+    "load_config",
+    "nearest_existing",
+    "parse_size",
+    "read_table",
+]
 
 
 @dataclass(frozen=True)
@@ -83,13 +90,18 @@ def parse_size(text: str | int, *, field: str) -> int:
 
 
 def _file_settings(path: Path) -> dict[str, Any]:
+    return read_table(path, "cache")
+
+
+def read_table(path: Path, name: str) -> dict[str, Any]:
+    """One table of the config file (empty when the file has none)."""
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CacheError(f"{path}: cannot read config: {exc}") from exc
-    table = data.get("cache", {})
+    table = data.get(name, {})
     if not isinstance(table, dict):
-        raise CacheError(f"{path}: [cache] must be a table")
+        raise CacheError(f"{path}: [{name}] must be a table")
     return table
 
 

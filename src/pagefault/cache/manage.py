@@ -14,11 +14,12 @@ from pathlib import Path
 from pagefault.cache.catalog import UriRecord
 from pagefault.cache.locks import live_leases, reap_unheld
 from pagefault.cache.node import NodeCache
-from pagefault.cache.resolve import resolve_cached
+from pagefault.cache.resolve import cached_description, cached_sources
 from pagefault.cache.tier import PieceTier
 from pagefault.errors import CacheError, NotFound
-from pagefault.manifest import DEFAULT_PIECE_SIZE, piece_matches
+from pagefault.manifest import piece_matches
 from pagefault.sources import Source
+from pagefault.sources.chain import ChainSource, Link, SourceCounters
 
 __all__ = [
     "EntryInfo",
@@ -152,12 +153,18 @@ def gc(cache: NodeCache) -> GcReport:
 def prefetch(
     cache: NodeCache, uri: str, *, on_progress: Callable[[int], None] | None = None
 ) -> EntryInfo:
-    """Bring every piece of ``uri`` into the cache without loading it anywhere."""
-    with resolve_cached(uri, cache) as model:
-        piece = model.checked_piece_size or DEFAULT_PIECE_SIZE
+    """Bring every piece of ``uri`` into the cache (from the origin) without loading it."""
+    description, record = cached_description(uri, cache)
+    counters = SourceCounters()
+    chains = [
+        ChainSource([Link("origin", description.origin(f))], counters) for f in description.files
+    ]
+    sources, provenance = cached_sources(record, chains, cache, counters)
+    try:
+        piece = record.piece_size
         jobs = [
             (source, start, min(start + piece, source.size()))
-            for source in model.sources
+            for source in sources
             for start in range(0, source.size(), piece)
         ]
         scratch = threading.local()
@@ -173,6 +180,11 @@ def prefetch(
 
         with ThreadPoolExecutor(_PREFETCHERS) as pool:
             list(pool.map(fetch, jobs))
+    finally:
+        for source in sources:
+            source.close()
+        for release in provenance.on_close:
+            release()
     return entry(cache, uri)
 
 

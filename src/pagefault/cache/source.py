@@ -16,15 +16,14 @@ import logging
 import mmap
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
 from functools import partial
 
 from pagefault.cache.catalog import FileRecord
 from pagefault.cache.node import CacheHit, NodeCache
 from pagefault.errors import IntegrityError
-from pagefault.manifest import SHA256, hash_piece, piece_count
-from pagefault.manifest.digest import algorithm_of
-from pagefault.sources.base import Buffer, Source
+from pagefault.manifest import SHA256, hash_piece, piece_count, piece_matches
+from pagefault.sources.base import Buffer
+from pagefault.sources.chain import ChainSource, SourceCounters
 from pagefault.sources.cursor import BufferCursor
 from pagefault.sources.mapping import (
     MADV_HUGEPAGE,
@@ -35,44 +34,27 @@ from pagefault.sources.mapping import (
     populate_read,
 )
 
-__all__ = ["CacheCounters", "CachedFileSource"]
+__all__ = ["CachedFileSource"]
 
 log = logging.getLogger("pagefault.cache")
 
 
-@dataclass
-class CacheCounters:
-    """Where one load's bytes came from (thread-safe; shared by a model's files)."""
-
-    ram_bytes: int = 0
-    disk_bytes: int = 0
-    origin_bytes: int = 0
-    corrupt_pieces: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, kind: str, count: int) -> None:
-        with self._lock:
-            setattr(self, kind, getattr(self, kind) + count)
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
-
-
 class CachedFileSource:
-    """``origin`` behind ``cache``; ``digests`` are the pieces' SHA-256 where known."""
+    """``below`` (peers, then the origin) behind ``cache``; ``digests`` are the pieces'
+    SHA-256 where known."""
 
     def __init__(
         self,
-        origin: Source,
+        below: ChainSource,
         cache: NodeCache,
         file: FileRecord,
         *,
         piece_size: int,
         digests: Sequence[str | None],
         published: bool,
-        counters: CacheCounters,
+        counters: SourceCounters,
     ) -> None:
-        self._origin = origin
+        self._below = below
         self._cache = cache
         self._file = file
         self._piece_size = piece_size
@@ -84,7 +66,7 @@ class CachedFileSource:
 
     @property
     def name(self) -> str:
-        return self._origin.name
+        return self._below.name
 
     def size(self) -> int:
         return self._file.size
@@ -123,7 +105,7 @@ class CachedFileSource:
                     self._populated.add(index)
 
     def close(self) -> None:
-        self._origin.close()
+        self._below.close()
 
     def _range(self, index: int) -> tuple[int, int]:
         start = index * self._piece_size
@@ -190,25 +172,31 @@ class CachedFileSource:
         return True
 
     def _fetch(self, index: int, views: list[memoryview]) -> None:
-        start, stop = self._range(index)
-        self._origin.read_into(start, views)
+        """Read a piece from the first link below that delivers it intact; tee it."""
+        start = index * self._piece_size
         expected = self._digests[index]
-        actual = hash_piece(views, SHA256 if expected is None else algorithm_of(expected))
-        if self._published and actual != expected:
-            raise IntegrityError(
-                f"{self.name}: piece {index} (bytes [{start}, {stop})) has digest "
-                f"{actual[:16]}..., the manifest says {str(expected)[:16]}...; "
-                "the origin's bytes were corrupted or the model changed"
-            )
+        if self._published and expected is not None:
+            try:
+                self._below.read_checked(start, views, lambda got: piece_matches(got, expected))
+            except IntegrityError as exc:
+                stop = start + sum(len(v) for v in views)
+                raise IntegrityError(
+                    f"{self.name}: piece {index} (bytes [{start}, {stop})) does not match the "
+                    f"manifest's digest {expected[:16]}... from any source; the origin's bytes "
+                    "were corrupted or the model changed"
+                ) from exc
+            actual = expected
+        else:
+            self._below.read_checked(start, views)
+            actual = hash_piece(views, SHA256)
         self._cache.store(actual, views)
         if expected is None:
             self._cache.catalog.learn(self._file.key, index, actual)
             self._digests[index] = actual
-        self._counters.add("origin_bytes", stop - start)
 
     def _count_hit(self, hit: CacheHit, digest: str, views: list[memoryview]) -> None:
         size = sum(len(v) for v in views)
-        self._counters.add(f"{hit.tier.name}_bytes", size)
+        self._counters.add(hit.tier.name, size)
         if hit.tier is not self._cache.ram:
             self._cache.promote(digest, views)
 
@@ -217,5 +205,5 @@ class CachedFileSource:
             "%s: cached piece %s %s; dropped, fetching it again", self.name, hit.piece.path, why
         )
         hit.tier.drop(digest)  # only this copy: another tier's may be good
-        self._counters.add("corrupt_pieces", 1)
+        self._counters.corrupt()
         return False

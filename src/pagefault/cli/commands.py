@@ -71,8 +71,9 @@ def load(
                 on_progress=bar.advance,
             )
             bar.set_total(tensors.stats.bytes)
-            for _ in tensors:
-                pass
+            for count, _ in enumerate(tensors):
+                if count % 16 == 0:
+                    bar.describe(f"loading ({source_split(tensors.stats.bytes_by_source_now())})")
     except PagefaultError as exc:
         fail(exc, as_json=as_json)
     if as_json:
@@ -140,6 +141,12 @@ def synth(
         )
 
 
+def source_split(by_source: dict[str, int]) -> str:
+    """``ram 1.2 GB, peers 3.4 GB``: the sources that delivered anything, cheapest first."""
+    parts = [f"{kind} {count / 1e9:.2f} GB" for kind, count in by_source.items() if count]
+    return ", ".join(parts) or "nothing yet"
+
+
 def _print_stats(path: str, stats: LoadStats) -> None:
     out = stdout_console()
     memory = f" in {stats.pages} memory" if stats.pages else ""
@@ -160,6 +167,7 @@ def _print_stats(path: str, stats: LoadStats) -> None:
         str(stats.threads),
     )
     out.print(table)
+    out.print(f"bytes from: {source_split(stats.bytes_by_source)}")
     out.print(
         "read/verify/copy/stall: summed over I/O threads; wait: caller waiting for tensors"
         + ("" if stats.verified else "; pieces not verified")

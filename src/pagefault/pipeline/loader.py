@@ -44,6 +44,7 @@ from pagefault.pipeline.stream import TensorStream
 from pagefault.pipeline.tuning import MIN_SLOT_BYTES, auto_tuning
 from pagefault.pipeline.verify import PieceVerifier
 from pagefault.sources import MappableSource, PageCacheSource, ResolvedModel, Source
+from pagefault.sources.chain import SOURCE_KINDS
 
 __all__ = ["LoadOptions", "Target", "open_stream"]
 
@@ -81,10 +82,11 @@ def open_stream(
         bytes=sum(e.nbytes for e in entries),
         tensors=len(entries),
         files=len(model.sources),
+        _counters=model.provenance.counters,
     )
     verifier = _verifier(model, options)
     stats.verified = verifier is not None or (
-        model.checked_piece_size is not None and model.published
+        model.provenance.checked_piece_size is not None and model.provenance.published
     )
     if _use_mapping(model, options, targets):
         return _open_mapped(
@@ -98,7 +100,9 @@ def open_stream(
 def _verifier(model: ResolvedModel, options: LoadOptions) -> PieceVerifier | None:
     """Check pieces when asked to, or by default when bytes cross a network."""
     wanted = options.verify if options.verify is not None else model.remote
-    if model.checked_piece_size is not None and (model.published or not options.verify):
+    if model.provenance.checked_piece_size is not None and (
+        model.provenance.published or not options.verify
+    ):
         return None  # the sources (the node cache) check every piece themselves
     if not wanted or (model.pieces is None and options.verify is None):
         return None
@@ -121,7 +125,7 @@ def _piece_size(
     """
     if verifier is not None:
         return verifier.piece_size
-    checked = model.checked_piece_size
+    checked = model.provenance.checked_piece_size
     return checked if checked is not None and checked <= request_size else None
 
 
@@ -329,9 +333,18 @@ def _check_device(device: torch.device) -> None:
 
 def _finish(model: ResolvedModel, stats: LoadStats, read_ahead: ReadAhead) -> None:
     read_ahead.stop()  # before the sources close: a hint would reopen a closed file
-    if model.counters is not None:
-        stats.cache = model.counters()
+    stats.bytes_by_source, stats.corrupt_pieces = _bytes_by_source(model, stats)
     model.close()
+
+
+def _bytes_by_source(model: ResolvedModel, stats: LoadStats) -> tuple[dict[str, int], int]:
+    """Where the load's bytes came from: counted by the chain, or all from one place."""
+    counters = model.provenance.counters
+    if counters is not None:
+        return counters.bytes_by_source(), counters.corrupt_pieces
+    by_source = dict.fromkeys(SOURCE_KINDS, 0)
+    by_source["origin" if model.remote else "local"] = stats.bytes
+    return by_source, 0
 
 
 def _start(

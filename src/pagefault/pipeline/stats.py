@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pagefault.sources.chain import SourceCounters
+
 __all__ = ["LoadStats"]
 
 
@@ -27,9 +29,18 @@ class LoadStats:
     verified: bool = False
     stall_s: float = 0.0
     wait_s: float = 0.0
-    cache: dict[str, int] | None = None  # bytes by where they came from (ram/disk/origin)
+    # bytes by where they came from: local, ram, disk, peers (the swarm), origin
+    bytes_by_source: dict[str, int] = field(default_factory=dict)
+    corrupt_pieces: int = 0  # caught by their digest and read again from the next source
     pages: str = ""  # what backs a CPU arena: hugetlb-pool, huge-pages or small-pages
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _counters: SourceCounters | None = field(default=None, repr=False, compare=False)
+
+    def bytes_by_source_now(self) -> dict[str, int]:
+        """``bytes_by_source`` while the load is still running (for progress lines)."""
+        if self._counters is not None:
+            return self._counters.bytes_by_source()
+        return self.bytes_by_source
 
     @property
     def gbps(self) -> float:

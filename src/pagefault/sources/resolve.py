@@ -4,6 +4,10 @@ Local paths and remote URIs (``s3://``, ``gs://``, ``az://``, ``http(s)://``) re
 same way: a ``.safetensors`` file, a sharded index, or a directory/prefix holding one of
 them. A piece manifest (``pagefault.manifest.json``) beside the model is picked up too,
 so the pipeline can verify every piece that crossed a network.
+
+A remote model is first described (:mod:`pagefault.sources.describe`); whoever opens it
+chooses each file's source (origin only here; the node cache and the swarm in
+``pagefault.api.chain``) and :func:`open_description` reads the headers through them.
 """
 
 from __future__ import annotations
@@ -14,47 +18,51 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pagefault.errors import IntegrityError, NotFound, PagefaultError
+from pagefault.errors import IntegrityError, NotFound
 from pagefault.formats import (
     HEADER_PREFIX_BYTES,
-    INDEX_SUFFIX,
     SafetensorsHeader,
     ShardedIndex,
     parse_header,
     parse_header_length,
     parse_index,
 )
-from pagefault.manifest import (
-    MANIFEST_NAME,
-    Manifest,
-    PieceHasher,
-    PieceManifest,
-    build_manifest,
-)
+from pagefault.manifest import MANIFEST_NAME, Manifest, PieceManifest, build_manifest
 from pagefault.sources.base import Source
+from pagefault.sources.chain import SourceCounters
+from pagefault.sources.describe import ModelDescription, describe, file_name, pick_model_file
 from pagefault.sources.local import LocalFileSource
 from pagefault.sources.memory import MemorySource
 from pagefault.sources.object_store import is_remote
-from pagefault.sources.remote import RemoteSource
-from pagefault.sources.remote_dir import RemoteDirectory
 
 __all__ = [
+    "Provenance",
     "ResolvedModel",
-    "ShardWrapper",
     "file_name",
-    "pick_model_file",
+    "open_description",
     "read_header",
     "resolve",
-    "resolve_remote",
     "resolve_sources",
 ]
 
-DEFAULT_INDEX_NAME = "model" + INDEX_SUFFIX
 _SPECULATIVE_HEADER_BYTES = 256 * 1024
 _HEADER_FETCHERS = 16  # shard headers are fetched concurrently: remote round trips dominate
 
-# Puts a remote model's shard sources behind something else, given the piece manifest.
-ShardWrapper = Callable[[list[RemoteSource], PieceManifest | None], list[Source]]
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the sources of a model do beyond delivering bytes, set by whoever chose them.
+
+    ``checked_piece_size``: the sources check every piece themselves (the node cache), so
+    the loader only plans reads on those boundaries. ``published``: they check against the
+    origin's manifest (not only at-rest sums). ``counters``: bytes by where they came from.
+    ``on_close``: releases to run when the model is closed (the cache's read lease).
+    """
+
+    checked_piece_size: int | None = None
+    published: bool = False
+    counters: SourceCounters | None = None
+    on_close: tuple[Callable[[], None], ...] = ()
 
 
 @dataclass
@@ -62,7 +70,7 @@ class ResolvedModel:
     """A manifest, one open source per manifest file (same order), raw header bytes
     (prefix included) of each file, and the piece manifest if one was published.
     ``index`` serves the index file's bytes exactly as read (and verified) while
-    resolving, under its file name. Close when done (``on_close`` runs then)."""
+    resolving, under its file name. Close when done (``provenance.on_close`` runs then)."""
 
     manifest: Manifest
     sources: list[Source]
@@ -70,20 +78,17 @@ class ResolvedModel:
     pieces: PieceManifest | None = None
     remote: bool = False
     index: MemorySource | None = None
-    on_close: list[Callable[[], None]] = field(default_factory=list)
-    # Set when the sources check every piece themselves (the node cache): the loader
-    # then only plans reads on ``piece_size`` boundaries, and reports ``counters()``.
-    # ``published``: they check against the origin's manifest (not only at-rest sums).
-    checked_piece_size: int | None = None
-    published: bool = False
-    counters: Callable[[], dict[str, int]] | None = None
+    provenance: Provenance = Provenance()
+    _closed: bool = field(default=False, init=False, repr=False)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for source in [*self.sources, *([self.index] if self.index else [])]:
             source.close()
-        for callback in self.on_close:
-            callback()
-        self.on_close.clear()
+        for release in self.provenance.on_close:
+            release()
 
     def __enter__(self) -> ResolvedModel:
         return self
@@ -95,7 +100,8 @@ class ResolvedModel:
 def resolve(source: str | os.PathLike[str]) -> ResolvedModel:
     """Resolve a ``.safetensors`` file, a sharded index, or a directory holding either."""
     if is_remote(source):
-        return resolve_remote(str(source))
+        description = describe(str(source))
+        return open_description(description, [description.origin(f) for f in description.files])
     path = Path(source)
     if not path.exists():
         raise NotFound(f"{path}: no such file or directory")
@@ -117,6 +123,7 @@ def resolve_sources(
     pieces: PieceManifest | None = None,
     remote: bool = False,
     index_source: MemorySource | None = None,
+    provenance: Provenance = Provenance(),
 ) -> ResolvedModel:
     """Read each source's header and build the manifest; closes the sources on failure.
 
@@ -131,11 +138,35 @@ def resolve_sources(
         if pieces is not None:
             _check_pieces(pieces, manifest, sources)
         raw = [data for data, _ in fetched]
-        return ResolvedModel(manifest, list(sources), raw, pieces, remote, index_source)
+        return ResolvedModel(manifest, list(sources), raw, pieces, remote, index_source, provenance)
     except BaseException:
         for src in sources:
             src.close()
+        for release in provenance.on_close:
+            release()
         raise
+
+
+def open_description(
+    description: ModelDescription,
+    sources: Sequence[Source],
+    *,
+    provenance: Provenance = Provenance(),
+) -> ResolvedModel:
+    """Read the headers of a described remote model through ``sources`` (one per file)."""
+    index = description.parsed_index()
+    return resolve_sources(
+        sources,
+        index,
+        pieces=description.pieces,
+        remote=True,
+        index_source=(
+            MemorySource(description.entry, description.index)
+            if description.index is not None
+            else None
+        ),
+        provenance=provenance,
+    )
 
 
 def read_header(source: Source) -> SafetensorsHeader:
@@ -168,67 +199,6 @@ def _check_pieces(pieces: PieceManifest, manifest: Manifest, sources: Sequence[S
             raise IntegrityError(
                 f"{source.name}: {source.size()} bytes, but {MANIFEST_NAME} says {digest.size}"
             )
-
-
-def resolve_remote(uri: str, *, wrap: ShardWrapper | None = None) -> ResolvedModel:
-    """Resolve a remote URI; ``wrap`` may put each shard's source behind something (a cache)."""
-    directory, name = RemoteDirectory.split(uri)
-    with ThreadPoolExecutor(2) as pool:  # two round trips at once
-        manifest_fetch = pool.submit(directory.piece_manifest)
-        if not name:
-            name = pick_model_file(directory.list_names(), where=directory.uri)
-        index_fetch = pool.submit(directory.read, name) if name.endswith(".index.json") else None
-        pieces = manifest_fetch.result()
-        data = index_fetch.result() if index_fetch else b""
-    if name.endswith(".index.json"):
-        if pieces is not None and name in {f.name for f in pieces.files}:
-            _check_small_file(pieces, name, data, where=directory.uri + name)
-        index = parse_index(data, name=directory.uri + name)
-        shards = [directory.source(shard) for shard in index.shards]
-        return resolve_sources(
-            wrap(shards, pieces) if wrap else shards,
-            index,
-            pieces=pieces,
-            remote=True,
-            index_source=MemorySource(name, data),
-        )
-    shards = [directory.source(name)]
-    return resolve_sources(wrap(shards, pieces) if wrap else shards, pieces=pieces, remote=True)
-
-
-def _check_small_file(pieces: PieceManifest, name: str, data: bytes, *, where: str) -> None:
-    """Verify a whole small file (the index) against its digest before parsing it."""
-    hasher = PieceHasher(pieces.piece_size, pieces.algorithm)
-    hasher.update(data)
-    if not hasher.finish(name).same_bytes(pieces.file(name)):
-        raise IntegrityError(f"{where}: does not match its digest in {MANIFEST_NAME}")
-
-
-def pick_model_file(names: Sequence[str], *, where: str) -> str:
-    """Which file of a directory (or object prefix) is the model: its index, or its one shard."""
-    if DEFAULT_INDEX_NAME in names:
-        return DEFAULT_INDEX_NAME
-    indexes = sorted(n for n in names if n.endswith(INDEX_SUFFIX))
-    if len(indexes) == 1:
-        return indexes[0]
-    if len(indexes) > 1:
-        raise PagefaultError(
-            f"{where}: several indexes ({', '.join(indexes)}); pass the one to load"
-        )
-    files = sorted(n for n in names if n.endswith(".safetensors"))
-    if len(files) == 1:
-        return files[0]
-    if not files:
-        raise NotFound(f"{where}: no .safetensors file or {DEFAULT_INDEX_NAME} there")
-    raise PagefaultError(
-        f"{where}: {len(files)} .safetensors files and no index; "
-        f"pass one file or add {DEFAULT_INDEX_NAME}"
-    )
-
-
-def file_name(name: str) -> str:
-    """The last path component of a path or URI: a manifest names files, not locations."""
-    return name.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _pick_in_directory(directory: Path) -> Path:

@@ -1,43 +1,54 @@
-"""The loader's side of the agent: each model file becomes a source that reads the agent's
-copy as soon as the pieces under a range are verified (streaming while swarming)."""
+"""The loader's side of the node agent: the swarm as a link of a load's source chain.
+
+Each model file becomes a :class:`SwarmFileSource` that reads the agent's copy as soon as
+the pieces under a range are verified on the node (streaming while swarming). The model
+is opened at the agent on the first read, within a bounded time; any failure (no agent,
+no answer, the agent's job failed or the agent died mid-load) is a ``SourceError``, so
+the chain reads the range, and the rest of the load, from the origin instead.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pagefault.errors import PagefaultError
-from pagefault.manifest import PieceManifest
-from pagefault.sources import Source
+from pagefault.errors import SourceError
 from pagefault.sources.base import Buffer
+from pagefault.sources.describe import RemoteFile
 from pagefault.sources.local import read_fully
-from pagefault.sources.remote import RemoteSource
-from pagefault.sources.resolve import ResolvedModel, file_name, resolve_remote
-from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.jsonhttp import ControlError, call
 
-__all__ = ["AgentClient", "SwarmFileSource", "resolve_via_agent"]
+__all__ = ["AgentClient", "AgentModel", "SwarmFileSource"]
 
-_WAIT_S = 30.0  # one long poll; a read gives up after the agent's job fails
+_WAIT_S = 30.0  # one long poll; the agent itself falls back to the origin when stalled
+OPEN_TIMEOUT_S = 30.0  # how long the agent may take to learn the model's layout
+CALL_TIMEOUT_S = 5.0  # one control call that should answer at once
 
 
 class AgentClient:
-    """The node agent's local API (``pagefault agent --api``)."""
+    """The node agent's local API (``pagefault agent --api``). Raises ``ControlError``."""
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
 
-    def open(self, uri: str) -> dict[str, Any]:
+    def open(self, uri: str, *, timeout: float | None = None) -> dict[str, Any]:
         """Ask the agent for a model; returns its description once the layout is known."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            model = call(f"{self.url}/v1/models", method="POST", body={"uri": uri}, timeout=10)
+            model = call(
+                f"{self.url}/v1/models", method="POST", body={"uri": uri}, timeout=CALL_TIMEOUT_S
+            )
             if model.get("error"):
-                raise PagefaultError(f"agent {self.url}: {uri}: {model['error']}")
+                raise ControlError(f"agent {self.url}: {uri}: {model['error']}")
             if model.get("files"):
                 return dict(model)
+            if deadline is not None and time.monotonic() > deadline:
+                raise ControlError(f"agent {self.url}: no layout for {uri} after {timeout:.0f} s")
             time.sleep(0.05)
 
     def follow(self, model: dict[str, Any], *, interval: float) -> Iterator[dict[str, Any]]:
@@ -48,68 +59,118 @@ class AgentClient:
             yield model
 
     def wait(self, model_id: str, first: int, last: int) -> None:
+        """Block until pieces ``first..last`` are verified on the node."""
         query = f"first={first}&last={last}&timeout={_WAIT_S}"
         while True:
             reply = call(
                 f"{self.url}/v1/models/{quote(model_id)}/wait?{query}", timeout=_WAIT_S + 10
             )
             if reply.get("error"):
-                raise PagefaultError(f"agent {self.url}: model {model_id}: {reply['error']}")
+                raise ControlError(f"agent {self.url}: model {model_id}: {reply['error']}")
             if reply.get("ready"):
                 return
+
+
+class AgentModel:
+    """One model at the node's agent, opened on first use and shared by its files.
+
+    After one failure every later call fails at once: the chain has moved on."""
+
+    def __init__(self, agent: str, uri: str, *, open_timeout: float = OPEN_TIMEOUT_S) -> None:
+        self.client = AgentClient(agent)
+        self.uri = uri
+        self._open_timeout = open_timeout
+        self._model: dict[str, Any] | None = None
+        self._failure: str | None = None
+        self._lock = threading.Lock()
+
+    def file(self, name: str) -> dict[str, Any]:
+        """The agent's entry for one file: its path, size and first piece."""
+        model = self._describe()
+        entry = next((f for f in model["files"] if f["name"] == name), None)
+        if entry is None:
+            raise self._fail(f"agent {self.client.url} has no file {name!r} in {self.uri}")
+        return dict(entry, piece_size=model["piece_size"])
+
+    def wait(self, first: int, last: int) -> None:
+        model = self._describe()
+        try:
+            self.client.wait(model["id"], first, last)
+        except ControlError as exc:
+            raise self._fail(str(exc)) from exc
+
+    def _describe(self) -> dict[str, Any]:
+        with self._lock:
+            if self._failure is not None:
+                raise SourceError(self._failure)
+            if self._model is None:
+                try:
+                    self._model = self.client.open(self.uri, timeout=self._open_timeout)
+                except ControlError as exc:
+                    self._failure = str(exc)
+                    raise SourceError(self._failure) from exc
+            return self._model
+
+    def _fail(self, why: str) -> SourceError:
+        with self._lock:
+            self._failure = self._failure or why
+        return SourceError(why)
 
 
 class SwarmFileSource:
     """One file the agent is filling; reads block until their pieces are verified."""
 
-    def __init__(self, client: AgentClient, model_id: str, entry: dict[str, Any], piece_size: int):
-        self.client = client
-        self.model_id = model_id
-        self._name = str(entry["name"])
-        self._size = int(entry["size"])
-        self._path = Path(entry["path"])
-        self._first = int(entry["first_piece"])
-        self._piece_size = piece_size
+    def __init__(self, model: AgentModel, file: RemoteFile) -> None:
+        self._model = model
+        self._file = file
+        self._entry: dict[str, Any] | None = None
         self._ready_below = 0  # bytes [0, n) known complete: no round trip for them
         self._fd: int | None = None
+        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
-        return self._name
+        return f"swarm:{self._file.name}"
 
     def size(self) -> int:
-        return self._size
+        return self._file.size
 
     def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
+        entry = self._describe()
         end = offset + sum(memoryview(b).nbytes for b in buffers)
         if end > self._ready_below:
-            first = self._first + offset // self._piece_size
-            last = self._first + (max(end, 1) - 1) // self._piece_size
-            self.client.wait(self.model_id, first, last)
+            piece_size = int(entry["piece_size"])
+            first = int(entry["first_piece"]) + offset // piece_size
+            last = int(entry["first_piece"]) + (max(end, 1) - 1) // piece_size
+            self._model.wait(first, last)
             if offset <= self._ready_below:
-                self._ready_below = end
-        if self._fd is None:
-            self._fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-        read_fully(self._fd, offset, buffers, name=self._name)
+                self._ready_below = max(self._ready_below, end)
+        read_fully(self._open(entry), offset, buffers, name=self.name)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
+    def _describe(self) -> dict[str, Any]:
+        with self._lock:
+            if self._entry is None:
+                entry = self._model.file(self._file.name)
+                if int(entry["size"]) != self._file.size:
+                    raise SourceError(
+                        f"{self.name}: the agent has {entry['size']} bytes, the origin "
+                        f"{self._file.size}: a different version of the model"
+                    )
+                self._entry = entry
+            return self._entry
 
-def resolve_via_agent(uri: str, agent: str) -> ResolvedModel:
-    """Resolve ``uri`` with its files served by the node agent at ``agent``."""
-    client = AgentClient(agent)
-
-    def wrap(shards: list[RemoteSource], pieces: PieceManifest | None) -> list[Source]:
-        model = client.open(uri)
-        for shard in shards:  # the agent reads the origin, not this process
-            shard.close()
-        entries = {f["name"]: f for f in model["files"]}
-        return [
-            SwarmFileSource(client, model["id"], entries[file_name(s.name)], model["piece_size"])
-            for s in shards
-        ]
-
-    return resolve_remote(uri, wrap=wrap)
+    def _open(self, entry: dict[str, Any]) -> int:
+        """The agent's file, opened once its first wanted pieces exist."""
+        with self._lock:
+            if self._fd is None:
+                try:
+                    self._fd = os.open(Path(entry["path"]), os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise SourceError(f"{self.name}: cannot open the agent's copy: {exc}") from exc
+            return self._fd

@@ -1,0 +1,84 @@
+"""One load, every source: open a model so each piece comes from the cheapest place.
+
+The pass runs one way, down: describe the model (from the node cache's catalog, else the
+origin), build each file's chain of links below the cache (swarm peers through the node
+agent, then the origin), put the node cache on top (RAM tier, disk tier; it checks and
+tees whatever passes below it), then read the headers through the result. Local paths
+have one link: the file itself.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pagefault.cache import NodeCache, load_config
+from pagefault.cache.resolve import cached_description, cached_sources
+from pagefault.sources import ResolvedModel, resolve
+from pagefault.sources.base import Source
+from pagefault.sources.chain import ChainSource, Link, SourceCounters
+from pagefault.sources.describe import ModelDescription, describe
+from pagefault.sources.object_store import is_remote
+from pagefault.sources.resolve import Provenance, open_description
+from pagefault.swarm.client import AgentModel, SwarmFileSource
+from pagefault.swarm.config import configured_agent
+
+__all__ = ["AgentChoice", "CacheChoice", "node_cache", "open_model", "swarm_agent"]
+
+PathLike = str | os.PathLike[str]
+# None: the configured default (on unless PAGEFAULT_CACHE=off); False: bypass; True: on.
+CacheChoice = bool | NodeCache | None
+# None: the configured agent (PAGEFAULT_AGENT or [swarm] agent), if any; False: none;
+# a URL: that agent.
+AgentChoice = str | bool | None
+
+
+def open_model(
+    source: PathLike, cache: CacheChoice = None, agent: AgentChoice = None
+) -> ResolvedModel:
+    """Resolve ``source``; a remote model reads through the node cache (unless it is off)
+    and the node agent's swarm (when one is configured), then the origin."""
+    if not is_remote(source):
+        return resolve(source)
+    uri = str(source)
+    node = node_cache(cache)
+    counters = SourceCounters()
+    if node is None:
+        description = describe(uri)
+        chains = _chains(description, swarm_agent(agent), counters)
+        return open_description(description, chains, provenance=Provenance(counters=counters))
+    description, record = cached_description(uri, node)
+    chains = _chains(description, swarm_agent(agent), counters)
+    sources, provenance = cached_sources(record, chains, node, counters)
+    return open_description(description, sources, provenance=provenance)
+
+
+def node_cache(cache: CacheChoice) -> NodeCache | None:
+    """The cache a call asked for, or None when it should not use one."""
+    if isinstance(cache, NodeCache):
+        return cache
+    if cache is False:
+        return None
+    config = load_config()
+    return NodeCache(config) if cache or config.enabled else None
+
+
+def swarm_agent(agent: AgentChoice) -> str | None:
+    """The agent URL a call asked for, or None when it should not use one."""
+    if agent is False:
+        return None
+    if isinstance(agent, str):
+        return agent
+    return configured_agent()
+
+
+def _chains(
+    description: ModelDescription, agent: str | None, counters: SourceCounters
+) -> list[ChainSource]:
+    """Per file: swarm peers (if an agent is configured), then the origin."""
+    swarm = AgentModel(agent, description.uri) if agent else None
+    chains = []
+    for file in description.files:
+        links = [Link("peers", SwarmFileSource(swarm, file))] if swarm else []
+        origin: Source = description.origin(file)
+        chains.append(ChainSource([*links, Link("origin", origin)], counters))
+    return chains

@@ -1,0 +1,141 @@
+"""An ordered chain of links below the node cache: swarm peers (through the node agent),
+then the origin. Each range is read from the first link that delivers it.
+
+A link that fails (its agent died, timed out, or its job failed) is skipped for the rest
+of the load with one warning that names the cause, and the range is read from the next
+link: never slower than the origin alone. When the caller checks what a link delivered
+(the cache does, against the piece's digest), a corrupt range is counted, dropped, and
+read from the next link; only the last link's corrupt bytes are an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pagefault.errors import IntegrityError, SourceError
+from pagefault.sources.base import Buffer, Source
+
+__all__ = ["SOURCE_KINDS", "ChainSource", "Link", "SourceCounters"]
+
+log = logging.getLogger("pagefault.sources")
+
+# Where a load's bytes came from, cheapest first: the keys of ``LoadStats.bytes_by_source``.
+SOURCE_KINDS = ("local", "ram", "disk", "peers", "origin")
+
+Check = Callable[[Sequence[Buffer]], bool]
+
+
+class SourceCounters:
+    """Bytes by where they came from, corrupt pieces caught, and one warning per cause.
+
+    Shared by every file of one load; thread-safe."""
+
+    def __init__(self) -> None:
+        self._bytes = dict.fromkeys(SOURCE_KINDS, 0)
+        self.corrupt_pieces = 0
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, count: int) -> None:
+        with self._lock:
+            self._bytes[kind] += count
+
+    def corrupt(self) -> None:
+        with self._lock:
+            self.corrupt_pieces += 1
+
+    def bytes_by_source(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._bytes)
+
+    def warn_once(self, key: str, message: str) -> None:
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        log.warning(message)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One way to get a file's bytes: ``kind`` is its key in ``bytes_by_source``."""
+
+    kind: str
+    source: Source
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"link kind {self.kind!r}; expected one of {SOURCE_KINDS}")
+
+
+class ChainSource:
+    """One file read through ``links`` in order (the last is normally the origin)."""
+
+    def __init__(self, links: Sequence[Link], counters: SourceCounters) -> None:
+        if not links:
+            raise ValueError("a chain needs at least one link")
+        self._links = list(links)
+        self._counters = counters
+        self._failed: set[int] = set()
+
+    @property
+    def name(self) -> str:
+        return self._links[-1].source.name
+
+    def size(self) -> int:
+        return self._links[-1].source.size()
+
+    def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
+        self.read_checked(offset, buffers)
+
+    def read_checked(
+        self, offset: int, buffers: Sequence[Buffer], check: Check | None = None
+    ) -> str:
+        """Fill ``buffers`` from the first link that delivers (and passes ``check``);
+        returns that link's kind. Counts the bytes under it."""
+        for position, link in enumerate(self._links):
+            last = position == len(self._links) - 1
+            if position in self._failed and not last:
+                continue
+            try:
+                link.source.read_into(offset, buffers)
+            except SourceError as exc:
+                if last:
+                    raise
+                self._fail(position, link, exc)
+                continue
+            if check is not None and not check(buffers):
+                self._counters.corrupt()
+                if last:
+                    raise IntegrityError(self._corrupt_message(link, offset, buffers))
+                log.warning(
+                    "%s; reading it from the next source",
+                    self._corrupt_message(link, offset, buffers),
+                )
+                continue
+            self._counters.add(link.kind, sum(memoryview(b).nbytes for b in buffers))
+            return link.kind
+        raise AssertionError("unreachable: the last link either returns or raises")
+
+    def close(self) -> None:
+        for link in self._links:
+            link.source.close()
+
+    def _fail(self, position: int, link: Link, exc: SourceError) -> None:
+        self._failed.add(position)
+        self._counters.warn_once(
+            f"{link.kind}:{type(exc).__name__}",
+            f"{link.source.name}: {link.kind} link failed ({exc}); "
+            f"reading from {self._links[position + 1].kind} instead",
+        )
+
+    @staticmethod
+    def _corrupt_message(link: Link, offset: int, buffers: Sequence[Buffer]) -> str:
+        end = offset + sum(memoryview(b).nbytes for b in buffers)
+        return (
+            f"{link.source.name}: bytes [{offset}, {end}) from {link.kind} fail their digest"
+            f"{'; the origin changed or corrupted them' if link.kind == 'origin' else ''}"
+        )
