@@ -302,7 +302,10 @@ def test_verify_drops_a_piece_corrupt_in_every_tier_and_the_load_refetches_only_
     stream = pagefault.stream(uri, mmap=False)
     got = dict(stream)
     assert_same_tensors(got, pagefault.load(served / "plain", mmap=False))
-    assert stream.stats.bytes_by_source["origin"] == PIECE and stream.stats.bytes_by_source["disk"] == 0
+    assert (
+        stream.stats.bytes_by_source["origin"] == PIECE
+        and stream.stats.bytes_by_source["disk"] == 0
+    )
     assert origin.bytes_sent - sent == PIECE
     assert ok("verify") == {"checked": 2 * plain_pieces(served), "corrupt": []}
 

@@ -78,7 +78,7 @@ def _chains(
     swarm = AgentModel(agent, description.uri) if agent else None
     chains = []
     for file in description.files:
-        links = [Link("peers", SwarmFileSource(swarm, file))] if swarm else []
+        links = [Link("peers", SwarmFileSource(swarm, file), fills_cache=True)] if swarm else []
         origin: Source = description.origin(file)
         chains.append(ChainSource([*links, Link("origin", origin)], counters))
     return chains

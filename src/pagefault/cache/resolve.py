@@ -19,7 +19,7 @@ from pagefault.cache.catalog import FileRecord, UriRecord, file_key
 from pagefault.cache.node import NodeCache
 from pagefault.cache.source import CachedFileSource
 from pagefault.errors import NotFound, SourceError
-from pagefault.manifest import piece_count
+from pagefault.manifest import PieceManifest, piece_count
 from pagefault.sources.chain import ChainSource, SourceCounters
 from pagefault.sources.describe import ModelDescription, RemoteFile, describe, identify
 from pagefault.sources.remote_dir import RemoteDirectory
@@ -40,20 +40,24 @@ def cached_description(uri: str, cache: NodeCache) -> tuple[ModelDescription, Ur
     return description, remember(description, cache)
 
 
-def remember(description: ModelDescription, cache: NodeCache) -> UriRecord:
+def remember(
+    description: ModelDescription, cache: NodeCache, *, learned: PieceManifest | None = None
+) -> UriRecord:
     """Record what ``description`` resolved to, and its published digests, for later loads.
-    The catalog is a hint: a record that cannot be written only costs the next load a
-    trip to the origin."""
-    pieces = description.pieces
+
+    ``learned``: digests from elsewhere (the swarm's manifest, hashed by a peer) for an
+    origin that publishes none; recorded as learned, not as the origin's word. The
+    catalog is a hint: a record that cannot be written only costs the next load a trip
+    to the origin."""
+    pieces = description.pieces or learned
     piece_size = pieces.piece_size if pieces else cache.config.piece_size
     files = tuple(_file_record(description, f) for f in description.files)
     if pieces is not None:
         for file in files:
             cache.catalog.learn_all(file.key, pieces.file(file.name).pieces)
     index_text = description.index.decode() if description.index is not None else None
-    record = UriRecord(
-        description.uri, description.entry, piece_size, files, pieces is not None, index_text
-    )
+    published = description.pieces is not None
+    record = UriRecord(description.uri, description.entry, piece_size, files, published, index_text)
     with suppress(OSError):
         cache.catalog.save(record)
     return record

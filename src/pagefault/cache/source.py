@@ -138,7 +138,9 @@ class CachedFileSource:
                 return
             self._fetch(index, views)
 
-    def _read_cached(self, digest: str, views: list[memoryview]) -> bool:
+    def _read_cached(self, digest: str, views: list[memoryview], *, count: bool = True) -> bool:
+        """Fill ``views`` from a tier's copy; ``count=False`` leaves the bytes to be counted
+        under the link that put the piece there (the node agent)."""
         hit = self._cache.find(digest)
         if hit is None:
             return False
@@ -148,7 +150,8 @@ class CachedFileSource:
             hit.piece.read_into(views)
             if not hit.piece.matches(views):
                 return self._reject(hit, digest, "fails its checksum")
-        self._count_hit(hit, digest, views)
+        if count:
+            self._count_hit(hit, digest, views)
         return True
 
     def _map_cached(self, mapping: mmap.mmap, index: int, view: memoryview, digest: str) -> bool:
@@ -175,9 +178,14 @@ class CachedFileSource:
         """Read a piece from the first link below that delivers it intact; tee it."""
         start = index * self._piece_size
         expected = self._digests[index]
+        from_cache = (
+            None if expected is None else partial(self._read_cached, expected, views, count=False)
+        )
         if self._published and expected is not None:
             try:
-                self._below.read_checked(start, views, lambda got: piece_matches(got, expected))
+                self._below.read_checked(
+                    start, views, lambda got: piece_matches(got, expected), from_cache
+                )
             except IntegrityError as exc:
                 stop = start + sum(len(v) for v in views)
                 raise IntegrityError(
@@ -187,7 +195,7 @@ class CachedFileSource:
                 ) from exc
             actual = expected
         else:
-            self._below.read_checked(start, views)
+            self._below.read_checked(start, views, None, from_cache)
             actual = hash_piece(views, SHA256)
         self._cache.store(actual, views)
         if expected is None:

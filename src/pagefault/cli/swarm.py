@@ -13,6 +13,7 @@ import redis
 import typer
 from rich.table import Table
 
+from pagefault.cache import load_config
 from pagefault.errors import PagefaultError
 from pagefault.swarm.agent import Agent
 from pagefault.swarm.client import AgentClient
@@ -82,9 +83,13 @@ def agent_command(
     listen: Annotated[str, typer.Option(help="ip:port peers reach this node on (0 = any)")],
     node: Annotated[str | None, typer.Option(help="Node name (default: hostname)")] = None,
     api: Annotated[str, typer.Option(help="Local API host:port")] = "127.0.0.1:7070",
-    data_dir: Annotated[Path, typer.Option(help="Where swarmed models live")] = Path(
-        "/var/lib/pagefault/swarm"
-    ),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where libtorrent keeps the files it seeds from (default: swarm/ under the"
+            " node cache's disk dir); admitted pieces also go into the node cache"
+        ),
+    ] = None,
     coordinator: CoordinatorOpt = None,
     token: TokenOpt = None,
     zone: Annotated[str, typer.Option(help="Rack/zone label (placement groups a zone)")] = "",
@@ -100,11 +105,15 @@ def agent_command(
 ) -> None:
     """Run the node agent: serve models to peers and to this node's processes."""
     _log_to_stderr()
+    try:
+        cache_config = load_config()
+    except PagefaultError as exc:
+        fail(exc, as_json=False)
     config = AgentConfig(
         node=node or os.uname().nodename,
         listen=listen,
         api=api,
-        data_dir=data_dir,
+        data_dir=data_dir or cache_config.resolved().disk_dir / "swarm",
         coordinator=coordinator.rstrip("/") if coordinator else None,
         token=token,
         zone=zone,
@@ -112,7 +121,7 @@ def agent_command(
         origin_threads=origin_threads,
         notsent_lowat=notsent_lowat,
     )
-    agent = Agent(config).start()
+    agent = Agent(config, cache_config).start()
     _serve_until_signal()
     agent.stop()
 
@@ -124,7 +133,10 @@ def fetch_command(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Have the node agent fetch a model; wait until every piece is here."""
+    """Have the node agent fetch a model into the node cache; wait until every piece is here.
+
+    Afterwards any process on the node loads it (``pagefault load URI``) with no origin
+    and no peer bytes."""
     try:
         client = AgentClient(agent)
         model = client.open(uri)
@@ -148,6 +160,13 @@ def fetch_command(
             f"{uri}: {total:,} bytes in {model['complete_s']:.2f} s "
             f"(origin {model['from_origin']:,}, peers {model['from_peers']:,}, "
             f"uploaded {model['uploaded']:,})"
+        )
+        where = model.get("cache_dir")
+        stdout_console().print(
+            f"in the node cache ({where}): load it with `pagefault load {uri}`"
+            if where
+            else f"not in the node cache ({'; '.join(model['reasons'])}); seeding from "
+            f"{model['save_path']}"
         )
 
 

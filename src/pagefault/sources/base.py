@@ -11,7 +11,7 @@ import mmap
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Buffer", "MappableSource", "PageCacheSource", "Source"]
+__all__ = ["AwaitableSource", "Buffer", "MappableSource", "PageCacheSource", "Source"]
 
 Buffer = memoryview  # a writable, C-contiguous byte view
 
@@ -66,4 +66,16 @@ class PageCacheSource(Source, Protocol):
     def cached(self, offset: int, length: int) -> int | None:
         """Bytes of ``[offset, offset + length)`` the page cache holds now (whole pages),
         or None when the kernel cannot say."""
+        ...
+
+
+@runtime_checkable
+class AwaitableSource(Source, Protocol):
+    """A source that fills over time (the swarm through the node agent): a reader can wait
+    for a range to become available without reading it, when the bytes also land
+    somewhere cheaper to read (the node cache)."""
+
+    def await_range(self, offset: int, length: int) -> None:
+        """Block until ``[offset, offset + length)`` is complete and verified; raises
+        ``SourceError`` when it never will be (the filler failed or went away)."""
         ...

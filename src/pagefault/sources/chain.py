@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pagefault.errors import IntegrityError, SourceError
-from pagefault.sources.base import Buffer, Source
+from pagefault.sources.base import AwaitableSource, Buffer, Source
 
 __all__ = ["SOURCE_KINDS", "ChainSource", "Link", "SourceCounters"]
 
@@ -61,10 +61,15 @@ class SourceCounters:
 
 @dataclass(frozen=True)
 class Link:
-    """One way to get a file's bytes: ``kind`` is its key in ``bytes_by_source``."""
+    """One way to get a file's bytes: ``kind`` is its key in ``bytes_by_source``.
+
+    ``fills_cache``: the link's filler also puts every verified piece in the node cache
+    (the agent does), so a reader through the cache waits for the range and then reads
+    the cache's copy."""
 
     kind: str
     source: Source
+    fills_cache: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -92,15 +97,23 @@ class ChainSource:
         self.read_checked(offset, buffers)
 
     def read_checked(
-        self, offset: int, buffers: Sequence[Buffer], check: Check | None = None
+        self,
+        offset: int,
+        buffers: Sequence[Buffer],
+        check: Check | None = None,
+        from_cache: Callable[[], bool] | None = None,
     ) -> str:
         """Fill ``buffers`` from the first link that delivers (and passes ``check``);
-        returns that link's kind. Counts the bytes under it."""
+        returns that link's kind. Counts the bytes under it. ``from_cache()`` fills them
+        from the node cache, if it has them, after a cache-filling link's wait."""
         for position, link in enumerate(self._links):
             last = position == len(self._links) - 1
             if position in self._failed and not last:
                 continue
             try:
+                if from_cache is not None and self._awaited(link, offset, buffers, from_cache):
+                    self._counters.add(link.kind, sum(memoryview(b).nbytes for b in buffers))
+                    return link.kind
                 link.source.read_into(offset, buffers)
             except SourceError as exc:
                 if last:
@@ -119,6 +132,15 @@ class ChainSource:
             self._counters.add(link.kind, sum(memoryview(b).nbytes for b in buffers))
             return link.kind
         raise AssertionError("unreachable: the last link either returns or raises")
+
+    @staticmethod
+    def _awaited(
+        link: Link, offset: int, buffers: Sequence[Buffer], from_cache: Callable[[], bool]
+    ) -> bool:
+        if not (link.fills_cache and isinstance(link.source, AwaitableSource)):
+            return False
+        link.source.await_range(offset, sum(memoryview(b).nbytes for b in buffers))
+        return from_cache()
 
     def close(self) -> None:
         for link in self._links:

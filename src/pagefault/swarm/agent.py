@@ -15,6 +15,7 @@ from typing import Any
 import libtorrent as lt
 from prometheus_client import CollectorRegistry, generate_latest
 
+from pagefault.cache import CacheConfig, NodeCache, load_config
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials
 from pagefault.swarm.job import ModelJob, swarm_id
@@ -31,12 +32,16 @@ _ALERTS = (
     | lt.alert.category_t.piece_progress_notification
     | lt.alert.category_t.peer_notification
     | lt.alert.category_t.connect_notification
+    | lt.alert.category_t.storage_notification  # read_piece_alert: pieces to admit
 )
 
 
 class Agent:
-    def __init__(self, config: AgentConfig) -> None:
+    """One node's swarm member: a libtorrent session, its model jobs, the local API."""
+
+    def __init__(self, config: AgentConfig, cache_config: CacheConfig | None = None) -> None:
         self.config = config
+        cache_config = cache_config or load_config()
         self.session = lt.session(
             {
                 "listen_interfaces": f"{config.listen}s",  # "s": TLS only
@@ -62,6 +67,9 @@ class Agent:
             }
         )
         self.jobs: dict[str, ModelJob] = {}
+        # the node cache: every admitted piece goes there, so any process on the node
+        # loads a swarmed model from it (PAGEFAULT_CACHE=off: the agent's files only)
+        self.cache = NodeCache(cache_config) if cache_config.enabled else None
         self.metrics = CollectorRegistry()
         self.metrics.register(AgentCollector(lambda: list(self.jobs.values())))
         self._lock = threading.Lock()
@@ -109,7 +117,12 @@ class Agent:
             job = self.jobs.get(swarm_id(uri))
             if job is None:
                 job = ModelJob(
-                    uri, self.session, self.config, self.peer_address, self._membership()
+                    uri,
+                    self.session,
+                    self.config,
+                    self.peer_address,
+                    self._membership(),
+                    cache=self.cache,
                 )
                 self.jobs[job.id] = job
                 job.start()
@@ -146,6 +159,11 @@ class Agent:
             return
         if isinstance(alert, lt.piece_finished_alert):
             job.piece_finished(int(alert.piece_index))
+        elif isinstance(alert, lt.read_piece_alert):
+            failed = alert.error.value() != 0
+            job.piece_read(
+                int(alert.piece), bytes(alert.buffer), alert.error.message() if failed else None
+            )
         elif isinstance(alert, lt.peer_ban_alert):
             job.peer_banned(str(alert.endpoint[0]), "sent pieces that failed verification")
         elif isinstance(alert, lt.peer_disconnected_alert):

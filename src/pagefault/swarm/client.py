@@ -135,9 +135,10 @@ class SwarmFileSource:
     def size(self) -> int:
         return self._file.size
 
-    def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
+    def await_range(self, offset: int, length: int) -> None:
+        """Block until the agent has verified (and cached) every piece under the range."""
         entry = self._describe()
-        end = offset + sum(memoryview(b).nbytes for b in buffers)
+        end = offset + length
         if end > self._ready_below:
             piece_size = int(entry["piece_size"])
             first = int(entry["first_piece"]) + offset // piece_size
@@ -145,7 +146,11 @@ class SwarmFileSource:
             self._model.wait(first, last)
             if offset <= self._ready_below:
                 self._ready_below = max(self._ready_below, end)
-        read_fully(self._open(entry), offset, buffers, name=self.name)
+
+    def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
+        """Wait for the range, then read libtorrent's file (no node cache to read from)."""
+        self.await_range(offset, sum(memoryview(b).nbytes for b in buffers))
+        read_fully(self._open(self._describe()), offset, buffers, name=self.name)
 
     def close(self) -> None:
         with self._lock:

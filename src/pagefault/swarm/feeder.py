@@ -77,8 +77,18 @@ class OriginFeeder:
             with self._lock:
                 self._running = False
 
-    def _feed_one(self, piece: int) -> None:
-        if self.handle.have_piece(piece):
+    def replace(self, piece: int) -> None:
+        """Fetch one piece again from the origin over a bad copy on disk (in the background)."""
+        threading.Thread(target=self._replace_logged, args=(piece,), daemon=True).start()
+
+    def _replace_logged(self, piece: int) -> None:
+        try:
+            self._feed_one(piece, overwrite=True)
+        except Exception:
+            _log.exception("piece %d: fetching it again from the origin failed", piece)
+
+    def _feed_one(self, piece: int, *, overwrite: bool = False) -> None:
+        if self.handle.have_piece(piece) and not overwrite:
             return
         entry, offset = self.layout.locate(piece)
         size = min(self.layout.piece_size, entry.size - offset)
@@ -89,9 +99,10 @@ class OriginFeeder:
             raise IntegrityError(
                 f"{entry.name}: piece at {offset} from the origin fails its digest"
             )
-        if self.handle.have_piece(piece):  # a peer was faster: keep its copy
+        if self.handle.have_piece(piece) and not overwrite:  # a peer was faster: keep its copy
             return
-        self.handle.add_piece(piece, bytes(data), 0)
+        flags = lt.add_piece_flags_t.overwrite_existing if overwrite else 0
+        self.handle.add_piece(piece, bytes(data), flags)
         with self._lock:
             self.bytes += size
 

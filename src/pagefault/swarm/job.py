@@ -23,10 +23,13 @@ from typing import Any
 import libtorrent as lt
 
 from pagefault.api.manifests import make_piece_manifest, pull
+from pagefault.cache import NodeCache, remember
 from pagefault.errors import PagefaultError
 from pagefault.manifest import PieceManifest
 from pagefault.sources import LocalFileSource, Source
+from pagefault.sources.describe import describe
 from pagefault.sources.remote_dir import RemoteDirectory
+from pagefault.swarm.admission import PieceAdmission
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.coordinator import HEARTBEAT_S
 from pagefault.swarm.credentials import NodeCredentials, SwarmCA
@@ -61,8 +64,11 @@ class ModelJob:
         settings: AgentConfig,
         address: str,
         credentials: tuple[bytes, NodeCredentials] | None,
+        *,
+        cache: NodeCache | None = None,
     ) -> None:
         self.uri = uri
+        self.cache = cache  # where admitted pieces go, for every process on the node
         self.id = swarm_id(uri)
         self.session = session
         self.settings = settings
@@ -78,6 +84,9 @@ class ModelJob:
         self.layout: TorrentLayout | None = None
         self.handle: lt.torrent_handle | None = None
         self.feeder: OriginFeeder | None = None
+        self.admission: PieceAdmission | None = None
+        self._cached = False  # admitted pieces go into the node cache
+        self._release_lease: Callable[[], None] = lambda: None
         self.upstreams: list[dict[str, Any] | None] = []  # per stripe: node, address, have
         self.gate: FetchGate | None = None  # what this node may read as a fetcher
         self._seq = -1
@@ -95,9 +104,24 @@ class ModelJob:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.admission is not None:
+            self.admission.close()
+        self._release_lease()
 
     # -- called from the agent's alert loop ---------------------------------------------
     def piece_finished(self, piece: int) -> None:
+        """libtorrent verified a piece: read it back through libtorrent to admit it."""
+        if self.handle is not None:
+            self.handle.read_piece(piece)
+
+    def piece_read(self, piece: int, data: bytes, error: str | None) -> None:
+        """libtorrent read a finished piece back: check it, cache it, then report it had."""
+        if error:
+            self._corrupt(piece, f"reading it back failed: {error}")
+        elif self.admission is not None:
+            self.admission.submit(piece, data)
+
+    def _admitted(self, piece: int) -> None:
         with self._changed:
             self._have.add(piece)
             now = time.monotonic()
@@ -109,6 +133,14 @@ class ModelJob:
                 self.complete_s = now - self.started
                 self.state = "complete"
             self._changed.notify_all()
+
+    def _corrupt(self, piece: int, why: str) -> None:
+        """A finished piece's bytes on disk are not the manifest's: never report it had;
+        fetch it again from the origin over the bad copy."""
+        _log.error("swarm %s: piece %d not admitted: %s", self.id, piece, why)
+        self.reasons.append(f"piece {piece} not admitted ({why}); fetched again from the origin")
+        if self.feeder is not None:
+            self.feeder.replace(piece)
 
     def peer_banned(self, ip: str, why: str) -> None:
         """A peer sent pieces that failed their hash: have the coordinator drop it."""
@@ -157,6 +189,7 @@ class ModelJob:
             "error": self.error,
             "reasons": list(self.reasons),
             "save_path": str(self.save_path),
+            "cache_dir": str(self.cache.config.disk_dir) if self.cache and self._cached else None,
             "piece_size": layout.piece_size if layout else None,
             "files": [
                 {
@@ -214,6 +247,14 @@ class ModelJob:
         ca, node = self.credentials or (SwarmCA.create().cert_pem, None)
         info = lt.torrent_info(build_torrent(manifest, ca))
         self.layout = TorrentLayout.of(info)
+        self.admission = PieceAdmission(
+            self.layout,
+            manifest,
+            on_admitted=self._admitted,
+            on_corrupt=self._corrupt,
+        )
+        self.admission.cache = self._node_cache_for(manifest)
+        self._cached = self.admission.cache is not None
         params = lt.add_torrent_params()
         params.ti = info
         params.save_path = str(self.save_path)
@@ -233,6 +274,25 @@ class ModelJob:
             threads=self.settings.origin_threads,
         )
         self.state = "swarming"
+
+    def _node_cache_for(self, manifest: PieceManifest) -> NodeCache | None:
+        """Record the model in the node cache (so ``load(uri)`` finds it) and hold a lease on
+        its files while seeding; None when admitted pieces cannot go there."""
+        if self.cache is None:
+            return None
+        try:
+            description = describe(self.uri)
+            learned = manifest if description.pieces is None else None
+            record = remember(description, self.cache, learned=learned)
+        except PagefaultError as exc:
+            self.reasons.append(f"not in the node cache: {exc}")
+            return None
+        if record.piece_size != manifest.piece_size:
+            why = f"its pieces are {record.piece_size} bytes, the swarm's {manifest.piece_size}"
+            self.reasons.append(f"not in the node cache: {why}")
+            return None
+        self._release_lease = self.cache.lease(f.key for f in record.files)
+        return self.cache
 
     def _origin(self, directory: RemoteDirectory) -> Callable[[str], Source]:
         """Where the feeder reads: the origin, or this node's download if it built the manifest."""

@@ -162,7 +162,7 @@ class SwarmTestbed:
             "--api",
             f"{node.address}:{API_PORT}",
             "--data-dir",
-            str(self.work / node.name),
+            str(self.work / node.name / "seed"),
             "--stall",
             str(self.config.stall_s),
             "--coordinator",
@@ -170,7 +170,19 @@ class SwarmTestbed:
             "--token",
             TOKEN,
         ]
-        self.agents[node.name] = self._spawn(node, f"agent-{node.name}", argv)
+        self.agents[node.name] = self._spawn(
+            node, f"agent-{node.name}", argv, env=self.cache_env(node)
+        )
+
+    def cache_env(self, node: Host) -> dict[str, str]:
+        """The node cache of ``node``: its agent and its loaders share it (RAM tier included)."""
+        root = self.work / node.name / "cache"
+        return {
+            "PAGEFAULT_CACHE_DIR": str(root / "disk"),
+            "PAGEFAULT_CACHE_RAM_DIR": str(root / "ram"),
+            "PAGEFAULT_CACHE_DISK_CAPACITY": "4GiB",
+            "PAGEFAULT_CACHE_RAM_CAPACITY": "4GiB",
+        }
 
     def kill_agent(self, node: Host) -> None:
         self.agents[node.name].kill()
@@ -204,9 +216,11 @@ class SwarmTestbed:
     def log(self, name: str) -> str:
         return (self.work / f"{name}.log").read_text(errors="replace")
 
-    def _spawn(self, host: Host, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, host: Host, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with open(self.work / f"{name}.log", "ab") as log:  # the child keeps its own copy
-            return host.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
+            return host.spawn(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def _await_fleet(self, timeout: float = 120) -> None:
         """One probe on the control host waits for every agent's API (not a process per poll)."""

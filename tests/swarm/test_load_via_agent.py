@@ -1,0 +1,205 @@
+"""``pagefault.load(uri)`` through the node agent: the swarm as a link of the source chain.
+
+A real agent process on loopback (no coordinator: it fills the model from the origin
+itself, as a fleet of one does), a real HTTP origin, and the node cache both share."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import pagefault
+from pagefault.cache import CacheConfig, NodeCache
+from pagefault.manifest import MANIFEST_NAME
+from pagefault.swarm.jsonhttp import ControlError, call
+from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.testing import HTTPOrigin
+
+PIECE = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("agent-origin")
+    model = root / "model"
+    write_synthetic_checkpoint(model, SyntheticConfig(size=6 << 20, shards=2, seed=5))
+    manifest = pagefault.make_piece_manifest(model, piece_size=PIECE)
+    pagefault.write_piece_manifest(manifest, str(model / MANIFEST_NAME))
+    return root
+
+
+def _cache_env(root: Path) -> dict[str, str]:
+    return {
+        "PAGEFAULT_CACHE_DIR": str(root / "disk"),
+        "PAGEFAULT_CACHE_RAM_DIR": str(root / "ram"),
+        "PAGEFAULT_CACHE_DISK_CAPACITY": "1GiB",
+        "PAGEFAULT_CACHE_RAM_CAPACITY": "1GiB",
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AgentProcess:
+    """``pagefault agent`` on loopback, sharing the test's node cache."""
+
+    def __init__(self, cache_root: Path, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{_free_port()}"
+        argv = [sys.executable, "-m", "pagefault", "agent", "--node", "t1"]
+        argv += ["--listen", "127.0.0.1:0", "--api", self.url.removeprefix("http://")]
+        argv += ["--stall", "2"]
+        env = {**os.environ, **_cache_env(cache_root), "AWS_EC2_METADATA_DISABLED": "true"}
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:  # the agent imports torch: a few seconds before its API answers
+            try:
+                call(f"{self.url}/v1/models", timeout=1)
+                return
+            except ControlError:
+                assert self.process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the agent's API never came up"
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "cache"
+    for name, value in _cache_env(root).items():
+        monkeypatch.setenv(name, value)
+    return root
+
+
+@pytest.fixture
+def agent(
+    cache_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AgentProcess]:
+    process = AgentProcess(cache_root, tmp_path / "agent.log")
+    monkeypatch.setenv("PAGEFAULT_AGENT", process.url)
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+def _same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == want.keys()
+    for name, tensor in want.items():
+        assert torch.equal(got[name].view(torch.uint8), tensor.view(torch.uint8)), name
+
+
+def test_load_reads_through_the_agent_then_from_the_node_cache(
+    served: Path, agent: AgentProcess, cache_root: Path
+) -> None:
+    want = pagefault.load(served / "model")
+    with HTTPOrigin(served) as origin:
+        uri = f"{origin.url}/model/"
+        first = pagefault.stream(uri)
+        _same(dict(first), want)
+        by_source = first.stats.bytes_by_source
+        assert by_source["origin"] == 0, "the agent fetched; this process read none itself"
+        assert by_source["peers"] > 0  # streamed while the agent was still swarming
+        assert by_source["peers"] + by_source["ram"] + by_source["disk"] >= first.stats.bytes
+        size = sum(p.stat().st_size for p in (served / "model").glob("*.safetensors"))
+        assert origin.bytes_sent <= 1.1 * size, "the node fetched the model about once"
+
+        second = pagefault.stream(
+            uri,
+            cache=NodeCache(CacheConfig(disk_dir=cache_root / "disk", ram_dir=cache_root / "ram")),
+        )
+        _same(dict(second), want)
+        assert second.stats.bytes_by_source["origin"] == 0
+        assert second.stats.bytes_by_source["peers"] == 0
+        assert second.stats.bytes_by_source["ram"] >= second.stats.bytes
+
+
+def test_swarm_fetch_fills_the_node_cache_for_any_process(
+    served: Path, agent: AgentProcess, cache_root: Path
+) -> None:
+    with HTTPOrigin(served) as origin:
+        uri = f"{origin.url}/model/"
+        fetched = subprocess.run(
+            [sys.executable, "-m", "pagefault", "swarm", "fetch", uri, "--agent", agent.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert "in the node cache" in fetched.stdout
+        sent = origin.bytes_sent
+        loaded = pagefault.stream(uri, cache=True)
+        _same(dict(loaded), pagefault.load(served / "model"))
+        assert loaded.stats.bytes_by_source["origin"] == 0
+        assert loaded.stats.bytes_by_source["peers"] == 0
+        assert origin.bytes_sent - sent < PIECE, "only HEADs: no model bytes from the origin"
+
+
+def test_agent_killed_mid_load_the_load_finishes_from_the_origin(
+    served: Path, agent: AgentProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    want = pagefault.load(served / "model")
+    # 2 MB/s per connection: the agent's 4 origin readers need ~1 s for 6 MiB
+    with HTTPOrigin(served, bandwidth=2e6) as origin:
+        uri = f"{origin.url}/model/"
+        seen = 0
+
+        def kill_at_a_third(nbytes: int) -> None:
+            nonlocal seen
+            seen += nbytes
+            if seen >= 2 << 20 and agent.process.poll() is None:
+                agent.kill()
+
+        with caplog.at_level(logging.WARNING, logger="pagefault.sources"):
+            stream = pagefault.stream(uri, threads=2, on_progress=kill_at_a_third)
+            _same(dict(stream), want)
+    assert agent.process.poll() is not None
+    by_source = stream.stats.bytes_by_source
+    assert by_source["origin"] > 0
+    assert by_source["peers"] + by_source["ram"] + by_source["disk"] > 0
+    assert "peers link failed" in caplog.text
+
+
+def test_no_agent_answering_means_the_origin_with_a_warning(
+    served: Path,
+    cache_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("PAGEFAULT_AGENT", f"http://127.0.0.1:{_free_port()}")
+    with HTTPOrigin(served) as origin, caplog.at_level(logging.WARNING):
+        stream = pagefault.stream(f"{origin.url}/model/")
+        _same(dict(stream), pagefault.load(served / "model"))
+    assert stream.stats.bytes_by_source["peers"] == 0
+    assert stream.stats.bytes_by_source["origin"] > 0
+    assert "peers link failed" in caplog.text and "Connection refused" in caplog.text
+
+
+def test_agent_setting_is_validated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pagefault.errors import SwarmError
+    from pagefault.swarm.config import configured_agent
+
+    assert configured_agent({"PAGEFAULT_AGENT": "off"}) is None
+    with pytest.raises(SwarmError, match="agent's API URL"):
+        configured_agent({"PAGEFAULT_AGENT": "127.0.0.1:7070"})
+    config = tmp_path / "config.toml"
+    config.write_text('[swarm]\nagent = "http://127.0.0.1:7070"\n')
+    assert configured_agent({"PAGEFAULT_CONFIG": str(config)}) == "http://127.0.0.1:7070"
+    config.write_text('[swarm]\nagnet = "http://127.0.0.1:7070"\n')
+    with pytest.raises(SwarmError, match="agnet"):
+        configured_agent({"PAGEFAULT_CONFIG": str(config)})
