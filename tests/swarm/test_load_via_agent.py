@@ -19,7 +19,9 @@ import torch
 
 import pagefault
 from pagefault.cache import CacheConfig, NodeCache
+from pagefault.errors import SwarmError
 from pagefault.manifest import MANIFEST_NAME
+from pagefault.swarm.config import configured_agent
 from pagefault.swarm.jsonhttp import ControlError, call
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.testing import HTTPOrigin
@@ -191,9 +193,6 @@ def test_no_agent_answering_means_the_origin_with_a_warning(
 
 
 def test_agent_setting_is_validated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pagefault.errors import SwarmError
-    from pagefault.swarm.config import configured_agent
-
     assert configured_agent({"PAGEFAULT_AGENT": "off"}) is None
     with pytest.raises(SwarmError, match="agent's API URL"):
         configured_agent({"PAGEFAULT_AGENT": "127.0.0.1:7070"})
