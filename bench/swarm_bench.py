@@ -10,7 +10,12 @@ CPU-bound result is visible. Needs root.
 
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
         [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1] [--queueing small-first|fifo]
-        [--repeat 1] [--out FILE] [--logs DIR]
+        [--repeat 1] [--out FILE] [--logs DIR] [--load]
+
+``--load``: each node runs ``pagefault.stream(uri)`` through its agent and its own node
+cache (the source chain) instead of ``swarm fetch``, then a second, warm load; reports the
+first tensor's time, bytes by source per node, and whether every node's tensors are
+byte-identical to a local load.
 
 Link rates default low enough that 16 agents do not saturate this 2-core machine's CPU
 (the issue asks for that; CPU busy is in the table).
@@ -34,7 +39,7 @@ from pagefault.manifest import MANIFEST_NAME
 from pagefault.sizes import parse_size
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.testing.netns import DEFAULT_QUEUEING, QUEUEINGS
-from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed
+from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed, load_and_digest
 
 
 def cpu_busy() -> tuple[float, float]:
@@ -57,6 +62,11 @@ def run_fleet(
     )
     with SwarmTestbed(config, model) as bed:
         busy0, total0 = cpu_busy()
+        if args.load:
+            result = bed.load_all(timeout=args.timeout)
+            busy1, total1 = cpu_busy()
+            warm = bed.load_all(timeout=args.timeout)
+            return load_summary(nodes, size, result, warm, (busy1 - busy0) / (total1 - total0))
         result = bed.drive(timeout=args.timeout)
         busy1, total1 = cpu_busy()
     per_node = result["nodes"].values()
@@ -72,6 +82,32 @@ def run_fleet(
         "first_piece_median_s": statistics.median(firsts),
         "cpu_busy": (busy1 - busy0) / (total1 - total0),
         "per_node": result["nodes"],
+    }
+
+
+LOCAL_DIGEST: dict[str, str] = {}  # the digest of a local load of the model, set in main
+
+
+def load_summary(
+    nodes: int, size: int, cold: dict[str, Any], warm: dict[str, Any], cpu: float
+) -> dict[str, Any]:
+    """A ``--load`` fleet: cold loads through the swarm, then warm loads from the node cache."""
+    per_node = list(cold["nodes"].values())
+    warm_nodes = list(warm["nodes"].values())
+    want = LOCAL_DIGEST["model"]
+    return {
+        "nodes": nodes,
+        "failed": sum(n["digest"] != want for n in per_node + warm_nodes),
+        "all_done_s": max(n["wall_s"] for n in per_node),
+        "egress_x": cold["origin_bytes"] / size,
+        "max_upload_x": None,
+        "first_piece_median_s": statistics.median(n["first_tensor_s"] for n in per_node),
+        "warm_s_median": statistics.median(n["wall_s"] for n in warm_nodes),
+        "warm_origin_peer_bytes": sum(
+            n["bytes_by_source"]["origin"] + n["bytes_by_source"]["peers"] for n in warm_nodes
+        ),
+        "cpu_busy": cpu,
+        "per_node": {"cold": cold["nodes"], "warm": warm["nodes"]},
     }
 
 
@@ -93,6 +129,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out")
     parser.add_argument("--logs", help="keep each fleet's agent/origin/coordinator logs here")
+    parser.add_argument("--load", action="store_true", help="nodes run pagefault.load(uri)")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pagefault-swarm-bench-") as tmp:
@@ -101,6 +138,7 @@ def main() -> None:
         manifest = make_piece_manifest(entry, piece_size=parse_size(args.piece_size))
         write_piece_manifest(manifest, model / MANIFEST_NAME)
         size = manifest.total_bytes
+        LOCAL_DIGEST["model"] = load_and_digest(str(model), time.time())["digest"]
         floor = size / (args.node_mbit * 1e6 / 8 * 1448 / 1514)  # tbf counts headers
         runs = []
         for n in (int(x) for x in args.nodes.split(",")):
@@ -121,7 +159,7 @@ def main() -> None:
         "/ single node",
         "origin egress / model",
         "max upload / model",
-        "first piece (median s)",
+        "first piece/tensor (median s)",
         "CPU busy",
         "failed",
     ):
@@ -133,7 +171,7 @@ def main() -> None:
             f"{r['all_done_s']:.2f}",
             f"{r['all_done_s'] / single:.2f}" if single else "-",
             f"{r['egress_x']:.3f}",
-            f"{r['max_upload_x']:.2f}",
+            f"{r['max_upload_x']:.2f}" if r["max_upload_x"] is not None else "-",
             f"{r['first_piece_median_s']:.2f}",
             f"{r['cpu_busy']:.0%}",
             str(r["failed"]),

@@ -22,7 +22,13 @@ from pagefault.swarm.sockets import NOTSENT_LOWAT, NOTSENT_LOWAT_SYSCTL
 from pagefault.swarm.torrent import build_torrent
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.testing.netns import Host, available
-from pagefault.testing.swarmbed import API_PORT, PEER_PORT, FleetConfig, SwarmTestbed
+from pagefault.testing.swarmbed import (
+    API_PORT,
+    PEER_PORT,
+    FleetConfig,
+    SwarmTestbed,
+    load_and_digest,
+)
 
 pytestmark = pytest.mark.skipif(
     available() is not None or shutil.which("redis-server") is None,
@@ -206,3 +212,23 @@ def test_corrupt_peer_is_banned_and_everyone_completes(model: Path) -> None:
         banned = "banned peer" in bed.log("agent-n2") + bed.log("agent-n3")
         check_identical(model, rest, ["n2", "n3"])
     assert banned
+
+
+def test_every_node_loads_through_the_swarm_then_from_its_node_cache(model: Path) -> None:
+    """``pagefault.load(uri)`` on each node (its agent and node cache): byte-identical
+    tensors, the origin serves the model about once, a second load reads neither the
+    origin nor the peers."""
+    size = manifest_of(model).total_bytes
+    want = load_and_digest(str(model), time.time())["digest"]
+    with SwarmTestbed(FleetConfig(nodes=3, node_mbit=100), model) as bed:
+        cold = bed.load_all()
+        warm = bed.load_all()
+    for name, node in cold["nodes"].items():
+        assert node["digest"] == want, name
+        assert node["bytes_by_source"]["origin"] == 0, (name, node)  # the agents fetched
+        assert node["first_tensor_s"] < node["wall_s"]
+    assert cold["origin_bytes"] <= 1.05 * size
+    for name, node in warm["nodes"].items():
+        assert node["digest"] == want, name
+        by_source = node["bytes_by_source"]
+        assert by_source["origin"] == by_source["peers"] == 0, (name, by_source)

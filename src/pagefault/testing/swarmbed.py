@@ -10,6 +10,7 @@ for the model at once and reports each node's timings and byte counts as JSON.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import pagefault
 from pagefault.errors import PagefaultError
 from pagefault.swarm.client import AgentClient
 from pagefault.swarm.jsonhttp import call
@@ -28,7 +32,7 @@ from pagefault.swarm.topology import DEFAULT_STRIPES
 from pagefault.testing.http_origin import STATS_PATH
 from pagefault.testing.netns import DEFAULT_QUEUEING, Host, Testbed
 
-__all__ = ["FleetConfig", "SwarmTestbed"]
+__all__ = ["FleetConfig", "SwarmTestbed", "load_and_digest"]
 
 API_PORT, PEER_PORT, COORDINATOR_PORT, ORIGIN_PORT, REDIS_PORT = 7070, 6881, 7171, 8080, 6379
 TOKEN = "testbed-token"
@@ -213,6 +217,35 @@ class SwarmTestbed:
             raise PagefaultError(f"swarm drive failed: {done.stderr.decode()[-2000:]}")
         return dict(json.loads(done.stdout))
 
+    def load_all(self, nodes: list[Host] | None = None, *, timeout: float = 300) -> dict[str, Any]:
+        """Every listed node runs ``pagefault.stream(uri)`` through its own agent and node
+        cache at the same moment; each reports timings, bytes by source and a digest."""
+        targets = nodes or self.nodes
+        before = self._origin_bytes()
+        start = time.time()
+        children = {}
+        for node in targets:
+            out = self.work / f"load-{node.name}.json"
+            argv = [*_PY, "pagefault.testing.swarmbed", "load", "--uri", self.origin_url]
+            argv += ["--start", str(start), "--out", str(out)]
+            env = {**self.cache_env(node), "PAGEFAULT_AGENT": f"http://{node.address}:{API_PORT}"}
+            children[node.name] = (self._spawn(node, f"load-{node.name}", argv, env=env), out)
+        results: dict[str, Any] = {}
+        for name, (child, out) in children.items():
+            if child.wait(timeout=timeout):
+                raise PagefaultError(f"load on {name} failed: {self.log(f'load-{name}')[-2000:]}")
+            results[name] = json.loads(out.read_text())
+        return {"origin_bytes": self._origin_bytes() - before, "nodes": results}
+
+    def _origin_bytes(self) -> int:
+        url = f"http://{self.origin.address}:{ORIGIN_PORT}{STATS_PATH}"
+        done = self.ctl.run(
+            [*_PY, "pagefault.testing.swarmbed", "stats", "--url", url],
+            capture_output=True,
+            timeout=30,
+        )
+        return int(json.loads(done.stdout)["bytes_sent"])
+
     def log(self, name: str) -> str:
         return (self.work / f"{name}.log").read_text(errors="replace")
 
@@ -274,16 +307,45 @@ def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) 
     return {"origin_bytes": call(origin_stats)["bytes_sent"] - before, "nodes": results}
 
 
+def load_and_digest(uri: str, start: float) -> dict[str, Any]:
+    """One node's ``pagefault.stream(uri)``: seconds to the first tensor and to the last
+    (from the fleet's common start), bytes by source, and a digest of every tensor."""
+    digest = hashlib.sha256()
+    first_s = None
+    stream = pagefault.stream(uri)
+    for name, tensor in stream:
+        if first_s is None:
+            first_s = time.time() - start
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return {
+        "first_tensor_s": first_s,
+        "wall_s": time.time() - start,
+        "bytes": stream.stats.bytes,
+        "bytes_by_source": stream.stats.bytes_by_source,
+        "corrupt_pieces": stream.stats.corrupt_pieces,
+        "digest": digest.hexdigest(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m pagefault.testing.swarmbed")
-    parser.add_argument("command", choices=["drive"])
-    parser.add_argument("--uri", required=True)
-    parser.add_argument("--agents", required=True, help="name=url,...")
+    parser.add_argument("command", choices=["drive", "load", "stats"])
+    parser.add_argument("--uri")
+    parser.add_argument("--agents", help="name=url,...")
     parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--origin-stats", required=True)
+    parser.add_argument("--origin-stats")
+    parser.add_argument("--start", type=float, help="load: the fleet's common start (epoch s)")
+    parser.add_argument("--out", help="load: where to write the JSON result")
+    parser.add_argument("--url", help="stats: the origin's stats URL")
     args = parser.parse_args()
-    agents = dict(item.split("=", 1) for item in args.agents.split(","))
-    print(json.dumps(_drive(args.uri, agents, args.timeout, args.origin_stats)))
+    if args.command == "stats":
+        print(json.dumps(call(args.url)))
+    elif args.command == "load":
+        Path(args.out).write_text(json.dumps(load_and_digest(args.uri, args.start)))
+    else:
+        agents = dict(item.split("=", 1) for item in args.agents.split(","))
+        print(json.dumps(_drive(args.uri, agents, args.timeout, args.origin_stats)))
 
 
 if __name__ == "__main__":
