@@ -34,10 +34,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+import pagefault
 from pagefault.api import make_piece_manifest, write_piece_manifest
+from pagefault.cache import CacheConfig, NodeCache
 from pagefault.manifest import MANIFEST_NAME
 from pagefault.sizes import parse_size
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.testing import HTTPOrigin
 from pagefault.testing.netns import DEFAULT_QUEUEING, QUEUEINGS
 from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed, load_and_digest
 
@@ -88,6 +91,25 @@ def run_fleet(
 LOCAL_DIGEST: dict[str, str] = {}  # the digest of a local load of the model, set in main
 
 
+def ram_tier_reference(model: Path, rounds: int = 3) -> float:
+    """GB/s of a warm load of ``model`` from a node cache's RAM tier (issue 4's warm load),
+    on this machine, same size: what a node's second load is compared with."""
+    speeds = []
+    with (
+        tempfile.TemporaryDirectory(prefix="pagefault-ram-ref-") as tmp,
+        HTTPOrigin(model.parent) as origin,
+    ):
+        for round_ in range(rounds):
+            root = Path(tmp) / str(round_)
+            node = NodeCache(CacheConfig(disk_dir=root / "disk", ram_dir=root / "ram"))
+            uri = f"{origin.url}/{model.name}/"
+            dict(pagefault.stream(uri, cache=node))  # cold: fills both tiers
+            warm = pagefault.stream(uri, cache=node)
+            dict(warm)
+            speeds.append(warm.stats.gbps)
+    return statistics.median(speeds)
+
+
 def load_summary(
     nodes: int, size: int, cold: dict[str, Any], warm: dict[str, Any], cpu: float
 ) -> dict[str, Any]:
@@ -98,6 +120,8 @@ def load_summary(
     return {
         "nodes": nodes,
         "failed": sum(n["digest"] != want for n in per_node + warm_nodes),
+        "late_s_max": max(n["late_s"] for n in per_node + warm_nodes),
+        "warm_gbps_median": statistics.median(n["gbps"] for n in warm_nodes),
         "all_done_s": max(n["wall_s"] for n in per_node),
         "egress_x": cold["origin_bytes"] / size,
         "max_upload_x": None,
@@ -139,6 +163,7 @@ def main() -> None:
         write_piece_manifest(manifest, model / MANIFEST_NAME)
         size = manifest.total_bytes
         LOCAL_DIGEST["model"] = load_and_digest(str(model), time.time())["digest"]
+        ram_gbps = ram_tier_reference(model) if args.load else None
         floor = size / (args.node_mbit * 1e6 / 8 * 1448 / 1514)  # tbf counts headers
         runs = []
         for n in (int(x) for x in args.nodes.split(",")):
@@ -177,10 +202,30 @@ def main() -> None:
             str(r["failed"]),
         )
     console.print(table)
+    if args.load:
+        warm = statistics.median(r["warm_gbps_median"] for r in runs)
+        console.print(
+            f"--load: warm second loads {warm:.2f} GB/s (median over fleets) vs RAM-tier warm"
+            f" load {ram_gbps:.2f} GB/s = {warm / ram_gbps:.2f}x; origin+peer bytes on warm"
+            f" loads: {sum(r['warm_origin_peer_bytes'] for r in runs)}; first tensor / single"
+            " node: "
+            + ", ".join(
+                f"N={r['nodes']} {r['first_piece_median_s'] / single:.2f}" for r in runs if single
+            )
+        )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
-            json.dumps({"size": size, "floor_s": floor, "args": vars(args), "runs": runs}, indent=1)
+            json.dumps(
+                {
+                    "size": size,
+                    "floor_s": floor,
+                    "ram_gbps": ram_gbps,
+                    "args": vars(args),
+                    "runs": runs,
+                },
+                indent=1,
+            )
         )
 
 

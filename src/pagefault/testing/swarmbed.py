@@ -59,6 +59,9 @@ class SwarmTestbed:
         self.model_dir = model_dir
         self.bed = Testbed(prefix=config.prefix)
         self.work = Path(tempfile.mkdtemp(prefix="pagefault-swarmbed-"))
+        # each node's RAM tier, on tmpfs where there is one (as /dev/shm/pagefault would be)
+        shm = Path("/dev/shm")
+        self.ram_root = (shm if shm.is_dir() else self.work) / f"{self.work.name}-ram"
         self.nodes: list[Host] = []
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -80,6 +83,7 @@ class SwarmTestbed:
             for log in self.work.glob("*.log"):
                 shutil.copy2(log, self.config.logs_dir / log.name)
         shutil.rmtree(self.work, ignore_errors=True)
+        shutil.rmtree(self.ram_root, ignore_errors=True)
 
     @property
     def origin_url(self) -> str:
@@ -180,10 +184,9 @@ class SwarmTestbed:
 
     def cache_env(self, node: Host) -> dict[str, str]:
         """The node cache of ``node``: its agent and its loaders share it (RAM tier included)."""
-        root = self.work / node.name / "cache"
         return {
-            "PAGEFAULT_CACHE_DIR": str(root / "disk"),
-            "PAGEFAULT_CACHE_RAM_DIR": str(root / "ram"),
+            "PAGEFAULT_CACHE_DIR": str(self.work / node.name / "cache"),
+            "PAGEFAULT_CACHE_RAM_DIR": str(self.ram_root / node.name),
             "PAGEFAULT_CACHE_DISK_CAPACITY": "4GiB",
             "PAGEFAULT_CACHE_RAM_CAPACITY": "4GiB",
         }
@@ -222,7 +225,9 @@ class SwarmTestbed:
         cache at the same moment; each reports timings, bytes by source and a digest."""
         targets = nodes or self.nodes
         before = self._origin_bytes()
-        start = time.time()
+        # every process imports torch first (~2.5 s of CPU each, on 2 CPUs), then all start
+        # loading at one moment: the fleet's time is the swarm's, not the imports'
+        start = time.time() + 3 + 0.6 * len(targets)
         children = {}
         for node in targets:
             out = self.work / f"load-{node.name}.json"
@@ -308,8 +313,11 @@ def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) 
 
 
 def load_and_digest(uri: str, start: float) -> dict[str, Any]:
-    """One node's ``pagefault.stream(uri)``: seconds to the first tensor and to the last
-    (from the fleet's common start), bytes by source, and a digest of every tensor."""
+    """One node's ``pagefault.stream(uri)``, begun at ``start`` (epoch seconds, the fleet's
+    common moment): seconds to the first tensor and to the last, bytes by source, and a
+    digest of every tensor. ``late_s``: how far past ``start`` this process began."""
+    late_s = max(0.0, time.time() - start)
+    time.sleep(max(0.0, start - time.time()))
     digest = hashlib.sha256()
     first_s = None
     stream = pagefault.stream(uri)
@@ -321,6 +329,9 @@ def load_and_digest(uri: str, start: float) -> dict[str, Any]:
     return {
         "first_tensor_s": first_s,
         "wall_s": time.time() - start,
+        "late_s": late_s,
+        "load_s": stream.stats.seconds,
+        "gbps": stream.stats.gbps,
         "bytes": stream.stats.bytes,
         "bytes_by_source": stream.stats.bytes_by_source,
         "corrupt_pieces": stream.stats.corrupt_pieces,
