@@ -11,6 +11,7 @@
     ├── LoadIntoError (KeyError)        module/checkpoint mismatch in ``load_into``
     ├── CacheError                      node cache failures
     ├── SwarmError                      peer-to-peer distribution failures
+    │   └── ControlError                a coordinator/agent API call failed (``status``)
     └── CheckpointError                 saving checkpoints failed
 
 Every error raised from a backend is re-raised as one of these with ``from exc``;
@@ -22,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "CacheError",
     "CheckpointError",
+    "ControlError",
     "FormatError",
     "IntegrityError",
     "LoadIntoError",
@@ -70,6 +72,15 @@ class CacheError(PagefaultError):
 
 class SwarmError(PagefaultError):
     """Peer-to-peer distribution failed."""
+
+
+class ControlError(SwarmError):
+    """A control-plane request (coordinator or node agent API) failed: unreachable,
+    refused, or answered with an error; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class CheckpointError(PagefaultError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,20 @@ def test_a_model_being_read_is_never_evicted(many: Path, tmp_path: Path) -> None
             assert_same_tensors(dict(stream), reference(many / "m0"))
         manage.evict(node, reading)  # released: now it may go
         assert manage.entry(node, origin.url + "/m5").cached["ram"] > 0
+
+
+def test_a_cache_full_of_pinned_models_is_bypassed_with_a_warning(
+    many: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = small_cache(tmp_path / "cache", many)
+    with HTTPOrigin(many) as origin:
+        for index in range(3):  # three of the three and a half models' room, pinned
+            manage.prefetch(node, origin.url + f"/m{index}")
+            manage.pin(node, origin.url + f"/m{index}")
+        pinned = {e.uri: e.cached for e in manage.entries(node)}
+        with caplog.at_level(logging.WARNING, logger="pagefault.cache"):
+            stream = pagefault.stream(origin.url + "/m4", cache=node)
+            assert_same_tensors(dict(stream), reference(many / "m4"))
+    assert "is full; pieces bypass it" in caplog.text
+    assert stream.stats.bytes_by_source["origin"] >= stream.stats.bytes
+    assert {e.uri: e.cached for e in manage.entries(node) if e.uri in pinned} == pinned

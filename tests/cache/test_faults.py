@@ -106,3 +106,20 @@ def test_an_unusable_cache_directory_does_not_fail_the_load(
     for _ in range(2):
         got = pagefault.load(origin.url + "/plain", cache=node)
         assert_same_tensors(got, reference(served / "plain"))
+
+
+def test_an_etag_change_mid_load_fails_and_mixes_nothing_into_the_cache(
+    served: Path, node: NodeCache
+) -> None:
+    shard = sorted((served / "published").glob("*.safetensors"))[-1]
+    with HTTPOrigin(served, bandwidth=2e6) as origin:
+        url = origin.url + "/published"
+        stream = pagefault.stream(url, cache=node, threads=1, request_size=PIECE)
+        next(iter(stream))
+        origin.change_etag(f"/published/{shard.name}")
+        with pytest.raises(pagefault.errors.IntegrityError, match="changed during the load"):
+            dict(stream)
+        stream.close()
+        assert manage.verify(node).corrupt == []  # every stored piece is the one it is named by
+        again = pagefault.stream(url, cache=node)  # the new version, from the origin afresh
+        assert_same_tensors(dict(again), reference(served / "published"))

@@ -19,10 +19,10 @@ import torch
 
 import pagefault
 from pagefault.cache import CacheConfig, NodeCache
-from pagefault.errors import SwarmError
+from pagefault.errors import ControlError, SwarmError
 from pagefault.manifest import MANIFEST_NAME
 from pagefault.swarm.config import configured_agent
-from pagefault.swarm.jsonhttp import ControlError, call
+from pagefault.swarm.jsonhttp import call
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.testing import HTTPOrigin
 

@@ -226,7 +226,10 @@ def test_every_node_loads_through_the_swarm_then_from_its_node_cache(model: Path
     for name, node in cold["nodes"].items():
         assert node["digest"] == want, name
         assert node["bytes_by_source"]["origin"] == 0, (name, node)  # the agents fetched
-        assert node["first_tensor_s"] < node["wall_s"]
+    # every shard's header is fetched first, so the first tensor streams out early
+    assert max(n["first_tensor_s"] for n in cold["nodes"].values()) < 0.5 * max(
+        n["wall_s"] for n in cold["nodes"].values()
+    )
     assert cold["origin_bytes"] <= 1.05 * size
     for name, node in warm["nodes"].items():
         assert node["digest"] == want, name

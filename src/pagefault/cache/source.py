@@ -20,7 +20,6 @@ from functools import partial
 
 from pagefault.cache.catalog import FileRecord
 from pagefault.cache.node import CacheHit, NodeCache
-from pagefault.errors import IntegrityError
 from pagefault.manifest import SHA256, hash_piece, piece_count, piece_matches
 from pagefault.sources.base import Buffer
 from pagefault.sources.chain import ChainSource, SourceCounters
@@ -182,17 +181,8 @@ class CachedFileSource:
             None if expected is None else partial(self._read_cached, expected, views, count=False)
         )
         if self._published and expected is not None:
-            try:
-                self._below.read_checked(
-                    start, views, lambda got: piece_matches(got, expected), from_cache
-                )
-            except IntegrityError as exc:
-                stop = start + sum(len(v) for v in views)
-                raise IntegrityError(
-                    f"{self.name}: piece {index} (bytes [{start}, {stop})) does not match the "
-                    f"manifest's digest {expected[:16]}... from any source; the origin's bytes "
-                    "were corrupted or the model changed"
-                ) from exc
+            check = partial(piece_matches, digest=expected)
+            self._below.read_checked(start, views, check, from_cache, what=f"piece {index}")
             actual = expected
         else:
             self._below.read_checked(start, views, None, from_cache)

@@ -102,10 +102,12 @@ class ChainSource:
         buffers: Sequence[Buffer],
         check: Check | None = None,
         from_cache: Callable[[], bool] | None = None,
+        what: str = "",
     ) -> str:
         """Fill ``buffers`` from the first link that delivers (and passes ``check``);
         returns that link's kind. Counts the bytes under it. ``from_cache()`` fills them
-        from the node cache, if it has them, after a cache-filling link's wait."""
+        from the node cache, if it has them, after a cache-filling link's wait. ``what``
+        names the range in messages (``piece 3``)."""
         for position, link in enumerate(self._links):
             last = position == len(self._links) - 1
             if position in self._failed and not last:
@@ -122,12 +124,10 @@ class ChainSource:
                 continue
             if check is not None and not check(buffers):
                 self._counters.corrupt()
+                message = self._corrupt_message(link, offset, buffers, what)
                 if last:
-                    raise IntegrityError(self._corrupt_message(link, offset, buffers))
-                log.warning(
-                    "%s; reading it from the next source",
-                    self._corrupt_message(link, offset, buffers),
-                )
+                    raise IntegrityError(message)
+                log.warning("%s; reading it from the next source", message)
                 continue
             self._counters.add(link.kind, sum(memoryview(b).nbytes for b in buffers))
             return link.kind
@@ -154,10 +154,13 @@ class ChainSource:
             f"reading from {self._links[position + 1].kind} instead",
         )
 
-    @staticmethod
-    def _corrupt_message(link: Link, offset: int, buffers: Sequence[Buffer]) -> str:
+    def _corrupt_message(
+        self, link: Link, offset: int, buffers: Sequence[Buffer], what: str
+    ) -> str:
         end = offset + sum(memoryview(b).nbytes for b in buffers)
+        where = f"{what} (bytes [{offset}, {end}))" if what else f"bytes [{offset}, {end})"
+        blame = "; the origin's bytes were corrupted or the model changed"
         return (
-            f"{link.source.name}: bytes [{offset}, {end}) from {link.kind} fail their digest"
-            f"{'; the origin changed or corrupted them' if link.kind == 'origin' else ''}"
+            f"{self.name}: {where} from {link.kind} do not match the manifest's digest"
+            f"{blame if link.kind == 'origin' else ''}"
         )

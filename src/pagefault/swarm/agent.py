@@ -16,10 +16,11 @@ import libtorrent as lt
 from prometheus_client import CollectorRegistry, generate_latest
 
 from pagefault.cache import CacheConfig, NodeCache, load_config
+from pagefault.errors import ControlError
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials
 from pagefault.swarm.job import ModelJob, swarm_id
-from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request, call, split_address
+from pagefault.swarm.jsonhttp import JsonServer, Request, call, split_address
 from pagefault.swarm.metrics import AgentCollector
 from pagefault.swarm.sockets import cap_unsent_bytes
 

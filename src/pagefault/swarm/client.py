@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pagefault.errors import SourceError
+from pagefault.errors import ControlError, SourceError
 from pagefault.sources.base import Buffer
 from pagefault.sources.describe import RemoteFile
 from pagefault.sources.local import read_fully
-from pagefault.swarm.jsonhttp import ControlError, call
+from pagefault.swarm.jsonhttp import call
 
 __all__ = ["AgentClient", "AgentModel", "SwarmFileSource"]
 

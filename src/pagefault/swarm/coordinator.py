@@ -16,8 +16,9 @@ from typing import Any
 
 import redis
 
+from pagefault.errors import ControlError
 from pagefault.swarm.credentials import SwarmCA
-from pagefault.swarm.jsonhttp import ControlError, JsonServer, Request
+from pagefault.swarm.jsonhttp import JsonServer, Request
 from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, Member, order, place
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pagefault.errors import PagefaultError
+from pagefault.errors import SwarmError
 from pagefault.formats.writer import write_atomic
 
 __all__ = ["NodeCredentials", "SwarmCA"]
@@ -58,7 +58,7 @@ class SwarmCA:
         if cert_path.exists() and key_path.exists():
             return cls(cert_path.read_bytes(), key_path.read_bytes())
         if cert_path.exists() or key_path.exists():
-            raise PagefaultError(f"{directory}: has one of {_CERT_FILE}/{_KEY_FILE} but not both")
+            raise SwarmError(f"{directory}: has one of {_CERT_FILE}/{_KEY_FILE} but not both")
         ca = cls.create()
         directory.mkdir(parents=True, exist_ok=True)
         write_atomic(key_path, [ca.key_pem])  # mkstemp: mode 0600
@@ -70,7 +70,7 @@ class SwarmCA:
         ca_cert = x509.load_pem_x509_certificate(self.cert_pem)
         ca_key = serialization.load_pem_private_key(self.key_pem, password=None)
         if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-            raise PagefaultError("swarm CA key is not an EC key")
+            raise SwarmError("swarm CA key is not an EC key")
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             _builder(_name(node), ca_cert.subject, key, _NODE_LIFETIME)

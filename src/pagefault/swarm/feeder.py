@@ -70,7 +70,7 @@ class OriginFeeder:
 
         try:
             with ThreadPoolExecutor(self.threads, thread_name_prefix="pagefault-feed") as pool:
-                list(pool.map(feed_one, range(self.layout.num_pieces)))
+                list(pool.map(feed_one, self.layout.fetch_order()))
         except Exception:
             _log.exception("origin fetch failed; will retry on the next stall")
         finally:

@@ -24,7 +24,7 @@ import libtorrent as lt
 
 from pagefault.api.manifests import make_piece_manifest, pull
 from pagefault.cache import NodeCache, remember
-from pagefault.errors import PagefaultError
+from pagefault.errors import ControlError, PagefaultError, SwarmError
 from pagefault.manifest import PieceManifest
 from pagefault.sources import LocalFileSource, Source
 from pagefault.sources.describe import describe
@@ -34,7 +34,7 @@ from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.coordinator import HEARTBEAT_S
 from pagefault.swarm.credentials import NodeCredentials, SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
-from pagefault.swarm.jsonhttp import ControlError, call, split_address
+from pagefault.swarm.jsonhttp import call, split_address
 from pagefault.swarm.metrics import WaitHistogram
 from pagefault.swarm.pacing import FetchGate
 from pagefault.swarm.torrent import TorrentLayout, build_torrent
@@ -231,7 +231,7 @@ class ModelJob:
             if beat is None or 0 in beat.get("fetch", ()):  # the first stripe's root builds it
                 return self._build_manifest()
             self._stop.wait(HEARTBEAT_S)
-        raise PagefaultError("stopped before the model's manifest was available")
+        raise SwarmError("stopped before the model's manifest was available")
 
     def _build_manifest(self) -> PieceManifest:
         """First fetcher, no usable published manifest: download once, hash, publish."""
@@ -265,7 +265,10 @@ class ModelJob:
             self.handle.set_ssl_certificate_buffer(
                 node.cert_pem.decode(), node.key_pem.decode(), ""
             )
-        self.gate = FetchGate(self.handle, self.layout.piece_size, self._stop)
+        for piece in self.layout.header_pieces:  # every loader waits on these first
+            self.handle.set_piece_deadline(piece, 0)
+        urgent = frozenset(self.layout.header_pieces)
+        self.gate = FetchGate(self.handle, self.layout.piece_size, self._stop, urgent)
         self.feeder = OriginFeeder(
             self.handle,
             self.layout,

@@ -8,6 +8,7 @@ them). Routes are (method, regex) pairs; handlers return (status, JSON-able body
 from __future__ import annotations
 
 import hmac
+import http.client
 import json
 import re
 import threading
@@ -17,19 +18,11 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pagefault.errors import PagefaultError
+from pagefault.errors import ControlError
 
 __all__ = ["ControlError", "JsonServer", "Request", "call", "split_address"]
 
 MAX_BODY = 64 * 1024 * 1024  # a published manifest of a very large model
-
-
-class ControlError(PagefaultError):
-    """A control-plane request failed: unreachable, refused, or answered with an error."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Request:
@@ -152,8 +145,9 @@ def call(
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:300]
         raise ControlError(f"{method} {url}: HTTP {exc.code}: {detail}", exc.code) from exc
-    except (OSError, urllib.error.URLError) as exc:
-        raise ControlError(f"{method} {url}: {exc}") from exc
+    except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+        # HTTPException: the peer went away mid-answer (IncompleteRead, RemoteDisconnected)
+        raise ControlError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
     try:
         return json.loads(raw)
     except ValueError:

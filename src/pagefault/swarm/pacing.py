@@ -5,7 +5,8 @@ the origin serves twice if the fetcher dies or the role moves. So the gate lets 
 through only if it is in a stripe this node roots, no connected peer holds it already,
 and it is at most FETCH_LEAD_BYTES ahead of the best-fed peer: a lead of a few pieces
 keeps the downstream link busy (1, 3 and 6 MiB measured: 3 is best, docs/benchmarks.md)
-and bounds the kill test's extra egress.
+and bounds the kill test's extra egress. Urgent pieces (each file's first, which every
+node's loaders need before their first tensor) skip the lead.
 """
 
 from __future__ import annotations
@@ -28,8 +29,15 @@ LONE_DELAY_S = 1.0
 
 
 class FetchGate:
-    def __init__(self, handle: lt.torrent_handle, piece_size: int, stop: threading.Event):
+    def __init__(
+        self,
+        handle: lt.torrent_handle,
+        piece_size: int,
+        stop: threading.Event,
+        urgent: frozenset[int] = frozenset(),
+    ):
         self.handle = handle
+        self.urgent = urgent
         self.lead = max(2, FETCH_LEAD_BYTES // piece_size)  # in pieces
         self.stop = stop
         self.fetch: frozenset[int] = frozenset()  # the coordinator's word: stripes we root
@@ -58,7 +66,8 @@ class FetchGate:
                 ready = first or alone_s > LONE_DELAY_S
             else:
                 fed = max((p.num_pieces for p in peers), default=0)
-                ready = piece < fed + self.lead or time.monotonic() > deadline
+                lead_ok = piece < fed + self.lead or piece in self.urgent
+                ready = lead_ok or time.monotonic() > deadline
             if ready:
                 return True
             self.stop.wait(0.02)

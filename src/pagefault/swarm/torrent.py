@@ -91,6 +91,17 @@ class TorrentLayout:
     def num_pieces(self) -> int:
         return sum(f.pieces for f in self.files)
 
+    @property
+    def header_pieces(self) -> tuple[int, ...]:
+        """Each file's first piece: a loader needs every shard's header before it can plan,
+        so these go first (origin fetch order, libtorrent deadlines)."""
+        return tuple(f.first_piece for f in self.files if f.pieces)
+
+    def fetch_order(self) -> list[int]:
+        """Every piece: the headers first, then in order."""
+        first = self.header_pieces
+        return [*first, *(p for p in range(self.num_pieces) if p not in set(first))]
+
     def file(self, name: str) -> SwarmFile:
         return next(f for f in self.files if f.name == name)
 
