@@ -38,8 +38,8 @@ if TYPE_CHECKING:  # the names below load on first use: see pagefault._lazy
     from pagefault.cache import CacheConfig, NodeCache
     from pagefault.checkpoint import SaveHandle
     from pagefault.manifest import Manifest, PieceManifest, TensorEntry
+    from pagefault.pieces.download import PullResult
     from pagefault.pipeline import LoadStats, TensorStream
-    from pagefault.pipeline.download import PullResult
 
 _EXPORTS = {
     **_API_EXPORTS,
@@ -48,7 +48,7 @@ _EXPORTS = {
     "Manifest": "pagefault.manifest",
     "NodeCache": "pagefault.cache",
     "PieceManifest": "pagefault.manifest",
-    "PullResult": "pagefault.pipeline.download",
+    "PullResult": "pagefault.pieces.download",
     "SaveHandle": "pagefault.checkpoint.saver",
     "TensorEntry": "pagefault.manifest",
     "TensorStream": "pagefault.pipeline.stream",

@@ -41,14 +41,16 @@ def open_model(
         return resolve(source)
     uri = str(source)
     node = node_cache(cache)
+    url = swarm_agent(agent)
     counters = SourceCounters()
     if node is None:
         description = describe(uri)
-        chains = _chains(description, swarm_agent(agent), counters)
-        return open_description(description, chains, provenance=Provenance(counters=counters))
+        chains = _chains(description, url, counters)
+        provenance = Provenance(counters=counters, streaming=url is not None)
+        return open_description(description, chains, provenance=provenance)
     description, record = cached_description(uri, node)
-    chains = _chains(description, swarm_agent(agent), counters)
-    sources, provenance = cached_sources(record, chains, node, counters)
+    chains = _chains(description, url, counters)
+    sources, provenance = cached_sources(record, chains, node, counters, streaming=url is not None)
     return open_description(description, sources, provenance=provenance)
 
 

@@ -10,11 +10,10 @@ import obstore
 
 from pagefault.errors import IntegrityError
 from pagefault.formats import write_atomic
-from pagefault.manifest import DEFAULT_PIECE_SIZE, MANIFEST_NAME, SHA256, PieceHash, PieceManifest
-from pagefault.pipeline.digest import digest_files
-from pagefault.pipeline.download import PullResult, pull_model
-from pagefault.pipeline.tuning import REMOTE_CONNECTIONS
-from pagefault.sources import ResolvedModel, Source, resolve
+from pagefault.manifest import MANIFEST_NAME, PieceManifest
+from pagefault.pieces.digest import digest_files
+from pagefault.pieces.models import make_piece_manifest, model_files, pull, threads_for
+from pagefault.sources import resolve
 from pagefault.sources.object_store import is_remote, map_store_errors, store_for_uri
 from pagefault.sources.remote_dir import RemoteDirectory
 
@@ -22,32 +21,6 @@ __all__ = ["VerifyReport", "make_piece_manifest", "pull", "verify", "write_piece
 
 PathLike = str | os.PathLike[str]
 Progress = Callable[[int], None]
-
-
-def make_piece_manifest(
-    source: PathLike,
-    *,
-    piece_size: int = DEFAULT_PIECE_SIZE,
-    threads: int | None = None,
-    piece_hash: PieceHash = SHA256,
-    on_progress: Progress | None = None,
-) -> PieceManifest:
-    """Hash every piece of a model (local or remote): its shards and its index.
-
-    ``piece_hash="sha256"`` (default) also records the BitTorrent v2 hashes the swarm
-    needs; ``"blake3"`` hashes ~12x faster where the CPU has no SHA extensions.
-    """
-    with resolve(source) as model:
-        sources, names = _model_files(model)
-        digests = digest_files(
-            sources,
-            names,
-            piece_size=piece_size,
-            threads=_threads(threads),
-            algorithm=piece_hash,
-            on_progress=on_progress,
-        )
-    return PieceManifest(piece_size, tuple(digests))
 
 
 def write_piece_manifest(manifest: PieceManifest, dest: PathLike) -> str:
@@ -91,7 +64,7 @@ def verify(
                 f"{source}: no {MANIFEST_NAME} beside the model; create one with "
                 "`pagefault manifest build`"
             )
-        sources, names = _model_files(model)
+        sources, names = model_files(model)
         listed = {f.name for f in model.pieces.files}
         sources = [s for s, n in zip(sources, names, strict=True) if n in listed]
         names = [n for n in names if n in listed]
@@ -99,7 +72,7 @@ def verify(
             sources,
             names,
             piece_size=model.pieces.piece_size,
-            threads=_threads(threads),
+            threads=threads_for(threads),
             algorithm=model.pieces.algorithm,
             on_progress=on_progress,
         )
@@ -112,33 +85,3 @@ def verify(
             if got != want
         ]
     return VerifyReport(not bad, len(actual), sum(d.size for d in actual), bad)
-
-
-def pull(
-    source: PathLike,
-    dest: PathLike,
-    *,
-    threads: int | None = None,
-    on_progress: Progress | None = None,
-) -> PullResult:
-    """Download a model (file, index or prefix) into the directory ``dest``.
-
-    Parallel ranged reads, every piece verified when a manifest is published, files
-    renamed into place only when complete (the index last), and resumable: run it
-    again after an interruption and finished pieces are kept.
-    """
-    with resolve(source) as model:
-        return pull_model(model, dest, threads=_threads(threads), on_progress=on_progress)
-
-
-def _model_files(model: ResolvedModel) -> tuple[list[Source], list[str]]:
-    names = [entry.name for entry in model.manifest.files]
-    sources = list(model.sources)
-    if model.index is not None:
-        sources.append(model.index)
-        names.append(model.index.name)
-    return sources, names
-
-
-def _threads(threads: int | None) -> int:
-    return threads or REMOTE_CONNECTIONS

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from pagefault.cache.resolve import cached_description, cached_sources
 from pagefault.cache.tier import PieceTier
 from pagefault.errors import CacheError, NotFound
 from pagefault.manifest import piece_matches
+from pagefault.pieces.engine import map_pieces
 from pagefault.sources import Source
 from pagefault.sources.chain import ChainSource, Link, SourceCounters
 
@@ -178,8 +178,7 @@ def prefetch(
             if on_progress is not None:
                 on_progress(end - start)
 
-        with ThreadPoolExecutor(_PREFETCHERS) as pool:
-            list(pool.map(fetch, jobs))
+        map_pieces(fetch, jobs, threads=_PREFETCHERS, name="prefetch")
     finally:
         for source in sources:
             source.close()

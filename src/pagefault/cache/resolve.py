@@ -68,6 +68,8 @@ def cached_sources(
     chains: Sequence[ChainSource],
     cache: NodeCache,
     counters: SourceCounters,
+    *,
+    streaming: bool = False,
 ) -> tuple[list[CachedFileSource], Provenance]:
     """Each file's chain behind the cache, and what the model's sources then guarantee
     (pieces checked at the record's piece size; a read lease on the files until closed)."""
@@ -88,6 +90,7 @@ def cached_sources(
         published=record.verified,
         counters=counters,
         on_close=(cache.lease(f.key for f in record.files),),
+        streaming=streaming,
     )
     return sources, provenance
 

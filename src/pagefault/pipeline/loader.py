@@ -41,7 +41,7 @@ from pagefault.pipeline.runners import PopulateRunner, ReadRunner
 from pagefault.pipeline.staging import StagingRing
 from pagefault.pipeline.stats import LoadStats
 from pagefault.pipeline.stream import TensorStream
-from pagefault.pipeline.tuning import MIN_SLOT_BYTES, auto_tuning
+from pagefault.pipeline.tuning import MIN_SLOT_BYTES, STREAMING_REQUEST_SIZE, auto_tuning
 from pagefault.pipeline.verify import PieceVerifier
 from pagefault.sources import MappableSource, PageCacheSource, ResolvedModel, Source
 from pagefault.sources.chain import SOURCE_KINDS
@@ -159,7 +159,7 @@ def _open_mapped(
 ) -> TensorStream:
     tuning = auto_tuning(
         threads=options.threads,
-        request_size=options.request_size,
+        request_size=_request_size(model, options),
         memory_limit=None,
         staged=False,
         remote=model.remote,
@@ -209,7 +209,7 @@ def _open_read(
     overhead = ARENA_ALIGNMENT * _STAGED_MAX_SEGMENTS if staged else 0
     tuning = auto_tuning(
         threads=options.threads,
-        request_size=options.request_size,
+        request_size=_request_size(model, options),
         memory_limit=options.memory_limit,
         staged=staged,
         remote=model.remote,
@@ -335,6 +335,13 @@ def _finish(model: ResolvedModel, stats: LoadStats, read_ahead: ReadAhead) -> No
     read_ahead.stop()  # before the sources close: a hint would reopen a closed file
     stats.bytes_by_source, stats.corrupt_pieces = _bytes_by_source(model, stats)
     model.close()
+
+
+def _request_size(model: ResolvedModel, options: LoadOptions) -> int | None:
+    """The caller's request size, else small requests for sources that fill over time."""
+    if options.request_size is None and model.provenance.streaming:
+        return STREAMING_REQUEST_SIZE
+    return options.request_size
 
 
 def _bytes_by_source(model: ResolvedModel, stats: LoadStats) -> tuple[dict[str, int], int]:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pagefault.errors import SinkError
+from pagefault.pieces.models import REMOTE_CONNECTIONS  # one value for pulls and loads
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -52,8 +53,12 @@ DEFAULT_REQUEST_SIZE = 64 * MiB
 DEFAULT_MEMORY_LIMIT = 256 * MiB
 MIN_SLOT_BYTES = 1 * MiB
 MAX_THREADS = 16
-REMOTE_CONNECTIONS = 16
+
 REMOTE_REQUEST_SIZE = 16 * MiB
+# Sources that fill over time (the swarm): a tensor is handed out when its whole request
+# is in, so requests stay small (64 MiB swarmed at 25 Mbit/s: first tensor at 52% of the
+# load with 16 MiB requests; see docs/benchmarks.md)
+STREAMING_REQUEST_SIZE = 2 * MiB
 MEMINFO = Path("/proc/meminfo")
 
 

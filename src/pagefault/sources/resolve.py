@@ -57,12 +57,15 @@ class Provenance:
     the loader only plans reads on those boundaries. ``published``: they check against the
     origin's manifest (not only at-rest sums). ``counters``: bytes by where they came from.
     ``on_close``: releases to run when the model is closed (the cache's read lease).
+    ``streaming``: bytes arrive over time (the swarm fills them): the loader reads in small
+    requests, so each tensor is handed out as soon as its own pieces are in.
     """
 
     checked_piece_size: int | None = None
     published: bool = False
     counters: SourceCounters | None = None
     on_close: tuple[Callable[[], None], ...] = ()
+    streaming: bool = False
 
 
 @dataclass

@@ -210,4 +210,4 @@ class Agent:
         except (KeyError, ValueError) as exc:
             raise ControlError("want integer 'first', 'last' and a numeric 'timeout'", 400) from exc
         ready = job.wait(first, last, timeout)
-        return 200, {"ready": ready, "error": job.error}
+        return 200, {"ready": ready, "error": job.error, "contiguous": job.contiguous(first)}

@@ -58,8 +58,9 @@ class AgentClient:
             model = call(f"{self.url}/v1/models/{quote(model['id'])}")
             yield model
 
-    def wait(self, model_id: str, first: int, last: int) -> None:
-        """Block until pieces ``first..last`` are verified on the node."""
+    def wait(self, model_id: str, first: int, last: int) -> int:
+        """Block until pieces ``first..last`` are verified on the node; returns how many
+        pieces from ``first`` on are there without a gap (at least ``last - first + 1``)."""
         query = f"first={first}&last={last}&timeout={_WAIT_S}"
         while True:
             reply = call(
@@ -68,7 +69,7 @@ class AgentClient:
             if reply.get("error"):
                 raise ControlError(f"agent {self.url}: model {model_id}: {reply['error']}")
             if reply.get("ready"):
-                return
+                return max(int(reply.get("contiguous") or 0), last - first + 1)
 
 
 class AgentModel:
@@ -92,10 +93,10 @@ class AgentModel:
             raise self._fail(f"agent {self.client.url} has no file {name!r} in {self.uri}")
         return dict(entry, piece_size=model["piece_size"])
 
-    def wait(self, first: int, last: int) -> None:
+    def wait(self, first: int, last: int) -> int:
         model = self._describe()
         try:
-            self.client.wait(model["id"], first, last)
+            return self.client.wait(model["id"], first, last)
         except ControlError as exc:
             raise self._fail(str(exc)) from exc
 
@@ -141,11 +142,13 @@ class SwarmFileSource:
         end = offset + length
         if end > self._ready_below:
             piece_size = int(entry["piece_size"])
-            first = int(entry["first_piece"]) + offset // piece_size
-            last = int(entry["first_piece"]) + (max(end, 1) - 1) // piece_size
-            self._model.wait(first, last)
-            if offset <= self._ready_below:
-                self._ready_below = max(self._ready_below, end)
+            first = offset // piece_size
+            last = (max(end, 1) - 1) // piece_size
+            base = int(entry["first_piece"])
+            contiguous = self._model.wait(base + first, base + last)
+            if first * piece_size <= self._ready_below:  # the ready prefix grows
+                ready = min(self._file.size, (first + contiguous) * piece_size)
+                self._ready_below = max(self._ready_below, ready)
 
     def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
         """Wait for the range, then read libtorrent's file (no node cache to read from)."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import libtorrent as lt
 
 from pagefault.errors import IntegrityError
 from pagefault.manifest import PieceManifest, piece_matches
+from pagefault.pieces.engine import map_pieces
 from pagefault.sources import Source
 from pagefault.swarm.torrent import TorrentLayout
 
@@ -69,8 +69,7 @@ class OriginFeeder:
                 self._feed_one(piece)
 
         try:
-            with ThreadPoolExecutor(self.threads, thread_name_prefix="pagefault-feed") as pool:
-                list(pool.map(feed_one, self.layout.fetch_order()))
+            map_pieces(feed_one, self.layout.fetch_order(), threads=self.threads, name="feed")
         except Exception:
             _log.exception("origin fetch failed; will retry on the next stall")
         finally:

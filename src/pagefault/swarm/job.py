@@ -22,10 +22,10 @@ from typing import Any
 
 import libtorrent as lt
 
-from pagefault.api.manifests import make_piece_manifest, pull
 from pagefault.cache import NodeCache, remember
 from pagefault.errors import ControlError, PagefaultError, SwarmError
 from pagefault.manifest import PieceManifest
+from pagefault.pieces import make_piece_manifest, pull
 from pagefault.sources import LocalFileSource, Source
 from pagefault.sources.describe import describe
 from pagefault.sources.remote_dir import RemoteDirectory
@@ -164,6 +164,15 @@ class ModelJob:
                     return False
                 self._changed.wait(left)
         return True
+
+    def contiguous(self, first: int) -> int:
+        """How many pieces from ``first`` on are here without a gap: a reader need not ask
+        again for any of them."""
+        with self._changed:
+            count = 0
+            while first + count in self._have:
+                count += 1
+            return count
 
     def stats(self) -> dict[str, Any]:
         """Progress and byte counts: what the heartbeat reports to the coordinator."""

@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from pagefault.manifest import (
     piece_count,
     piece_matches,
 )
+from pagefault.pieces.engine import map_pieces
 from pagefault.sources import ResolvedModel, Source
 
 __all__ = ["PullResult", "pull_model"]
@@ -171,9 +171,7 @@ def _fetch_all(
         if on_progress is not None:
             on_progress(min(part.piece_size, part.source.size() - index * part.piece_size))
 
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pagefault-pull") as pool:
-        for _ in pool.map(fetch, jobs):
-            pass
+    map_pieces(fetch, jobs, threads=threads, name="pull")
 
 
 def _matches(digest: FileDigest | None, index: int, data: bytes | bytearray) -> bool:

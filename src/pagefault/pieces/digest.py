@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from pagefault.manifest import SHA256, FileDigest, PieceHash, piece_count
 from pagefault.manifest.pieces import digest_piece
+from pagefault.pieces.engine import map_pieces
 from pagefault.sources import Source
 
 __all__ = ["digest_files"]
@@ -39,8 +39,7 @@ def digest_files(
             on_progress(len(buffer))
         return digest_piece([buffer], piece_size, pieces=count, algorithm=algorithm)
 
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pagefault-hash") as pool:
-        hashes = list(pool.map(hash_one, jobs))
+    hashes = map_pieces(hash_one, jobs, threads=threads, name="hash")
     digests, first = [], 0
     for source, name, count in zip(sources, names, counts, strict=True):
         digests.append(FileDigest.from_pieces(name, source.size(), hashes[first : first + count]))

@@ -1,0 +1,56 @@
+"""The one way pagefault works through a model's pieces on threads.
+
+Reading, hashing and storing pieces release the GIL, so a bounded thread pool keeps the
+disk or the network busy. Unlike ``ThreadPoolExecutor.map``, which queues every job at
+once and reports a failure only when its turn comes (after every queued piece before it
+ran), :func:`map_pieces` keeps at most twice ``threads`` jobs queued and raises the first
+error as soon as it happens, cancelling every job not yet started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+__all__ = ["map_pieces"]
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+
+def map_pieces(
+    work: Callable[[Job], Result], jobs: Iterable[Job], *, threads: int, name: str
+) -> list[Result]:
+    """``[work(job) for job in jobs]`` on ``threads`` threads, results in job order.
+
+    The first error cancels the jobs not yet started and is raised once the (at most
+    ``threads``) running ones return.
+
+    >>> map_pieces(lambda n: n * n, range(5), threads=2, name="square")
+    [0, 1, 4, 9, 16]
+    """
+    numbered = iter(enumerate(jobs))
+    results: dict[int, Result] = {}
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix=f"pagefault-{name}") as pool:
+        pending: dict[Future[Result], int] = {}
+
+        def refill() -> None:
+            for index, job in numbered:
+                pending[pool.submit(work, job)] = index
+                if len(pending) >= 2 * max(1, threads):
+                    return
+
+        refill()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                error = future.exception()
+                if error is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise error
+                results[index] = future.result()
+            refill()
+    return [results[index] for index in range(len(results))]

@@ -1,0 +1,75 @@
+"""Hash or pull a whole model (local or remote) by name: what ``pagefault manifest build``,
+``pagefault pull`` and a swarm's first fetcher run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from pagefault.manifest import DEFAULT_PIECE_SIZE, SHA256, PieceHash, PieceManifest
+from pagefault.pieces.digest import digest_files
+from pagefault.pieces.download import PullResult, pull_model
+from pagefault.sources import ResolvedModel, Source, resolve
+
+__all__ = ["REMOTE_CONNECTIONS", "make_piece_manifest", "model_files", "pull", "threads_for"]
+
+PathLike = str | os.PathLike[str]
+Progress = Callable[[int], None]
+REMOTE_CONNECTIONS = 16  # concurrent ranged GETs: remote round trips dominate
+
+
+def make_piece_manifest(
+    source: PathLike,
+    *,
+    piece_size: int = DEFAULT_PIECE_SIZE,
+    threads: int | None = None,
+    piece_hash: PieceHash = SHA256,
+    on_progress: Progress | None = None,
+) -> PieceManifest:
+    """Hash every piece of a model (local or remote): its shards and its index.
+
+    ``piece_hash="sha256"`` (default) also records the BitTorrent v2 hashes the swarm
+    needs; ``"blake3"`` hashes ~12x faster where the CPU has no SHA extensions.
+    """
+    with resolve(source) as model:
+        sources, names = model_files(model)
+        digests = digest_files(
+            sources,
+            names,
+            piece_size=piece_size,
+            threads=threads_for(threads),
+            algorithm=piece_hash,
+            on_progress=on_progress,
+        )
+    return PieceManifest(piece_size, tuple(digests))
+
+
+def pull(
+    source: PathLike,
+    dest: PathLike,
+    *,
+    threads: int | None = None,
+    on_progress: Progress | None = None,
+) -> PullResult:
+    """Download a model (file, index or prefix) into the directory ``dest``.
+
+    Parallel ranged reads, every piece verified when a manifest is published, files
+    renamed into place only when complete (the index last), and resumable: run it
+    again after an interruption and finished pieces are kept.
+    """
+    with resolve(source) as model:
+        return pull_model(model, dest, threads=threads_for(threads), on_progress=on_progress)
+
+
+def model_files(model: ResolvedModel) -> tuple[list[Source], list[str]]:
+    """A model's files (its shards, then its index) as sources, with their names."""
+    names = [entry.name for entry in model.manifest.files]
+    sources = list(model.sources)
+    if model.index is not None:
+        sources.append(model.index)
+        names.append(model.index.name)
+    return sources, names
+
+
+def threads_for(threads: int | None) -> int:
+    return threads or REMOTE_CONNECTIONS
