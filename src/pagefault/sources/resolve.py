@@ -36,6 +36,7 @@ from pagefault.sources.memory import MemorySource
 from pagefault.sources.object_store import is_remote
 
 __all__ = [
+    "SPECULATIVE_HEADER_BYTES",
     "Provenance",
     "ResolvedModel",
     "file_name",
@@ -45,7 +46,7 @@ __all__ = [
     "resolve_sources",
 ]
 
-_SPECULATIVE_HEADER_BYTES = 256 * 1024
+SPECULATIVE_HEADER_BYTES = 256 * 1024  # a loader's first read of each file
 _HEADER_FETCHERS = 16  # shard headers are fetched concurrently: remote round trips dominate
 
 
@@ -180,7 +181,7 @@ def read_header(source: Source) -> SafetensorsHeader:
 def _fetch_header(source: Source) -> tuple[bytes, SafetensorsHeader]:
     """One read of the first bytes usually holds the whole header: one round trip, not two."""
     size = source.size()
-    first = bytearray(min(size, _SPECULATIVE_HEADER_BYTES))
+    first = bytearray(min(size, SPECULATIVE_HEADER_BYTES))
     source.read_into(0, [memoryview(first)])
     length = parse_header_length(
         bytes(first[:HEADER_PREFIX_BYTES]), file_size=size, name=source.name

@@ -18,6 +18,8 @@ import libtorrent as lt
 from pagefault.errors import IntegrityError
 from pagefault.manifest import PieceManifest
 from pagefault.manifest.merkle import file_root
+from pagefault.sources.resolve import SPECULATIVE_HEADER_BYTES
+from pagefault.sources.resolve import SPECULATIVE_HEADER_BYTES
 
 __all__ = ["SwarmFile", "TorrentLayout", "build_torrent"]
 
@@ -93,14 +95,21 @@ class TorrentLayout:
 
     @property
     def header_pieces(self) -> tuple[int, ...]:
-        """Each file's first piece: a loader needs every shard's header before it can plan,
-        so these go first (origin fetch order, libtorrent deadlines)."""
-        return tuple(f.first_piece for f in self.files if f.pieces)
+        """The pieces under each file's first read by a loader (its header, read with a
+        speculative ``SPECULATIVE_HEADER_BYTES``): a loader needs every shard's header before
+        it can plan, so these go first (origin fetch order, libtorrent deadlines)."""
+        count = -(-SPECULATIVE_HEADER_BYTES // self.piece_size)
+        return tuple(
+            piece
+            for f in self.files
+            for piece in range(f.first_piece, f.first_piece + min(count, f.pieces))
+        )
 
     def fetch_order(self) -> list[int]:
         """Every piece: the headers first, then in order."""
         first = self.header_pieces
-        return [*first, *(p for p in range(self.num_pieces) if p not in set(first))]
+        rest = set(first)
+        return [*first, *(p for p in range(self.num_pieces) if p not in rest)]
 
     def file(self, name: str) -> SwarmFile:
         return next(f for f in self.files if f.name == name)
