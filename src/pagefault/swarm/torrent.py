@@ -19,7 +19,6 @@ from pagefault.errors import IntegrityError
 from pagefault.manifest import PieceManifest
 from pagefault.manifest.merkle import file_root
 from pagefault.sources.resolve import SPECULATIVE_HEADER_BYTES
-from pagefault.sources.resolve import SPECULATIVE_HEADER_BYTES
 
 __all__ = ["SwarmFile", "TorrentLayout", "build_torrent"]
 
