@@ -110,7 +110,8 @@ def test_load_reads_through_the_agent_then_from_the_node_cache(
     served: Path, agent: AgentProcess, cache_root: Path
 ) -> None:
     want = pagefault.load(served / "model")
-    with HTTPOrigin(served) as origin:
+    # 1 MB/s per connection: the agent's 4 origin readers need ~1.5 s, so the load streams
+    with HTTPOrigin(served, bandwidth=1e6) as origin:
         uri = f"{origin.url}/model/"
         first = pagefault.stream(uri)
         _same(dict(first), want)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from pagefault.cache import NodeCache, load_config
-from pagefault.cache.resolve import cached_description, cached_sources
+from pagefault.cache.resolve import cached_description, cached_sources, fully_cached
 from pagefault.sources import ResolvedModel, resolve
 from pagefault.sources.base import Source
 from pagefault.sources.chain import ChainSource, Link, SourceCounters
@@ -42,15 +42,23 @@ def open_model(
     uri = str(source)
     node = node_cache(cache)
     url = swarm_agent(agent)
+    swarm = AgentModel(url, uri) if url else None
     counters = SourceCounters()
     if node is None:
         description = describe(uri)
-        chains = _chains(description, url, counters)
-        provenance = Provenance(counters=counters, streaming=url is not None)
+        chains = _chains(description, swarm, counters)
+        provenance = Provenance(counters=counters, streaming=swarm is not None)
         return open_description(description, chains, provenance=provenance)
+    record = node.catalog.record(uri)
+    if swarm is not None and (record is None or not fully_cached(record, node)):
+        swarm.start()  # the agent records the model in the node cache: no origin round trips
     description, record = cached_description(uri, node)
-    chains = _chains(description, url, counters)
-    sources, provenance = cached_sources(record, chains, node, counters, streaming=url is not None)
+    if fully_cached(record, node):
+        swarm = None  # every piece is on the node already: nothing to wait for
+    chains = _chains(description, swarm, counters)
+    sources, provenance = cached_sources(
+        record, chains, node, counters, streaming=swarm is not None
+    )
     return open_description(description, sources, provenance=provenance)
 
 
@@ -74,10 +82,9 @@ def swarm_agent(agent: AgentChoice) -> str | None:
 
 
 def _chains(
-    description: ModelDescription, agent: str | None, counters: SourceCounters
+    description: ModelDescription, swarm: AgentModel | None, counters: SourceCounters
 ) -> list[ChainSource]:
-    """Per file: swarm peers (if an agent is configured), then the origin."""
-    swarm = AgentModel(agent, description.uri) if agent else None
+    """Per file: swarm peers (through the node's agent, if any), then the origin."""
     chains = []
     for file in description.files:
         links = [Link("peers", SwarmFileSource(swarm, file), fills_cache=True)] if swarm else []

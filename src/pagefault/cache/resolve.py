@@ -25,7 +25,7 @@ from pagefault.sources.describe import ModelDescription, RemoteFile, describe, i
 from pagefault.sources.remote_dir import RemoteDirectory
 from pagefault.sources.resolve import Provenance
 
-__all__ = ["cached_description", "cached_sources", "remember"]
+__all__ = ["cached_description", "cached_sources", "fully_cached", "remember"]
 
 
 def cached_description(uri: str, cache: NodeCache) -> tuple[ModelDescription, UriRecord]:
@@ -61,6 +61,16 @@ def remember(
     with suppress(OSError):
         cache.catalog.save(record)
     return record
+
+
+def fully_cached(record: UriRecord, cache: NodeCache) -> bool:
+    """Whether some tier holds every piece of ``record``'s files (a stat per piece): then
+    nothing below the cache will be asked."""
+    for file in record.files:
+        for digest in cache.catalog.pieces(file.key, piece_count(file.size, record.piece_size)):
+            if digest is None or not any(tier.has(digest) for tier in cache.tiers):
+                return False
+    return True
 
 
 def cached_sources(

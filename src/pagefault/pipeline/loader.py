@@ -41,7 +41,12 @@ from pagefault.pipeline.runners import PopulateRunner, ReadRunner
 from pagefault.pipeline.staging import StagingRing
 from pagefault.pipeline.stats import LoadStats
 from pagefault.pipeline.stream import TensorStream
-from pagefault.pipeline.tuning import MIN_SLOT_BYTES, STREAMING_REQUEST_SIZE, auto_tuning
+from pagefault.pipeline.tuning import (
+    MIN_SLOT_BYTES,
+    STREAMING_REQUEST_SIZE,
+    STREAMING_THREADS,
+    auto_tuning,
+)
 from pagefault.pipeline.verify import PieceVerifier
 from pagefault.sources import MappableSource, PageCacheSource, ResolvedModel, Source
 from pagefault.sources.chain import SOURCE_KINDS
@@ -158,7 +163,7 @@ def _open_mapped(
     on_progress: Callable[[int], None] | None,
 ) -> TensorStream:
     tuning = auto_tuning(
-        threads=options.threads,
+        threads=_threads(model, options),
         request_size=_request_size(model, options),
         memory_limit=None,
         staged=False,
@@ -208,7 +213,7 @@ def _open_read(
     piece_size = verifier.piece_size if verifier else None
     overhead = ARENA_ALIGNMENT * _STAGED_MAX_SEGMENTS if staged else 0
     tuning = auto_tuning(
-        threads=options.threads,
+        threads=_threads(model, options),
         request_size=_request_size(model, options),
         memory_limit=options.memory_limit,
         staged=staged,
@@ -335,6 +340,13 @@ def _finish(model: ResolvedModel, stats: LoadStats, read_ahead: ReadAhead) -> No
     read_ahead.stop()  # before the sources close: a hint would reopen a closed file
     stats.bytes_by_source, stats.corrupt_pieces = _bytes_by_source(model, stats)
     model.close()
+
+
+def _threads(model: ResolvedModel, options: LoadOptions) -> int | None:
+    """The caller's thread count, else a few for sources that fill over time."""
+    if options.threads is None and model.provenance.streaming:
+        return STREAMING_THREADS
+    return options.threads
 
 
 def _request_size(model: ResolvedModel, options: LoadOptions) -> int | None:

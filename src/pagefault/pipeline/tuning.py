@@ -59,6 +59,9 @@ REMOTE_REQUEST_SIZE = 16 * MiB
 # is in, so requests stay small (64 MiB swarmed at 25 Mbit/s: first tensor at 52% of the
 # load with 16 MiB requests; see docs/benchmarks.md)
 STREAMING_REQUEST_SIZE = 2 * MiB
+# ... and few readers: the swarm delivers pieces in order, so more waiters only cost CPU
+# (16 loaders x 16 threads long-polling their agents kept a 2-CPU testbed busy)
+STREAMING_THREADS = 4
 MEMINFO = Path("/proc/meminfo")
 
 

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -84,6 +85,12 @@ class AgentModel:
         self._model: dict[str, Any] | None = None
         self._failure: str | None = None
         self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Open the model at the agent now (bounded); a failure is kept for the first read,
+        which then falls through to the next link with a warning."""
+        with suppress(SourceError):
+            self._describe()
 
     def file(self, name: str) -> dict[str, Any]:
         """The agent's entry for one file: its path, size and first piece."""

@@ -27,7 +27,7 @@ from pagefault.errors import ControlError, PagefaultError, SwarmError
 from pagefault.manifest import PieceManifest
 from pagefault.pieces import make_piece_manifest, pull
 from pagefault.sources import LocalFileSource, Source
-from pagefault.sources.describe import describe
+from pagefault.sources.describe import ModelDescription, describe
 from pagefault.sources.remote_dir import RemoteDirectory
 from pagefault.swarm.admission import PieceAdmission
 from pagefault.swarm.config import AgentConfig
@@ -217,8 +217,9 @@ class ModelJob:
     def _run(self) -> None:
         try:
             directory, _ = RemoteDirectory.split(self.uri)
-            manifest = self._manifest(directory)
-            self._add_torrent(manifest, directory)
+            description = self._describe()
+            manifest = self._manifest(description)
+            self._add_torrent(manifest, directory, description)
             self._follow()
         except Exception as exc:
             _log.exception("swarm %s failed", self.id)
@@ -226,9 +227,19 @@ class ModelJob:
                 self.error, self.state = f"{type(exc).__name__}: {exc}", "failed"
                 self._changed.notify_all()
 
-    def _manifest(self, directory: RemoteDirectory) -> PieceManifest:
+    def _describe(self) -> ModelDescription | None:
+        """The model as the origin serves it (files, versions, index, published manifest):
+        asked once, for the swarm's manifest and the node cache's record. None when the
+        origin cannot say: the coordinator may still have a first fetcher's manifest."""
+        try:
+            return describe(self.uri)
+        except PagefaultError as exc:
+            self.reasons.append(f"cannot describe {self.uri} at the origin: {exc}")
+            return None
+
+    def _manifest(self, description: ModelDescription | None) -> PieceManifest:
         """The origin's published manifest, or the one a first fetcher published, or build it."""
-        published = directory.piece_manifest()
+        published = description.pieces if description is not None else None
         if published is not None and all(f.roots or not f.size for f in published.files):
             return published
         while not self._stop.is_set():
@@ -252,7 +263,12 @@ class ModelJob:
         self._control(f"/v1/swarms/{self.id}/manifest", manifest.to_json(), method="PUT")
         return manifest
 
-    def _add_torrent(self, manifest: PieceManifest, directory: RemoteDirectory) -> None:
+    def _add_torrent(
+        self,
+        manifest: PieceManifest,
+        directory: RemoteDirectory,
+        description: ModelDescription | None,
+    ) -> None:
         ca, node = self.credentials or (SwarmCA.create().cert_pem, None)
         info = lt.torrent_info(build_torrent(manifest, ca))
         self.layout = TorrentLayout.of(info)
@@ -262,7 +278,7 @@ class ModelJob:
             on_admitted=self._admitted,
             on_corrupt=self._corrupt,
         )
-        self.admission.cache = self._node_cache_for(manifest)
+        self.admission.cache = self._node_cache_for(manifest, description)
         self._cached = self.admission.cache is not None
         params = lt.add_torrent_params()
         params.ti = info
@@ -287,13 +303,14 @@ class ModelJob:
         )
         self.state = "swarming"
 
-    def _node_cache_for(self, manifest: PieceManifest) -> NodeCache | None:
+    def _node_cache_for(
+        self, manifest: PieceManifest, description: ModelDescription | None
+    ) -> NodeCache | None:
         """Record the model in the node cache (so ``load(uri)`` finds it) and hold a lease on
         its files while seeding; None when admitted pieces cannot go there."""
-        if self.cache is None:
+        if self.cache is None or description is None:
             return None
         try:
-            description = describe(self.uri)
             learned = manifest if description.pieces is None else None
             record = remember(description, self.cache, learned=learned)
         except PagefaultError as exc:
