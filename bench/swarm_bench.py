@@ -68,13 +68,7 @@ def run_fleet(
         if args.load:
             result = bed.load_all(timeout=args.timeout)
             busy1, total1 = cpu_busy()
-            # one node at a time, as on a fleet where each node has its own CPUs (all at
-            # once, 16 loads share this machine's 2 CPUs); the first, a middle and the last
-            sample = sorted({0, len(bed.nodes) // 2, len(bed.nodes) - 1})
-            warm: dict[str, Any] = {"nodes": {}}
-            for index in sample:
-                one = bed.load_all([bed.nodes[index]], timeout=args.timeout)
-                warm["nodes"].update(one["nodes"])
+            warm = warm_loads(bed, args.timeout)
             return load_summary(nodes, size, result, warm, (busy1 - busy0) / (total1 - total0))
         result = bed.drive(timeout=args.timeout)
         busy1, total1 = cpu_busy()
@@ -116,23 +110,46 @@ def ram_tier_reference(model: Path, rounds: int = 3) -> float:
     return statistics.median(speeds)
 
 
+def warm_loads(bed: SwarmTestbed, timeout: float) -> dict[str, Any]:
+    """Second loads, one node at a time (as on a fleet where each node has its own CPUs;
+    all at once, 16 loads share this machine's 2 CPUs) on the first, a middle and the last
+    node: through the agent as configured, and side by side (ABBA) a plain RAM-tier warm
+    load with no agent configured, in the same fleet at the same moment."""
+    sample = sorted({0, len(bed.nodes) // 2, len(bed.nodes) - 1})
+    nodes: dict[str, Any] = {}
+    for index in sample:
+        node = bed.nodes[index]
+        runs = {True: [], False: []}
+        for agent in (True, False, False, True):
+            runs[agent].append(bed.load_all([node], timeout=timeout, agent=agent)["nodes"])
+        nodes[node.name] = {
+            "agent": [r[node.name] for r in runs[True]],
+            "ram_tier": [r[node.name] for r in runs[False]],
+        }
+    return {"nodes": nodes}
+
+
 def load_summary(
     nodes: int, size: int, cold: dict[str, Any], warm: dict[str, Any], cpu: float
 ) -> dict[str, Any]:
     """A ``--load`` fleet: cold loads through the swarm, then warm loads from the node cache."""
     per_node = list(cold["nodes"].values())
-    warm_nodes = list(warm["nodes"].values())
+    warm_nodes = [run for pair in warm["nodes"].values() for run in pair["agent"]]
+    plain = [run for pair in warm["nodes"].values() for run in pair["ram_tier"]]
     want = LOCAL_DIGEST["model"]
     return {
         "nodes": nodes,
-        "failed": sum(n["digest"] != want for n in per_node + warm_nodes),
+        "failed": sum(n["digest"] != want for n in per_node + warm_nodes + plain),
         "late_s_max": max(n["late_s"] for n in per_node + warm_nodes),
-        "warm_gbps_median": statistics.median(n["gbps"] for n in warm_nodes),
+        # whole loads (open + every tensor), GB/s: bytes / wall from the common start
+        "warm_gbps_median": statistics.median(n["bytes"] / n["wall_s"] / 1e9 for n in warm_nodes),
+        "ram_tier_gbps_median": statistics.median(n["bytes"] / n["wall_s"] / 1e9 for n in plain),
         "all_done_s": max(n["wall_s"] for n in per_node),
         "egress_x": cold["origin_bytes"] / size,
         "max_upload_x": None,
         "first_piece_median_s": statistics.median(n["first_tensor_s"] for n in per_node),
         "warm_s_median": statistics.median(n["wall_s"] for n in warm_nodes),
+        "ram_tier_s_median": statistics.median(n["wall_s"] for n in plain),
         "warm_origin_peer_bytes": sum(
             n["bytes_by_source"]["origin"] + n["bytes_by_source"]["peers"] for n in warm_nodes
         ),
@@ -209,12 +226,14 @@ def main() -> None:
         )
     console.print(table)
     if args.load:
-        warm = statistics.median(r["warm_gbps_median"] for r in runs)
+        ratios = [r["warm_gbps_median"] / r["ram_tier_gbps_median"] for r in runs]
         console.print(
-            f"--load: warm second loads {warm:.2f} GB/s (median over fleets) vs RAM-tier warm"
-            f" load {ram_gbps:.2f} GB/s = {warm / ram_gbps:.2f}x; origin+peer bytes on warm"
-            f" loads: {sum(r['warm_origin_peer_bytes'] for r in runs)}; first tensor / single"
-            " node: "
+            "--load: warm second loads (agent configured) / plain RAM-tier warm loads, same"
+            " node, ABBA: "
+            + ", ".join(f"N={r['nodes']} {x:.2f}x" for r, x in zip(runs, ratios, strict=True))
+            + f" (a RAM-tier warm load in a quiet machine: {ram_gbps:.2f} GB/s);"
+            f" origin+peer bytes on warm loads: {sum(r['warm_origin_peer_bytes'] for r in runs)};"
+            " first tensor / single node: "
             + ", ".join(
                 f"N={r['nodes']} {r['first_piece_median_s'] / single:.2f}" for r in runs if single
             )

@@ -220,9 +220,12 @@ class SwarmTestbed:
             raise PagefaultError(f"swarm drive failed: {done.stderr.decode()[-2000:]}")
         return dict(json.loads(done.stdout))
 
-    def load_all(self, nodes: list[Host] | None = None, *, timeout: float = 300) -> dict[str, Any]:
-        """Every listed node runs ``pagefault.stream(uri)`` through its own agent and node
-        cache at the same moment; each reports timings, bytes by source and a digest."""
+    def load_all(
+        self, nodes: list[Host] | None = None, *, timeout: float = 300, agent: bool = True
+    ) -> dict[str, Any]:
+        """Every listed node runs ``pagefault.stream(uri)`` through its own agent (none with
+        ``agent=False``) and node cache at the same moment; each reports timings, bytes by
+        source and a digest."""
         targets = nodes or self.nodes
         before = self._origin_bytes()
         # every process imports torch first (~2.5 s of CPU each, on 2 CPUs), then all start
@@ -233,7 +236,8 @@ class SwarmTestbed:
             out = self.work / f"load-{node.name}.json"
             argv = [*_PY, "pagefault.testing.swarmbed", "load", "--uri", self.origin_url]
             argv += ["--start", str(start), "--out", str(out)]
-            env = {**self.cache_env(node), "PAGEFAULT_AGENT": f"http://{node.address}:{API_PORT}"}
+            url = f"http://{node.address}:{API_PORT}" if agent else "off"
+            env = {**self.cache_env(node), "PAGEFAULT_AGENT": url}
             children[node.name] = (self._spawn(node, f"load-{node.name}", argv, env=env), out)
         results: dict[str, Any] = {}
         for name, (child, out) in children.items():
