@@ -38,8 +38,8 @@ import pagefault
 from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.cache import CacheConfig, NodeCache
 from pagefault.manifest import MANIFEST_NAME
-from pagefault.sizes import parse_size
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.system.sizes import parse_size
 from pagefault.testing import HTTPOrigin
 from pagefault.testing.netns import DEFAULT_QUEUEING, QUEUEINGS
 from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed, load_and_digest

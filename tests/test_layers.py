@@ -15,7 +15,7 @@ ROOT = Path(pagefault.__file__).parent
 
 # lowest first; a package may import its own rank only where ALSO_ALLOWED says so
 RANKS = {
-    "errors": 0, "sizes": 0, "switches": 0, "processes": 0, "_lazy": 0,
+    "errors": 0, "system": 0, "_lazy": 0,
     "formats": 1,
     "manifest": 2,
     "sources": 3, "synthetic": 3,

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pagefault.formats import DType, TensorSpec, write_atomic, write_safetensors
+from pagefault.formats import DType, TensorSpec, write_safetensors
+from pagefault.system.files import write_atomic
 
 __all__ = ["SyntheticConfig", "llama_like_specs", "write_synthetic_checkpoint"]
 

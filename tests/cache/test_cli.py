@@ -390,7 +390,7 @@ def test_gc_removes_a_pin_its_writer_died_writing(origin: HTTPOrigin, isolated_c
     ok("prefetch", uri)
     leftover = isolated_cache / "disk" / "pins" / f".{uri_key(uri)}.{dead_pid()}.deadbeef.tmp"
     leftover.parent.mkdir(parents=True, exist_ok=True)
-    leftover.write_text(uri)  # `_write_atomic` killed between the write and the rename
+    leftover.write_text(uri)  # `write_atomic` killed between the write and the rename
     assert ok("gc")["temp_files"] == 1
     assert not leftover.exists()
     assert ok("info", uri)["pinned"] is False

@@ -14,7 +14,7 @@ import pagefault
 from pagefault.pipeline.plan import ReadTask, Segment
 from pagefault.pipeline.readahead import ReadAhead, default_lead
 from pagefault.sources import LocalFileSource, MemorySource
-from pagefault.sources.pagecache import cached_bytes
+from pagefault.system.pagecache import cached_bytes
 from tests.helpers import dropped, resident_share, same_bytes
 
 MiB = 1 << 20

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 import time
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pagefault.cache.locks import temp_owner
 from pagefault.manifest.digest import is_piece_digest
-from pagefault.processes import process_alive
+from pagefault.system.files import temp_owner, write_atomic
+from pagefault.system.processes import process_alive
 
 __all__ = ["Catalog", "FileRecord", "UriRecord", "file_key", "uri_key"]
 
@@ -103,7 +101,7 @@ class Catalog:
         return [r for r in map(UriRecord.from_json, found) if r is not None]
 
     def save(self, record: UriRecord) -> None:
-        _write_atomic(self.root / "uris" / f"{uri_key(record.uri)}.json", record.to_json())
+        _write_hint(self.root / "uris" / f"{uri_key(record.uri)}.json", record.to_json())
 
     def forget(self, uri: str) -> None:
         with suppress(FileNotFoundError):
@@ -139,7 +137,7 @@ class Catalog:
     def learn(self, key: str, index: int, sha: str) -> None:
         """Record a piece's digest; best effort (a record is a hint, the piece is the truth)."""
         with suppress(OSError):
-            _write_atomic(self.root / "files" / key / str(index), sha.encode())
+            _write_hint(self.root / "files" / key / str(index), sha.encode())
 
     def learn_all(self, key: str, shas: tuple[str, ...]) -> None:
         """Record a file's published piece digests (only those not yet on record)."""
@@ -167,7 +165,7 @@ class Catalog:
         return len(stale)
 
     def pin(self, uri: str) -> None:
-        _write_atomic(self.root / "pins" / uri_key(uri), uri.encode())
+        _write_hint(self.root / "pins" / uri_key(uri), uri.encode())
 
     def unpin(self, uri: str) -> None:
         with suppress(FileNotFoundError):
@@ -178,16 +176,11 @@ class Catalog:
         return {pin.decode() for pin in pins if pin}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file, then rename: a reader sees the old content or the new, never a mix."""
+def _write_hint(path: Path, data: bytes) -> None:
+    """Catalog entries are hints (a lost one costs a trip to the origin): atomic, not fsynced,
+    readable by every process on the node."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        temp.write_bytes(data)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, [data], durable=False, mode=0o644)
 
 
 def _read(path: Path) -> bytes:

@@ -16,11 +16,11 @@ from typing import Any
 
 import tomllib
 
-from pagefault import sizes
 from pagefault.errors import CacheError
 from pagefault.manifest import DEFAULT_PIECE_SIZE
 from pagefault.manifest.pieces import MIN_PIECE_SIZE
-from pagefault.switches import OFF_WORDS, parse_switch
+from pagefault.system import sizes
+from pagefault.system.switches import OFF_WORDS, parse_switch
 
 __all__ = [
     "CacheConfig",

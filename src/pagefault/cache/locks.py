@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
-__all__ = ["FileLock", "Lease", "live_leases", "reap_unheld", "temp_owner"]
+__all__ = ["FileLock", "Lease", "live_leases", "reap_unheld"]
 
 log = logging.getLogger("pagefault.cache")
 
@@ -119,9 +119,3 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
-
-
-def temp_owner(path: Path) -> int:
-    """The pid in a temp file name ``<name>.<pid>.<random>.tmp`` (0 if there is none)."""
-    parts = path.name.split(".")
-    return int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else 0

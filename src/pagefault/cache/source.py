@@ -24,7 +24,7 @@ from pagefault.manifest import SHA256, hash_piece, piece_count, piece_matches
 from pagefault.sources.base import Buffer
 from pagefault.sources.chain import ChainSource, SourceCounters
 from pagefault.sources.cursor import BufferCursor
-from pagefault.sources.mapping import (
+from pagefault.system.mapping import (
     MADV_HUGEPAGE,
     PAGE,
     buffer_address,

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import xxhash
 
-from pagefault.cache.locks import FileLock, temp_owner
+from pagefault.cache.locks import FileLock
 from pagefault.errors import CacheError, SourceError
-from pagefault.formats.writer import fsync_directory
 from pagefault.manifest.digest import hex_part, is_piece_digest
-from pagefault.processes import process_alive
 from pagefault.sources.cursor import BufferCursor
 from pagefault.sources.local import read_fully
+from pagefault.system.files import fsync_directory, temp_owner
+from pagefault.system.processes import process_alive
 
 __all__ = ["TRAILER_BYTES", "PieceFile", "PieceTier", "StoredPiece", "checksum"]
 

@@ -31,9 +31,10 @@ from pathlib import Path
 from pagefault.checkpoint.plan import INDEX_NAME
 from pagefault.errors import CheckpointError, FormatError
 from pagefault.formats import INDEX_SUFFIX, parse_index
-from pagefault.formats.writer import fsync_directory
 from pagefault.manifest import MANIFEST_NAME
-from pagefault.processes import process_alive
+from pagefault.system.files import fsync_directory
+from pagefault.system.libc import LIBC
+from pagefault.system.processes import process_alive
 
 __all__ = ["PART_SUFFIX", "LocalDirectoryWriter", "ShardFile", "exchange_directories"]
 
@@ -43,7 +44,7 @@ _RENAME_EXCHANGE = 2
 _SYNC_FILE_RANGE_WRITE = 2
 _DIRECT_ALIGNMENT = 4096  # logical block size bound for O_DIRECT
 _WRITEBACK_BYTES = 32 * 1024 * 1024  # start writeback per 32 MiB, not per (small) chunk
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = LIBC
 
 
 class LocalDirectoryWriter:

@@ -22,7 +22,8 @@ from pagefault.checkpoint.snapshot import Snapshot, can_write_directly, direct, 
 from pagefault.checkpoint.writers import CheckpointWriter
 from pagefault.errors import CheckpointError
 from pagefault.manifest import BLAKE3, DEFAULT_PIECE_SIZE, PIECE_HASHES, PieceHash
-from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE, cpu_count
+from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE
+from pagefault.system.machine import cpu_count
 
 __all__ = ["SaveHandle", "SaveOptions", "start_save"]
 

@@ -18,8 +18,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from pagefault import sizes
 from pagefault.errors import PagefaultError
+from pagefault.system import sizes
 
 __all__ = [
     "ProgressBar",

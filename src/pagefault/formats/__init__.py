@@ -10,7 +10,7 @@ from pagefault.formats.safetensors import (
     parse_header,
     parse_header_length,
 )
-from pagefault.formats.writer import TensorSpec, build_header, write_atomic, write_safetensors
+from pagefault.formats.writer import TensorSpec, build_header, write_safetensors
 
 __all__ = [
     "HEADER_PREFIX_BYTES",
@@ -25,6 +25,5 @@ __all__ = [
     "parse_header",
     "parse_header_length",
     "parse_index",
-    "write_atomic",
     "write_safetensors",
 ]

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from pagefault.errors import FormatError
 from pagefault.formats.dtypes import DType
 from pagefault.formats.safetensors import HEADER_PREFIX_BYTES, MAX_HEADER_BYTES
+from pagefault.system.files import write_atomic
 
-__all__ = ["TensorSpec", "build_header", "fsync_directory", "write_atomic", "write_safetensors"]
+__all__ = ["TensorSpec", "build_header", "write_safetensors"]
 
 _ALIGNMENT = 8  # pad the header so the data section starts 8-byte aligned
 
@@ -90,32 +89,3 @@ def _data_size(header: bytes) -> int:
     spans = json.loads(header[HEADER_PREFIX_BYTES:])
     spans.pop("__metadata__", None)
     return max((entry["data_offsets"][1] for entry in spans.values()), default=0)
-
-
-def write_atomic(path: str | os.PathLike[str], chunks: Iterable[bytes | memoryview]) -> None:
-    """Write ``chunks`` to a temp file beside ``path``, fsync, then rename over it.
-
-    A crash at any point leaves either the old file or the new one, never a torn one.
-    """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_directory(target.parent)
-
-
-def fsync_directory(path: str | os.PathLike[str]) -> None:
-    """Make renames and creations inside ``path`` durable."""
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

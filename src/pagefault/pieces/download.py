@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pagefault.errors import IntegrityError, SinkError
-from pagefault.formats.writer import fsync_directory, write_atomic
 from pagefault.manifest import (
     DEFAULT_PIECE_SIZE,
     MANIFEST_NAME,
@@ -29,6 +28,7 @@ from pagefault.manifest import (
 )
 from pagefault.pieces.engine import map_pieces
 from pagefault.sources import ResolvedModel, Source
+from pagefault.system.files import fsync_directory, write_atomic
 
 __all__ = ["PullResult", "pull_model"]
 

@@ -21,13 +21,13 @@ import os
 import torch
 
 from pagefault.errors import SinkError
-from pagefault.pipeline.hugetlb import pool_page_size, pool_room
-from pagefault.sources.mapping import (
+from pagefault.system.hugetlb import pool_page_size, pool_room
+from pagefault.system.mapping import (
     MADV_HUGEPAGE,
     buffer_address,
     madvise,
 )
-from pagefault.switches import parse_switch
+from pagefault.system.switches import parse_switch
 
 __all__ = [
     "HUGE_PAGE",

@@ -21,8 +21,8 @@ import threading
 from collections.abc import Sequence
 
 from pagefault.pipeline.plan import ReadTask
-from pagefault.pipeline.tuning import meminfo_fields
 from pagefault.sources import PageCacheSource, Source
+from pagefault.system.machine import meminfo_fields
 
 __all__ = ["ReadAhead", "default_lead"]
 

@@ -30,22 +30,18 @@ hands out the first tensors early (docs/benchmarks.md, remote section).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from pagefault.errors import SinkError
 from pagefault.pieces.models import REMOTE_CONNECTIONS  # one value for pulls and loads
+from pagefault.system.machine import cpu_count
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
     "DEFAULT_REQUEST_SIZE",
-    "MEMINFO",
     "MIN_SLOT_BYTES",
     "Tuning",
     "auto_tuning",
-    "cpu_count",
-    "meminfo_fields",
 ]
 
 MiB = 1024 * 1024
@@ -62,31 +58,6 @@ STREAMING_REQUEST_SIZE = 2 * MiB
 # ... and few readers: the swarm delivers pieces in order, so more waiters only cost CPU
 # (16 loaders x 16 threads long-polling their agents kept a 2-CPU testbed busy)
 STREAMING_THREADS = 4
-MEMINFO = Path("/proc/meminfo")
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (cgroup/affinity aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
-
-
-def meminfo_fields(meminfo: Path = MEMINFO) -> dict[str, int]:
-    """The leading integer of every /proc/meminfo line (kB, or a count), by name; empty
-    when unreadable."""
-    try:
-        lines = meminfo.read_text().splitlines()
-    except OSError:
-        return {}
-    fields = {}
-    for line in lines:
-        key, _, value = line.partition(":")
-        number = value.split()[0] if value.split() else ""
-        if number.isdigit():
-            fields[key] = int(number)
-    return fields
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pagefault.errors import NotFound, SourceError
 from pagefault.sources.base import Buffer
-from pagefault.sources.mapping import PAGE, buffer_address, populate_read
-from pagefault.sources.pagecache import cached_bytes
+from pagefault.system.mapping import PAGE, buffer_address, populate_read
+from pagefault.system.pagecache import cached_bytes
 
 __all__ = ["LocalFileSource", "read_fully"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from pagefault.cache.config import config_path, read_table
 from pagefault.errors import SwarmError
 from pagefault.swarm.sockets import NOTSENT_LOWAT
-from pagefault.switches import OFF_WORDS
+from pagefault.system.switches import OFF_WORDS
 
 __all__ = ["AgentConfig", "configured_agent"]
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pagefault.errors import SwarmError
-from pagefault.formats.writer import write_atomic
+from pagefault.system.files import write_atomic
 
 __all__ = ["NodeCredentials", "SwarmCA"]
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pagefault.pipeline.hugetlb import pool_page_size
 from pagefault.pipeline.memory import Arena
+from pagefault.system.hugetlb import pool_page_size
 
 __all__ = ["reserved_pool", "touch_pool"]
 

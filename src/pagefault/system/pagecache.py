@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ctypes
 
-from pagefault.sources.mapping import PAGE
+from pagefault.system.libc import LIBC
+from pagefault.system.mapping import PAGE
 
 __all__ = ["cached_bytes"]
 
 _SYS_CACHESTAT = 451  # the same number on every architecture (added after the unified table)
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = LIBC
 _libc.syscall.restype = ctypes.c_long
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ctypes
 import mmap
 
+from pagefault.system.libc import LIBC
+
 __all__ = [
     "MADV_HUGEPAGE",
     "PAGE",
@@ -22,7 +24,7 @@ MADV_HUGEPAGE = 14
 MADV_POPULATE_READ = 22  # Linux 5.14+: fault pages in without touching them from Python
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = LIBC
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.madvise.restype = ctypes.c_int
 _libc.mmap.argtypes = [

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pagefault.pipeline.tuning import MEMINFO, meminfo_fields
+from pagefault.system.machine import MEMINFO, meminfo_fields
 
 __all__ = ["cgroup_room", "pool_page_size", "pool_room"]
 
