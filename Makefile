@@ -1,4 +1,4 @@
-.PHONY: test lint bench bench-quick bench-remote bench-cache bench-save bench-save-quick bench-swarm
+.PHONY: test lint bench bench-quick bench-remote bench-cache bench-save bench-save-quick bench-swarm bench-swarm-load
 
 test:
 	python -m pytest
@@ -29,3 +29,6 @@ bench-save-quick:
 
 bench-swarm:
 	python bench/swarm_bench.py --nodes 1,4,8,16 --out bench/results/swarm-64MiB-25mbit-chain.json
+
+bench-swarm-load:
+	python bench/swarm_bench.py --nodes 1,4,8,16 --load --out bench/results/swarm-load-64MiB-25mbit.json
