@@ -37,18 +37,13 @@ from pagefault.swarm.feeder import OriginFeeder
 from pagefault.swarm.jsonhttp import call, split_address
 from pagefault.swarm.metrics import WaitHistogram
 from pagefault.swarm.pacing import FetchGate
+from pagefault.swarm.stall import StallPolicy
 from pagefault.swarm.torrent import TorrentLayout, build_torrent
 
 __all__ = ["ModelJob", "swarm_id"]
 
 _log = logging.getLogger("pagefault.agent")
 BUILT_PIECE_SIZE = 1 << 20  # a manifest hashed on the fly: small pieces keep tree hops short
-# The last few pieces: a node stuck on them (its upstream gone, or a HAVE that never came)
-# should not wait the full stall_s. Before the agent kept redundant connections open, one
-# 16-node fleet in five lost its tail this way (docs/benchmarks.md, swarm). So a node
-# missing at most TAIL_PIECES waits only TAIL_STALL_S before reading them from the origin.
-TAIL_PIECES = 4
-TAIL_STALL_S = 2.0
 
 
 def swarm_id(uri: str) -> str:
@@ -57,6 +52,15 @@ def swarm_id(uri: str) -> str:
 
 
 class ModelJob:
+    """One model on this node, from the first request until the agent stops.
+
+    Its thread obtains the manifest (the origin's, a first fetcher's via the coordinator,
+    or built), adds the torrent, then once a heartbeat follows the placement and asks the
+    stall policy whether to read the origin. libtorrent's alerts arrive through
+    ``piece_finished``/``piece_read`` (pieces are admitted off that thread); readers block
+    in ``wait``. ``_changed`` guards the set of admitted pieces and the state.
+    """
+
     def __init__(
         self,
         uri: str,
@@ -94,7 +98,7 @@ class ModelJob:
         self._have: set[int] = set()
         self.piece_waits = WaitHistogram()  # seconds from one verified piece to the next
         self._changed = threading.Condition()
-        self._last_progress = time.monotonic()
+        self.stall = StallPolicy(settings.stall_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"job-{self.id}", daemon=True)
 
@@ -125,8 +129,7 @@ class ModelJob:
         with self._changed:
             self._have.add(piece)
             now = time.monotonic()
-            self.piece_waits.observe(now - self._last_progress)
-            self._last_progress = now
+            self.piece_waits.observe(self.stall.progressed())
             if self.first_piece_s is None:
                 self.first_piece_s = now - self.started
             if self.layout and len(self._have) == self.layout.num_pieces:
@@ -348,24 +351,19 @@ class ModelJob:
             self._stop.wait(HEARTBEAT_S)  # after the work: the first beat goes out at once
 
     def _check_stall(self, beat: dict[str, Any] | None) -> None:
-        """No piece for ``stall_s`` (TAIL_STALL_S for the last pieces) while an upstream has
-        some (or without a coordinator): fetch the missing pieces from the origin. A node
-        whose upstream has nothing new either just waits: the upstream is the one to act."""
-        assert self.feeder is not None and self.handle is not None
-        if self.state == "complete" or self.feeder.running:
+        """Ask the stall policy; when it says so, fetch the missing pieces from the origin."""
+        if self.feeder is None or self.layout is None or self.feeder.running:
             return
-        if beat is not None and not self._upstream_ahead():
-            return
-        assert self.layout is not None
-        patience = self.settings.stall_s
-        if self.layout.num_pieces - len(self._have) <= TAIL_PIECES:
-            patience = min(patience, TAIL_STALL_S)
-        if time.monotonic() - self._last_progress > patience:
-            why = f"no piece for {patience:.0f} s"
+        why = self.stall.stalled(
+            missing=self.layout.num_pieces - len(self._have),
+            upstream_ahead=self._upstream_ahead(),
+            coordinated=beat is not None,
+        )
+        if why is not None:
             _log.warning("swarm %s stalled: %s", self.id, self._stall_report())
             if self.feeder.start(f"swarm stalled ({why})"):
                 self.reasons.append(f"origin fallback: swarm stalled ({why})")
-                self._last_progress = time.monotonic()
+                self.stall.restart()
 
     def _follow_placement(self, beat: dict[str, Any]) -> None:
         assert self.feeder is not None and self.handle is not None
