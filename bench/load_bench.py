@@ -32,8 +32,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pagefault.cli.output import parse_size
-from pagefault.pipeline.memory import HUGE_PAGE
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.tensors.memory import HUGE_PAGE
 from pagefault.testing.hugetlb import reserved_pool, touch_pool
 from variants import VARIANTS
 

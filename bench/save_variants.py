@@ -49,7 +49,7 @@ def fsync_tree(path: Path) -> float:
 
 
 def byte_views(state: dict[str, torch.Tensor]) -> list[memoryview]:
-    from pagefault.pipeline.destinations import tensor_bytes
+    from pagefault.tensors.memory import tensor_bytes
 
     return [tensor_bytes(t) for t in state.values() if t.numel()]
 
@@ -118,7 +118,7 @@ def raw_write_direct(state: dict[str, torch.Tensor], out: Path) -> dict:
 
 def aligned_copy(state: dict[str, torch.Tensor]) -> memoryview:
     """The state dict's bytes, back to back, in a page-aligned huge-page arena."""
-    from pagefault.pipeline.memory import Arena
+    from pagefault.tensors.memory import Arena
 
     total = sum(t.numel() * t.element_size() for t in state.values())
     arena = Arena(total)

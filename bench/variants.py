@@ -47,7 +47,7 @@ def raw_preadv(index: Path) -> object:
 def raw_preadv_fresh(index: Path) -> object:
     """The limit for private memory: the same reads into a fresh arena (the memory a
     private load gets: reserved huge pages when the bench reserved a pool)."""
-    from pagefault.pipeline.memory import Arena
+    from pagefault.tensors.memory import Arena
 
     files = shard_files(index)
     sizes = [f.stat().st_size for f in files]

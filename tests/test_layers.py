@@ -19,7 +19,7 @@ RANKS = {
     "formats": 1,
     "manifest": 2,
     "sources": 3, "synthetic": 3,
-    "pieces": 4,
+    "pieces": 4, "tensors": 4,
     "cache": 5, "swarm": 6,
     "pipeline": 7,
     "checkpoint": 8,

@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 from pagefault.checkpoint.local import ShardFile, _direct_length
-from pagefault.pipeline.destinations import tensor_bytes
-from pagefault.pipeline.memory import Arena
+from pagefault.tensors.memory import Arena, tensor_bytes
 
 PAGE = 4096
 

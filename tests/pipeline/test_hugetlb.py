@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 import pagefault
-from pagefault.pipeline.memory import HUGETLB_ENV, Arena
 from pagefault.pipeline.tuning import MAX_THREADS
 from pagefault.sources import LocalFileSource
 from pagefault.system.hugetlb import cgroup_room, pool_page_size, pool_room
 from pagefault.system.machine import cpu_count
+from pagefault.tensors.memory import HUGETLB_ENV, Arena
 from pagefault.testing.hugetlb import reserved_pool
 from tests.helpers import dropped
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pagefault.errors import SinkError
-from pagefault.pipeline.memory import HUGE_PAGES_ENV, Arena, huge_pages_wanted
+from pagefault.tensors.memory import HUGE_PAGES_ENV, Arena, huge_pages_wanted
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,7 @@ import time
 import torch
 
 from pagefault.errors import CheckpointError, SinkError
-from pagefault.pipeline.destinations import tensor_bytes
-from pagefault.pipeline.memory import Arena, madvise
+from pagefault.tensors.memory import Arena, madvise, tensor_bytes
 
 __all__ = ["HostBuffer", "StagingPool", "default_pool", "free_staging_buffers"]
 

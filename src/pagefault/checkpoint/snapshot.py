@@ -27,8 +27,8 @@ from pagefault.checkpoint.buffers import HostBuffer
 from pagefault.checkpoint.plan import SavePlan
 from pagefault.errors import CheckpointError, SinkError
 from pagefault.formats import TensorSpec
-from pagefault.pipeline.destinations import tensor_bytes
-from pagefault.pipeline.dtypes import from_torch_dtype
+from pagefault.tensors.dtypes import from_torch_dtype
+from pagefault.tensors.memory import tensor_bytes
 
 __all__ = ["Snapshot", "can_write_directly", "direct", "parallel_memmove", "specs_of", "stage"]
 

@@ -8,7 +8,6 @@ then copied (converted, or sent host→device) into the final tensor.
 
 from __future__ import annotations
 
-import ctypes
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from pagefault.manifest import TensorEntry
-from pagefault.pipeline.dtypes import to_torch_dtype
-from pagefault.pipeline.memory import Arena
+from pagefault.tensors.dtypes import to_torch_dtype
+from pagefault.tensors.memory import Arena, tensor_bytes
 
 __all__ = [
     "ARENA_ALIGNMENT",
@@ -26,7 +25,6 @@ __all__ = [
     "device_destinations",
     "existing_destination",
     "target_dtype",
-    "tensor_bytes",
 ]
 
 ARENA_ALIGNMENT = 64  # cache line; also satisfies every dtype's alignment
@@ -52,13 +50,6 @@ def target_dtype(entry: TensorEntry, requested: torch.dtype | None) -> torch.dty
     if requested is None or own not in _CONVERTIBLE:
         return own
     return requested
-
-
-def tensor_bytes(tensor: torch.Tensor) -> memoryview:
-    """A writable byte view of a contiguous CPU tensor's memory (kept alive by the caller)."""
-    size = tensor.numel() * tensor.element_size()
-    array = (ctypes.c_ubyte * size).from_address(tensor.data_ptr())
-    return memoryview(array).cast("B")
 
 
 def existing_destination(tensor: torch.Tensor, source_dtype: torch.dtype) -> Destination:

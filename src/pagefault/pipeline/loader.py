@@ -32,7 +32,6 @@ from pagefault.pipeline.destinations import (
     existing_destination,
     target_dtype,
 )
-from pagefault.pipeline.dtypes import to_torch_dtype
 from pagefault.pipeline.executor import CompletionTracker, ParallelExecutor
 from pagefault.pipeline.mapped import mapped_tensors
 from pagefault.pipeline.plan import ReadTask, plan_reads
@@ -50,6 +49,7 @@ from pagefault.pipeline.tuning import (
 from pagefault.pipeline.verify import PieceVerifier
 from pagefault.sources import MappableSource, PageCacheSource, ResolvedModel, Source
 from pagefault.sources.chain import SOURCE_KINDS
+from pagefault.tensors.dtypes import to_torch_dtype
 
 __all__ = ["LoadOptions", "Target", "open_stream"]
 

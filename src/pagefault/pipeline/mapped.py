@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 
 from pagefault.manifest import TensorEntry
-from pagefault.pipeline.dtypes import to_torch_dtype
-from pagefault.pipeline.memory import tensor_from_buffer
+from pagefault.tensors.dtypes import to_torch_dtype
+from pagefault.tensors.memory import tensor_from_buffer
 
 __all__ = ["mapped_tensors"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pagefault.pipeline.destinations import tensor_bytes
+from pagefault.tensors.memory import tensor_bytes
 
 __all__ = ["StagingRing", "StagingSlot"]
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pagefault.pipeline.memory import Arena
 from pagefault.system.hugetlb import pool_page_size
+from pagefault.tensors.memory import Arena
 
 __all__ = ["reserved_pool", "touch_pool"]
 

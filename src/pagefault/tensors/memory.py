@@ -14,6 +14,7 @@ memory lives exactly as long as the last tensor that views it.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import mmap
 import os
@@ -35,6 +36,7 @@ __all__ = [
     "huge_pages_wanted",
     "madvise",
     "pool_wanted",
+    "tensor_bytes",
     "tensor_from_buffer",
 ]
 
@@ -128,3 +130,10 @@ def tensor_from_buffer(
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
     return torch.frombuffer(buf, dtype=dtype, count=numel, offset=offset).view(shape)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """A writable byte view of a contiguous CPU tensor's memory (kept alive by the caller)."""
+    size = tensor.numel() * tensor.element_size()
+    array = (ctypes.c_ubyte * size).from_address(tensor.data_ptr())
+    return memoryview(array).cast("B")
