@@ -112,7 +112,7 @@ def load(
 
 def inspect(source: PathLike, *, cache: CacheChoice = None) -> Manifest:
     """Read and validate only the headers: files, tensor names, dtypes, shapes, byte ranges."""
-    with open_model(source, cache) as model:
+    with open_model(source, cache, agent=False) as model:  # headers only: no swarm job for them
         return model.manifest
 
 
