@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from pagefault.cache import NodeCache, load_config
-from pagefault.cache.resolve import cached_description, cached_sources, fully_cached
+from pagefault.cache.resolve import cached_description, cached_sources, catalog_entry
 from pagefault.sources import ResolvedModel, resolve
 from pagefault.sources.base import Source
 from pagefault.sources.chain import ChainSource, Link, SourceCounters
@@ -49,16 +49,17 @@ def open_model(
         chains = _chains(description, swarm, counters)
         provenance = Provenance(counters=counters, streaming=swarm is not None)
         return open_description(description, chains, provenance=provenance)
-    record = node.catalog.record(uri)
-    if swarm is not None and (record is None or not fully_cached(record, node)):
+    entry = catalog_entry(uri, node)
+    held = swarm is not None and entry is not None and entry.held_by(node)
+    if swarm is not None and not held:
         swarm.start()  # the agent records the model in the node cache: no origin round trips
-    description, record = cached_description(uri, node)
-    if fully_cached(record, node):
+        entry = catalog_entry(uri, node)
+    known = entry
+    description, entry = cached_description(uri, node, entry)
+    if swarm is not None and (held if entry is known else entry.held_by(node)):
         swarm = None  # every piece is on the node already: nothing to wait for
     chains = _chains(description, swarm, counters)
-    sources, provenance = cached_sources(
-        record, chains, node, counters, streaming=swarm is not None
-    )
+    sources, provenance = cached_sources(entry, chains, node, counters, streaming=swarm is not None)
     return open_description(description, sources, provenance=provenance)
 
 

@@ -154,14 +154,14 @@ def prefetch(
     cache: NodeCache, uri: str, *, on_progress: Callable[[int], None] | None = None
 ) -> EntryInfo:
     """Bring every piece of ``uri`` into the cache (from the origin) without loading it."""
-    description, record = cached_description(uri, cache)
+    description, recorded = cached_description(uri, cache)
     counters = SourceCounters()
     chains = [
         ChainSource([Link("origin", description.origin(f))], counters) for f in description.files
     ]
-    sources, provenance = cached_sources(record, chains, cache, counters)
+    sources, provenance = cached_sources(recorded, chains, cache, counters)
     try:
-        piece = record.piece_size
+        piece = recorded.record.piece_size
         jobs = [
             (source, start, min(start + piece, source.size()))
             for source in sources

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 
 from pagefault.cache.catalog import FileRecord, UriRecord, file_key
 from pagefault.cache.node import NodeCache
@@ -25,19 +26,63 @@ from pagefault.sources.describe import ModelDescription, RemoteFile, describe, i
 from pagefault.sources.remote_dir import RemoteDirectory
 from pagefault.sources.resolve import Provenance
 
-__all__ = ["cached_description", "cached_sources", "fully_cached", "remember"]
+__all__ = ["CatalogEntry", "cached_description", "cached_sources", "catalog_entry", "remember"]
 
 
-def cached_description(uri: str, cache: NodeCache) -> tuple[ModelDescription, UriRecord]:
-    """The model at ``uri`` from the catalog if the origin still serves it, else described
-    by the origin (and remembered)."""
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A URI's catalog record and the known digest of each piece of its files, read once
+    per load (each digest is a file of its own in the catalog)."""
+
+    record: UriRecord
+    digests: tuple[list[str | None], ...]  # per file, per piece; None where unknown
+
+    @classmethod
+    def read(cls, record: UriRecord, cache: NodeCache) -> CatalogEntry:
+        return cls(
+            record,
+            tuple(
+                cache.catalog.pieces(f.key, piece_count(f.size, record.piece_size))
+                for f in record.files
+            ),
+        )
+
+    def held_by(self, cache: NodeCache) -> bool:
+        """Whether some tier holds every piece (a stat per piece): then nothing below the
+        cache will be asked."""
+        return all(
+            digest is not None and any(tier.has(digest) for tier in cache.tiers)
+            for file_digests in self.digests
+            for digest in file_digests
+        )
+
+
+def catalog_entry(uri: str, cache: NodeCache) -> CatalogEntry | None:
+    """What the catalog says of ``uri`` (None when it has no record)."""
     record = cache.catalog.record(uri)
-    if record is not None:
-        description = _from_record(record, cache)
+    return None if record is None else CatalogEntry.read(record, cache)
+
+
+def cached_description(
+    uri: str, cache: NodeCache, entry: CatalogEntry | None = None
+) -> tuple[ModelDescription, CatalogEntry]:
+    """The model at ``uri`` from its catalog ``entry`` (read here when not given) if the
+    origin still serves it, else described by the origin (and remembered).
+
+    The entry returned is the one given when it still holds."""
+    entry = entry or catalog_entry(uri, cache)
+    if entry is not None:
+        description = _from_entry(entry, cache)
         if description is not None:
-            return description, record
+            return description, entry
     description = describe(uri)
-    return description, remember(description, cache)
+    record = remember(description, cache)
+    if description.pieces is None:  # learned by earlier loads of these versions, if any
+        return description, CatalogEntry.read(record, cache)
+    published: tuple[list[str | None], ...] = tuple(
+        list(description.pieces.file(f.name).pieces) for f in record.files
+    )
+    return description, CatalogEntry(record, published)
 
 
 def remember(
@@ -63,18 +108,8 @@ def remember(
     return record
 
 
-def fully_cached(record: UriRecord, cache: NodeCache) -> bool:
-    """Whether some tier holds every piece of ``record``'s files (a stat per piece): then
-    nothing below the cache will be asked."""
-    for file in record.files:
-        for digest in cache.catalog.pieces(file.key, piece_count(file.size, record.piece_size)):
-            if digest is None or not any(tier.has(digest) for tier in cache.tiers):
-                return False
-    return True
-
-
 def cached_sources(
-    record: UriRecord,
+    entry: CatalogEntry,
     chains: Sequence[ChainSource],
     cache: NodeCache,
     counters: SourceCounters,
@@ -83,17 +118,18 @@ def cached_sources(
 ) -> tuple[list[CachedFileSource], Provenance]:
     """Each file's chain behind the cache, and what the model's sources then guarantee
     (pieces checked at the record's piece size; a read lease on the files until closed)."""
+    record = entry.record
     sources = [
         CachedFileSource(
             chain,
             cache,
             file,
             piece_size=record.piece_size,
-            digests=cache.catalog.pieces(file.key, piece_count(file.size, record.piece_size)),
+            digests=digests,
             published=record.verified,
             counters=counters,
         )
-        for chain, file in zip(chains, record.files, strict=True)
+        for chain, file, digests in zip(chains, record.files, entry.digests, strict=True)
     ]
     provenance = Provenance(
         checked_piece_size=record.piece_size,
@@ -105,13 +141,11 @@ def cached_sources(
     return sources, provenance
 
 
-def _from_record(record: UriRecord, cache: NodeCache) -> ModelDescription | None:
+def _from_entry(entry: CatalogEntry, cache: NodeCache) -> ModelDescription | None:
     """The model as recorded, or None when the origin no longer has those versions (or
     the published digests are no longer all on record: then only the origin can say)."""
-    digests = [
-        cache.catalog.pieces(f.key, piece_count(f.size, record.piece_size)) for f in record.files
-    ]
-    if record.verified and any(None in file_digests for file_digests in digests):
+    record = entry.record
+    if record.verified and any(None in file_digests for file_digests in entry.digests):
         return None
     directory, _ = RemoteDirectory.split(record.uri)
     files = tuple(RemoteFile(f.name, f.size, f.etag, f.version) for f in record.files)
