@@ -14,7 +14,6 @@ import os
 from pagefault.cache import NodeCache, load_config
 from pagefault.cache.resolve import cached_description, cached_sources, catalog_entry
 from pagefault.sources import ResolvedModel, resolve
-from pagefault.sources.base import Source
 from pagefault.sources.chain import ChainSource, Link, SourceCounters
 from pagefault.sources.describe import ModelDescription, describe
 from pagefault.sources.object_store import is_remote
@@ -87,8 +86,7 @@ def _chains(
 ) -> list[ChainSource]:
     """Per file: swarm peers (through the node's agent, if any), then the origin."""
     chains = []
-    for file in description.files:
+    for file, origin in zip(description.files, description.origins(), strict=True):
         links = [Link("peers", SwarmFileSource(swarm, file), fills_cache=True)] if swarm else []
-        origin: Source = description.origin(file)
         chains.append(ChainSource([*links, Link("origin", origin)], counters))
     return chains

@@ -156,9 +156,7 @@ def prefetch(
     """Bring every piece of ``uri`` into the cache (from the origin) without loading it."""
     description, recorded = cached_description(uri, cache)
     counters = SourceCounters()
-    chains = [
-        ChainSource([Link("origin", description.origin(f))], counters) for f in description.files
-    ]
+    chains = [ChainSource([Link("origin", origin)], counters) for origin in description.origins()]
     sources, provenance = cached_sources(recorded, chains, cache, counters)
     try:
         piece = recorded.record.piece_size

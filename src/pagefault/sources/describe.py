@@ -68,10 +68,11 @@ class ModelDescription:
         """The URI of one of the model's files, for messages."""
         return self.directory + name
 
-    def origin(self, file: RemoteFile) -> RemoteSource:
-        """An origin source for ``file``, pinned to the described version (no second HEAD)."""
+    def origins(self) -> list[RemoteSource]:
+        """An origin source per file, pinned to the described version (no second HEAD),
+        all on one store: the model's files share its connection pool."""
         directory, _ = RemoteDirectory.split(self.directory)
-        return directory.source(file.name, meta=pinned_meta(file))
+        return [directory.source(f.name, meta=pinned_meta(f)) for f in self.files]
 
 
 def describe(uri: str) -> ModelDescription:

@@ -105,7 +105,7 @@ def resolve(source: str | os.PathLike[str]) -> ResolvedModel:
     """Resolve a ``.safetensors`` file, a sharded index, or a directory holding either."""
     if is_remote(source):
         description = describe(str(source))
-        return open_description(description, [description.origin(f) for f in description.files])
+        return open_description(description, description.origins())
     path = Path(source)
     if not path.exists():
         raise NotFound(f"{path}: no such file or directory")
