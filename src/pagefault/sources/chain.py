@@ -108,13 +108,14 @@ class ChainSource:
         returns that link's kind. Counts the bytes under it. ``from_cache()`` fills them
         from the node cache, if it has them, after a cache-filling link's wait. ``what``
         names the range in messages (``piece 3``)."""
+        size = sum(memoryview(b).nbytes for b in buffers)
         for position, link in enumerate(self._links):
             last = position == len(self._links) - 1
             if position in self._failed and not last:
                 continue
             try:
-                if from_cache is not None and self._awaited(link, offset, buffers, from_cache):
-                    self._counters.add(link.kind, sum(memoryview(b).nbytes for b in buffers))
+                if from_cache is not None and self._awaited(link, offset, size, from_cache):
+                    self._counters.add(link.kind, size)
                     return link.kind
                 link.source.read_into(offset, buffers)
             except SourceError as exc:
@@ -124,22 +125,20 @@ class ChainSource:
                 continue
             if check is not None and not check(buffers):
                 self._counters.corrupt()
-                message = self._corrupt_message(link, offset, buffers, what)
+                message = self._corrupt_message(link, offset, offset + size, what)
                 if last:
                     raise IntegrityError(message)
                 log.warning("%s; reading it from the next source", message)
                 continue
-            self._counters.add(link.kind, sum(memoryview(b).nbytes for b in buffers))
+            self._counters.add(link.kind, size)
             return link.kind
         raise AssertionError("unreachable: the last link either returns or raises")
 
     @staticmethod
-    def _awaited(
-        link: Link, offset: int, buffers: Sequence[Buffer], from_cache: Callable[[], bool]
-    ) -> bool:
+    def _awaited(link: Link, offset: int, size: int, from_cache: Callable[[], bool]) -> bool:
         if not (link.fills_cache and isinstance(link.source, AwaitableSource)):
             return False
-        link.source.await_range(offset, sum(memoryview(b).nbytes for b in buffers))
+        link.source.await_range(offset, size)
         return from_cache()
 
     def close(self) -> None:
@@ -154,10 +153,7 @@ class ChainSource:
             f"reading from {self._links[position + 1].kind} instead",
         )
 
-    def _corrupt_message(
-        self, link: Link, offset: int, buffers: Sequence[Buffer], what: str
-    ) -> str:
-        end = offset + sum(memoryview(b).nbytes for b in buffers)
+    def _corrupt_message(self, link: Link, offset: int, end: int, what: str) -> str:
         where = f"{what} (bytes [{offset}, {end}))" if what else f"bytes [{offset}, {end})"
         blame = "; the origin's bytes were corrupted or the model changed"
         return (

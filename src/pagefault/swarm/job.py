@@ -89,7 +89,6 @@ class ModelJob:
         self.handle: lt.torrent_handle | None = None
         self.feeder: OriginFeeder | None = None
         self.admission: PieceAdmission | None = None
-        self._cached = False  # admitted pieces go into the node cache
         self._release_lease: Callable[[], None] = lambda: None
         self.upstreams: list[dict[str, Any] | None] = []  # per stripe: node, address, have
         self.gate: FetchGate | None = None  # what this node may read as a fetcher
@@ -201,7 +200,7 @@ class ModelJob:
             "error": self.error,
             "reasons": list(self.reasons),
             "save_path": str(self.save_path),
-            "cache_dir": str(self.cache.config.disk_dir) if self.cache and self._cached else None,
+            "cache_dir": self._cache_dir(),
             "piece_size": layout.piece_size if layout else None,
             "files": [
                 {
@@ -282,7 +281,6 @@ class ModelJob:
             on_corrupt=self._corrupt,
         )
         self.admission.cache = self._node_cache_for(manifest, description)
-        self._cached = self.admission.cache is not None
         params = lt.add_torrent_params()
         params.ti = info
         params.save_path = str(self.save_path)
@@ -305,6 +303,11 @@ class ModelJob:
             threads=self.settings.origin_threads,
         )
         self.state = "swarming"
+
+    def _cache_dir(self) -> str | None:
+        """Where admitted pieces go, when they go into the node cache."""
+        cache = self.admission.cache if self.admission is not None else None
+        return str(cache.config.disk_dir) if cache is not None else None
 
     def _node_cache_for(
         self, manifest: PieceManifest, description: ModelDescription | None
