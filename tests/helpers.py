@@ -13,26 +13,15 @@ from typing import Any
 import pytest
 import torch
 
-from pagefault.formats import DType, TensorSpec, write_safetensors
+from pagefault.formats import TensorSpec, write_safetensors
 from pagefault.manifest import MANIFEST_NAME, PieceHasher, PieceManifest
+from pagefault.tensors.dtypes import TORCH_NAMES, file_shape
 
+# Every dtype this torch shares with safetensors, from pagefault's own table.
 TORCH_TO_ST = {
-    torch.bool: DType.BOOL,
-    torch.uint8: DType.U8,
-    torch.int8: DType.I8,
-    torch.float8_e5m2: DType.F8_E5M2,
-    torch.float8_e4m3fn: DType.F8_E4M3,
-    torch.int16: DType.I16,
-    torch.uint16: DType.U16,
-    torch.float16: DType.F16,
-    torch.bfloat16: DType.BF16,
-    torch.int32: DType.I32,
-    torch.uint32: DType.U32,
-    torch.float32: DType.F32,
-    torch.complex64: DType.C64,
-    torch.float64: DType.F64,
-    torch.int64: DType.I64,
-    torch.uint64: DType.U64,
+    getattr(torch, name): dtype
+    for dtype, name in TORCH_NAMES.items()
+    if isinstance(getattr(torch, name, None), torch.dtype)
 }
 
 
@@ -54,7 +43,7 @@ def random_tensor(dtype: torch.dtype, shape: tuple[int, ...], seed: int) -> torc
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata=None) -> Path:
     """Write ``tensors`` in dict order with no alignment padding (offsets may be odd)."""
-    specs = [TensorSpec(n, TORCH_TO_ST[t.dtype], tuple(t.shape)) for n, t in tensors.items()]
+    specs = [TensorSpec(n, TORCH_TO_ST[t.dtype], file_shape(t)) for n, t in tensors.items()]
     data = [
         t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         for t in tensors.values()

@@ -33,7 +33,8 @@ def reference(path: Path) -> dict[str, torch.Tensor]:
 def test_every_dtype_and_odd_shape_round_trips(tmp_path: Path, options: dict) -> None:
     tensors = {}
     for i, dtype in enumerate(TORCH_TO_ST):
-        tensors[f"{dtype}-scalar"] = random_tensor(dtype, (), i)
+        if dtype != torch.float4_e2m1fn_x2:  # one F4 value is half a byte: no scalars
+            tensors[f"{dtype}-scalar"] = random_tensor(dtype, (), i)
         tensors[f"{dtype}-empty"] = random_tensor(dtype, (0, 3), i)
         tensors[f"{dtype}-odd"] = random_tensor(dtype, (3, 5, 7), i)
         tensors[f"{dtype}-tall"] = random_tensor(dtype, (4099, 1), i)

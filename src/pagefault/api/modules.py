@@ -19,6 +19,7 @@ from torch import nn
 from pagefault.errors import LoadIntoError
 from pagefault.manifest import Manifest
 from pagefault.pipeline import LoadOptions, Target, open_stream
+from pagefault.tensors.dtypes import torch_shape
 
 from .loading import CacheChoice, open_model, parse_device
 
@@ -122,7 +123,7 @@ def _match(
 
 def _target(name: str, slot: _Slot, manifest: Manifest) -> Target:
     entry = manifest.tensor(name)
-    if tuple(slot.tensor.shape) != entry.shape:
+    if tuple(slot.tensor.shape) != torch_shape(entry.dtype, entry.shape, tensor=name):
         raise LoadIntoError(
             f"tensor {name!r}: checkpoint shape {list(entry.shape)} does not match "
             f"the module's {list(slot.tensor.shape)}"

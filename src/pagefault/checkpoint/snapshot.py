@@ -27,7 +27,7 @@ from pagefault.checkpoint.buffers import HostBuffer
 from pagefault.checkpoint.plan import SavePlan
 from pagefault.errors import CheckpointError, SinkError
 from pagefault.formats import TensorSpec
-from pagefault.tensors.dtypes import from_torch_dtype
+from pagefault.tensors.dtypes import file_shape, from_torch_dtype
 from pagefault.tensors.memory import tensor_bytes
 
 __all__ = ["Snapshot", "can_write_directly", "direct", "parallel_memmove", "specs_of", "stage"]
@@ -63,7 +63,7 @@ def specs_of(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[TensorSpec], 
             dtype = from_torch_dtype(tensor.dtype, tensor=name)
         except SinkError as exc:
             raise CheckpointError(str(exc)) from exc
-        specs.append(TensorSpec(name, dtype, tuple(tensor.shape)))
+        specs.append(TensorSpec(name, dtype, file_shape(tensor)))
         tensors.append(tensor.detach())
     return specs, tensors
 

@@ -19,6 +19,8 @@ class DType(enum.Enum):
     F8_E5M2 = "F8_E5M2"
     F8_E4M3 = "F8_E4M3"
     F8_E8M0 = "F8_E8M0"
+    F8_E4M3FNUZ = "F8_E4M3FNUZ"
+    F8_E5M2FNUZ = "F8_E5M2FNUZ"
     I16 = "I16"
     U16 = "U16"
     F16 = "F16"
@@ -52,6 +54,8 @@ _BITS: dict[DType, int] = {
     DType.F8_E5M2: 8,
     DType.F8_E4M3: 8,
     DType.F8_E8M0: 8,
+    DType.F8_E4M3FNUZ: 8,
+    DType.F8_E5M2FNUZ: 8,
     DType.I16: 16,
     DType.U16: 16,
     DType.F16: 16,

@@ -1,9 +1,14 @@
 """Parse and strictly validate safetensors headers, from bytes, with no I/O.
 
 Layout (https://huggingface.co/docs/safetensors): an 8-byte little-endian header
-length ``n``, ``n`` bytes of UTF-8 JSON starting with ``{``, then the data section.
-Every tensor's ``data_offsets`` are relative to the data section; together they must
-cover it exactly: no holes, no overlaps, nothing past its end.
+length ``n``, ``n`` bytes of UTF-8 JSON (an object, after optional whitespace), then
+the data section. Every tensor's ``data_offsets`` are relative to the data section;
+together they must cover it exactly: no holes, no overlaps, nothing past its end.
+
+The rules are the reference implementation's, to the letter, so that a file loads here
+exactly when it loads there (tests/formats/corpus): JSON as serde_json reads it
+(``strict_json``), unknown fields in a tensor entry ignored, a repeated tensor name
+keeping its last entry, sizes and element counts in unsigned 64-bit arithmetic.
 
 Every check here runs before any allocation sized by the file, so a hostile file can
 cost at most ``MAX_HEADER_BYTES`` of memory and never an untyped exception.
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pagefault.errors import FormatError
+from pagefault.formats import strict_json
 from pagefault.formats.dtypes import DType
 
 __all__ = [
@@ -34,8 +40,10 @@ HEADER_PREFIX_BYTES = 8
 # Same cap as the reference implementation: a 100 MB header already describes
 # hundreds of thousands of tensors; anything larger is corrupt or hostile.
 MAX_HEADER_BYTES = 100_000_000
-MAX_RANK = 64
 _TENSOR_KEYS = frozenset({"dtype", "shape", "data_offsets"})
+_METADATA_KEY = "__metadata__"
+_JSON_WHITESPACE = b" \t\n\r"
+_U64_LIMIT = 2**64
 
 
 @dataclass(frozen=True)
@@ -96,10 +104,17 @@ def parse_header(header: bytes, *, file_size: int, name: str) -> SafetensorsHead
     data_size = file_size - data_offset
     if data_size < 0:
         raise FormatError(f"{name}: header runs past the end of the {file_size}-byte file")
-    raw = _decode_json(header, name)
-    metadata = _parse_metadata(raw.pop("__metadata__", None), name)
+    try:
+        raw = _decode_json(header, name)
+        metadata = _parse_metadata(raw, name)
+        entries = {key: _typed_entry(key, value, name) for key, value in raw.items()}
+        for key, value in raw.shadowed:  # serde type-checks a repeated tensor, keeps the last
+            if key != _METADATA_KEY:
+                _typed_entry(key, value, name)
+    except strict_json.JsonRuleError as exc:
+        raise FormatError(f"{name}: header is not valid JSON for safetensors: {exc}") from None
     tensors = sorted(
-        (_parse_tensor(key, value, name) for key, value in raw.items()),
+        (_sized(tensor, name) for tensor in entries.values()),
         key=lambda t: (t.start, t.end),
     )
     _check_coverage(tensors, data_size, name)
@@ -108,59 +123,80 @@ def parse_header(header: bytes, *, file_size: int, name: str) -> SafetensorsHead
     )
 
 
-def _decode_json(header: bytes, name: str) -> dict[str, Any]:
-    if not header.startswith(b"{"):
+def _decode_json(header: bytes, name: str) -> strict_json.JsonObject:
+    if not header.lstrip(_JSON_WHITESPACE).startswith(b"{"):
         raise FormatError(f"{name}: header does not start with '{{' (not a safetensors file?)")
     try:
         text = header.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FormatError(f"{name}: header is not valid UTF-8 (byte {exc.start})") from exc
     try:
-        parsed = json.loads(text, object_pairs_hook=_reject_duplicate_keys(name))
+        parsed = strict_json.decode(text)
     except RecursionError as exc:
         raise FormatError(f"{name}: header JSON is nested too deeply") from exc
     except json.JSONDecodeError as exc:
         raise FormatError(f"{name}: header is not valid JSON: {exc.msg} at char {exc.pos}") from exc
-    if not isinstance(parsed, dict):
+    if not isinstance(parsed, strict_json.JsonObject):
         raise FormatError(f"{name}: header must be a JSON object, got {type(parsed).__name__}")
     return parsed
 
 
-def _reject_duplicate_keys(name: str) -> Any:
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result:
-                raise FormatError(f"{name}: header has duplicate key {key!r}")
-            result[key] = value
-        return result
-
-    return hook
-
-
-def _parse_metadata(value: Any, name: str) -> dict[str, str]:
+def _parse_metadata(raw: strict_json.JsonObject, name: str) -> dict[str, str]:
+    """Pop ``__metadata__`` (a struct field to serde: giving it twice is an error)."""
+    if _METADATA_KEY in raw.repeated():
+        raise FormatError(f"{name}: header has duplicate key {_METADATA_KEY!r}")
+    value = raw.pop(_METADATA_KEY, None)
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise FormatError(f"{name}: __metadata__ must be an object of strings")
-    for key, item in value.items():
+    for key, item in [*value.items(), *getattr(value, "shadowed", ())]:
+        strict_json.check_text(key, f"__metadata__ key {key!r:.60}")
         if not isinstance(item, str):
             raise FormatError(f"{name}: __metadata__[{key!r}] must be a string, got {item!r:.60}")
+        strict_json.check_text(item, f"__metadata__[{key!r:.60}]")
     return dict(value)
 
 
-def _parse_tensor(key: str, value: Any, name: str) -> TensorInfo:
+def _typed_entry(key: str, value: Any, name: str) -> TensorInfo:
+    """Check one tensor entry's types as serde does: fields, dtype, unsigned 64-bit numbers."""
+    strict_json.check_text(key, "tensor name")
     where = f"{name}: tensor {key!r}"
     if not isinstance(value, dict):
         raise FormatError(f"{where}: entry must be an object")
-    if set(value) != _TENSOR_KEYS:
+    repeated = _TENSOR_KEYS & getattr(value, "repeated", set)()
+    if repeated:
+        raise FormatError(f"{where}: entry gives {sorted(repeated)[0]!r} twice")
+    missing = _TENSOR_KEYS - value.keys()
+    if missing:
         raise FormatError(
-            f"{where}: entry must have exactly keys dtype, shape, data_offsets; got {sorted(value)}"
+            f"{where}: entry must have keys dtype, shape, data_offsets; missing {sorted(missing)}"
         )
-    dtype = _parse_dtype(value["dtype"], where)
-    shape = _parse_shape(value["shape"], where)
+    for field_name in value.keys() - _TENSOR_KEYS:  # ignored, as safetensors ignores them
+        strict_json.check_free_value(
+            value[field_name], 2, f"tensor {key!r:.60}: {field_name!r:.40}"
+        )
+    for field_name, item in getattr(value, "shadowed", ()):
+        strict_json.check_free_value(item, 2, f"tensor {key!r:.60}: {field_name!r:.40}")
     start, end = _parse_offsets(value["data_offsets"], where)
-    expected = dtype.nbytes(math.prod(shape))
+    dtype, shape = _parse_dtype(value["dtype"], where), _parse_shape(value["shape"], where)
+    return TensorInfo(name=key, dtype=dtype, shape=shape, start=start, end=end)
+
+
+def _sized(tensor: TensorInfo, name: str) -> TensorInfo:
+    """Check that the shape's size fits 64 bits (as safetensors counts) and fills the span."""
+    where = f"{name}: tensor {tensor.name!r}"
+    dtype, shape, start, end = tensor.dtype, tensor.shape, tensor.start, tensor.end
+    if not start <= end:
+        raise FormatError(f"{where}: data_offsets [{start}, {end}) are not an ordered range")
+    count = 1
+    for dim in shape:  # the running product, as safetensors checks it, not just the total
+        count *= dim
+        if count >= _U64_LIMIT:
+            raise FormatError(f"{where}: shape {list(shape)} overflows a 64-bit element count")
+    if count * dtype.bits >= _U64_LIMIT:
+        raise FormatError(f"{where}: {count} elements of {dtype.value} overflow a 64-bit size")
+    expected = dtype.nbytes(count)
     if expected is None:
         raise FormatError(f"{where}: {shape} elements of {dtype.value} do not fill whole bytes")
     if end - start != expected:
@@ -168,7 +204,7 @@ def _parse_tensor(key: str, value: Any, name: str) -> TensorInfo:
             f"{where}: shape {list(shape)} of {dtype.value} needs {expected} bytes "
             f"but data_offsets [{start}, {end}) hold {end - start}"
         )
-    return TensorInfo(name=key, dtype=dtype, shape=shape, start=start, end=end)
+    return tensor
 
 
 def _parse_dtype(value: Any, where: str) -> DType:
@@ -178,24 +214,22 @@ def _parse_dtype(value: Any, where: str) -> DType:
         raise FormatError(f"{where}: unknown dtype {value!r:.40}") from exc
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _parse_shape(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or len(value) > MAX_RANK:
-        raise FormatError(f"{where}: shape must be a list of at most {MAX_RANK} integers")
-    if not all(_is_int(dim) and dim >= 0 for dim in value):
-        raise FormatError(f"{where}: shape {value!r:.80} must hold non-negative integers")
+    if not isinstance(value, list):
+        raise FormatError(f"{where}: shape must be a list of integers")
+    if not all(strict_json.is_u64(dim) for dim in value):
+        raise FormatError(
+            f"{where}: shape {value!r:.80} must hold non-negative integers below 2**64"
+        )
     return tuple(value)
 
 
 def _parse_offsets(value: Any, where: str) -> tuple[int, int]:
-    if not (isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value)):
+    if not (isinstance(value, list) and len(value) == 2):
         raise FormatError(f"{where}: data_offsets must be a list of two integers")
+    if not all(strict_json.is_u64(v) for v in value):
+        raise FormatError(f"{where}: data_offsets {value!r:.80} must be two integers in [0, 2**64)")
     start, end = value
-    if not 0 <= start <= end:
-        raise FormatError(f"{where}: data_offsets [{start}, {end}) are not an ordered range")
     return start, end
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pagefault.errors import FormatError
+from pagefault.formats import strict_json
 from pagefault.formats.dtypes import DType
 from pagefault.formats.safetensors import HEADER_PREFIX_BYTES, MAX_HEADER_BYTES
 from pagefault.system.files import write_atomic
@@ -31,6 +32,9 @@ def build_header(specs: Sequence[TensorSpec], metadata: Mapping[str, str] | None
     """Return prefix + padded JSON header for tensors laid out back to back in ``specs`` order."""
     entries: dict[str, object] = {}
     if metadata:
+        for key, value in metadata.items():
+            _check_name(key, "metadata key")
+            _check_name(value, f"metadata value of {key!r}")
         entries["__metadata__"] = dict(metadata)
     offset = 0
     for spec in specs:
@@ -42,6 +46,7 @@ def build_header(specs: Sequence[TensorSpec], metadata: Mapping[str, str] | None
             raise FormatError(
                 f"tensor {spec.name!r}: {numel} x {spec.dtype.value} is not whole bytes"
             )
+        _check_name(spec.name, "tensor name")
         if spec.name in entries:
             raise FormatError(f"tensor {spec.name!r} appears twice")
         entries[spec.name] = {
@@ -55,6 +60,15 @@ def build_header(specs: Sequence[TensorSpec], metadata: Mapping[str, str] | None
     if len(body) > MAX_HEADER_BYTES:
         raise FormatError(f"header would be {len(body)} bytes, over the {MAX_HEADER_BYTES} limit")
     return struct.pack("<Q", len(body)) + body
+
+
+def _check_name(text: str, what: str) -> None:
+    """Refuse what readers would reject: a lone surrogate has no UTF-8 form, and the
+    ``\\ud800`` escape ``json`` writes for it fails in safetensors and serde_json."""
+    try:
+        strict_json.check_text(text, f"{what} {text!r:.60}")
+    except strict_json.JsonRuleError as exc:
+        raise FormatError(f"{exc}; other safetensors readers could not open the file") from None
 
 
 def write_safetensors(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from pagefault.manifest import TensorEntry
-from pagefault.tensors.dtypes import to_torch_dtype
-from pagefault.tensors.memory import Arena, tensor_bytes
+from pagefault.tensors.dtypes import to_torch_dtype, torch_shape
+from pagefault.tensors.memory import Arena, empty_tensor, tensor_bytes
 
 __all__ = [
     "ARENA_ALIGNMENT",
@@ -24,6 +24,7 @@ __all__ = [
     "arena_destinations",
     "device_destinations",
     "existing_destination",
+    "shape_of",
     "target_dtype",
 ]
 
@@ -42,6 +43,11 @@ class Destination:
     @property
     def staged(self) -> bool:
         return self.direct is None
+
+
+def shape_of(entry: TensorEntry) -> tuple[int, ...]:
+    """The torch shape of a checkpoint tensor."""
+    return torch_shape(entry.dtype, entry.shape, tensor=entry.name)
 
 
 def target_dtype(entry: TensorEntry, requested: torch.dtype | None) -> torch.dtype:
@@ -68,16 +74,17 @@ def arena_destinations(
 ) -> tuple[list[Destination], Arena]:
     """Lay tensors out in one huge-page arena, each at a 64-byte aligned offset."""
     offsets: list[int] = []
+    shapes = [shape_of(entry) for entry in entries]
     size = 0
-    for entry, dtype in zip(entries, dtypes, strict=True):
+    for shape, dtype in zip(shapes, dtypes, strict=True):
         offsets.append(size)
-        nbytes = math.prod(entry.shape) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         size += nbytes + (-nbytes % ARENA_ALIGNMENT)
     arena = Arena(size)
     result = []
-    for entry, dtype, offset in zip(entries, dtypes, offsets, strict=True):
+    for entry, shape, dtype, offset in zip(entries, shapes, dtypes, offsets, strict=True):
         source_dtype = to_torch_dtype(entry.dtype, tensor=entry.name)
-        tensor = arena.tensor(offset, dtype, entry.shape)
+        tensor = arena.tensor(offset, dtype, shape)
         direct = (
             arena.view(offset, entry.nbytes) if dtype == source_dtype and entry.nbytes else None
         )
@@ -91,7 +98,7 @@ def device_destinations(
     """Allocate every tensor on ``device`` up front; all are staged."""
     return [
         Destination(
-            torch.empty(entry.shape, dtype=dtype, device=device),
+            empty_tensor(shape_of(entry), dtype, device),
             to_torch_dtype(entry.dtype, tensor=entry.name),
             None,
         )

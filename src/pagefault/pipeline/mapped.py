@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from pagefault.manifest import TensorEntry
+from pagefault.pipeline.destinations import shape_of
 from pagefault.tensors.dtypes import to_torch_dtype
 from pagefault.tensors.memory import tensor_from_buffer
 
@@ -26,7 +27,8 @@ def mapped_tensors(maps: Sequence[mmap.mmap], entries: Sequence[TensorEntry]) ->
 
 def _view(mapping: mmap.mmap, entry: TensorEntry) -> torch.Tensor:
     dtype = to_torch_dtype(entry.dtype, tensor=entry.name)
+    shape = shape_of(entry)
     if entry.start % dtype.itemsize == 0:
-        return tensor_from_buffer(mapping, entry.start, dtype, entry.shape)
+        return tensor_from_buffer(mapping, entry.start, dtype, shape)
     raw = tensor_from_buffer(mapping, entry.start, torch.uint8, (entry.nbytes,))
-    return raw.clone().view(dtype).view(entry.shape)
+    return raw.clone().view(dtype).view(shape)

@@ -182,7 +182,8 @@ def _fetch_header(source: Source) -> tuple[bytes, SafetensorsHeader]:
     """One read of the first bytes usually holds the whole header: one round trip, not two."""
     size = source.size()
     first = bytearray(min(size, SPECULATIVE_HEADER_BYTES))
-    source.read_into(0, [memoryview(first)])
+    if size >= HEADER_PREFIX_BYTES:  # a shorter file is a FormatError below, not a short read
+        source.read_into(0, [memoryview(first)])
     length = parse_header_length(
         bytes(first[:HEADER_PREFIX_BYTES]), file_size=size, name=source.name
     )

@@ -33,6 +33,7 @@ from pagefault.system.switches import parse_switch
 __all__ = [
     "HUGE_PAGE",
     "Arena",
+    "empty_tensor",
     "huge_pages_wanted",
     "madvise",
     "pool_wanted",
@@ -128,8 +129,21 @@ def tensor_from_buffer(
     """A tensor viewing ``buf`` at ``offset``; the tensor keeps ``buf`` alive."""
     numel = math.prod(shape)
     if numel == 0:
-        return torch.empty(shape, dtype=dtype)
+        return empty_tensor(shape, dtype)
     return torch.frombuffer(buf, dtype=dtype, count=numel, offset=offset).view(shape)
+
+
+def empty_tensor(
+    shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """A tensor of ``shape`` (any shape, zero elements or not) without reading memory.
+
+    ``torch.empty`` computes contiguous strides and overflows on a shape such as
+    ``[0, 2**32, 2**32]``, which safetensors accepts; reshaping an empty tensor does not.
+    """
+    if math.prod(shape) == 0:
+        return torch.empty(0, dtype=dtype, device=device).reshape(shape)
+    return torch.empty(shape, dtype=dtype, device=device)
 
 
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:
