@@ -161,31 +161,53 @@ def _parse_metadata(raw: strict_json.JsonObject, name: str) -> dict[str, str]:
 def _typed_entry(key: str, value: Any, name: str) -> TensorInfo:
     """Check one tensor entry's types as serde does: fields, dtype, unsigned 64-bit numbers."""
     strict_json.check_text(key, "tensor name")
-    where = f"{name}: tensor {key!r}"
-    if not isinstance(value, dict):
-        raise FormatError(f"{where}: entry must be an object")
-    repeated = _TENSOR_KEYS & getattr(value, "repeated", set)()
+    if not isinstance(value, strict_json.JsonObject):
+        raise FormatError(f"{_where(name, key)}: entry must be an object")
+    if value.shadowed or len(value) != len(_TENSOR_KEYS):  # the rare shapes, checked in full
+        _check_fields(key, value, name)
+    try:
+        dtype, shape, offsets = DType(value["dtype"]), value["shape"], value["data_offsets"]
+    except (ValueError, TypeError, KeyError):
+        _check_fields(key, value, name)
+        raise FormatError(f"{_where(name, key)}: unknown dtype {value['dtype']!r:.40}") from None
+    if not (type(shape) is list and all(strict_json.is_u64(dim) for dim in shape)):
+        raise FormatError(
+            f"{_where(name, key)}: shape {shape!r:.80} must be a list of "
+            "non-negative integers below 2**64"
+        )
+    if not (type(offsets) is list and len(offsets) == 2):
+        raise FormatError(f"{_where(name, key)}: data_offsets must be a list of two integers")
+    start, end = offsets
+    if not (strict_json.is_u64(start) and strict_json.is_u64(end)):
+        raise FormatError(
+            f"{_where(name, key)}: data_offsets {offsets!r:.80} must be two integers in [0, 2**64)"
+        )
+    return TensorInfo(name=key, dtype=dtype, shape=tuple(shape), start=start, end=end)
+
+
+def _check_fields(key: str, value: strict_json.JsonObject, name: str) -> None:
+    """Fields given twice, missing, or unknown (ignored, but held to serde's lexical rules)."""
+    repeated = _TENSOR_KEYS & value.repeated()
     if repeated:
-        raise FormatError(f"{where}: entry gives {sorted(repeated)[0]!r} twice")
+        raise FormatError(f"{_where(name, key)}: entry gives {sorted(repeated)[0]!r} twice")
     missing = _TENSOR_KEYS - value.keys()
     if missing:
         raise FormatError(
-            f"{where}: entry must have keys dtype, shape, data_offsets; missing {sorted(missing)}"
+            f"{_where(name, key)}: entry must have keys dtype, shape, data_offsets; "
+            f"missing {sorted(missing)}"
         )
-    for field_name in value.keys() - _TENSOR_KEYS:  # ignored, as safetensors ignores them
-        strict_json.check_free_value(
-            value[field_name], 2, f"tensor {key!r:.60}: {field_name!r:.40}"
-        )
-    for field_name, item in getattr(value, "shadowed", ()):
+    unknown = [(field_name, value[field_name]) for field_name in value.keys() - _TENSOR_KEYS]
+    for field_name, item in [*unknown, *value.shadowed]:
         strict_json.check_free_value(item, 2, f"tensor {key!r:.60}: {field_name!r:.40}")
-    start, end = _parse_offsets(value["data_offsets"], where)
-    dtype, shape = _parse_dtype(value["dtype"], where), _parse_shape(value["shape"], where)
-    return TensorInfo(name=key, dtype=dtype, shape=shape, start=start, end=end)
+
+
+def _where(name: str, key: str) -> str:
+    return f"{name}: tensor {key!r}"
 
 
 def _sized(tensor: TensorInfo, name: str) -> TensorInfo:
     """Check that the shape's size fits 64 bits (as safetensors counts) and fills the span."""
-    where = f"{name}: tensor {tensor.name!r}"
+    where = _where(name, tensor.name)
     dtype, shape, start, end = tensor.dtype, tensor.shape, tensor.start, tensor.end
     if not start <= end:
         raise FormatError(f"{where}: data_offsets [{start}, {end}) are not an ordered range")
@@ -205,32 +227,6 @@ def _sized(tensor: TensorInfo, name: str) -> TensorInfo:
             f"but data_offsets [{start}, {end}) hold {end - start}"
         )
     return tensor
-
-
-def _parse_dtype(value: Any, where: str) -> DType:
-    try:
-        return DType(value)
-    except (ValueError, TypeError) as exc:
-        raise FormatError(f"{where}: unknown dtype {value!r:.40}") from exc
-
-
-def _parse_shape(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list):
-        raise FormatError(f"{where}: shape must be a list of integers")
-    if not all(strict_json.is_u64(dim) for dim in value):
-        raise FormatError(
-            f"{where}: shape {value!r:.80} must hold non-negative integers below 2**64"
-        )
-    return tuple(value)
-
-
-def _parse_offsets(value: Any, where: str) -> tuple[int, int]:
-    if not (isinstance(value, list) and len(value) == 2):
-        raise FormatError(f"{where}: data_offsets must be a list of two integers")
-    if not all(strict_json.is_u64(v) for v in value):
-        raise FormatError(f"{where}: data_offsets {value!r:.80} must be two integers in [0, 2**64)")
-    start, end = value
-    return start, end
 
 
 def _check_coverage(tensors: list[TensorInfo], data_size: int, name: str) -> None:
