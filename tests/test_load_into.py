@@ -113,3 +113,48 @@ def test_transformers_model_matches_stock_loading(tmp_path: Path, tied: bool) ->
         assert torch.equal(ours(ids).logits, stock(ids).logits)
     if tied:
         assert ours.lm_head.weight is ours.model.embed_tokens.weight
+
+
+def test_checkpoint_copy_of_a_non_persistent_buffer_is_skipped(tmp_path: Path) -> None:
+    """Old checkpoints carry buffers models now compute (BERT's position_ids)."""
+    source = Tiny()
+    path = checkpoint(tmp_path, source, cache=torch.full((2,), 7.0))
+    target = Tiny()
+    keys = pagefault.load_into(target, path)
+    assert keys.unexpected_keys == [] and keys.missing_keys == []
+    assert torch.equal(target.cache, torch.zeros(2))  # computed, never overwritten
+
+
+def test_transformers_ignore_patterns_from_any_submodule(tmp_path: Path) -> None:
+    path = checkpoint(tmp_path, Tiny(), **{"old.rotary.inv_freq": torch.ones(1)})
+    module = Tiny()
+    module.extra_param = nn.Parameter(torch.ones(3))
+    with pytest.raises(pagefault.LoadIntoError) as info:
+        pagefault.load_into(module, path)
+    message = str(info.value)
+    assert "missing 1: extra_param (the module has them, the checkpoint does not)" in message
+    assert "unexpected 1: old.rotary.inv_freq (in the checkpoint, not in the module)" in message
+    module.norm._keys_to_ignore_on_load_unexpected = [r"rotary\.inv_freq$"]  # type: ignore[assignment]
+    module._keys_to_ignore_on_load_missing = {r"^extra_"}  # type: ignore[assignment]
+    keys = pagefault.load_into(module, path)
+    assert keys.unexpected_keys == [] and keys.missing_keys == []
+
+
+def test_bert_checkpoint_with_position_ids_loads_as_from_pretrained_does(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=40,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    source = transformers.BertModel(config).eval()
+    weights = {k: v.contiguous() for k, v in source.state_dict().items()}
+    weights["embeddings.position_ids"] = torch.arange(40).unsqueeze(0)  # as MiniLM ships it
+    save_file(weights, tmp_path / "model.safetensors")
+    config.save_pretrained(tmp_path)
+    stock = transformers.BertModel.from_pretrained(tmp_path).eval()
+    ours = transformers.BertModel(config).eval()
+    assert pagefault.load_into(ours, tmp_path / "model.safetensors") == ([], [])
+    ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(ours(ids).last_hidden_state, stock(ids).last_hidden_state)

@@ -4,12 +4,19 @@ Materialized parameters are read straight into their own storage (or copied thro
 the bounded staging ring when dtype/device differ). Parameters on the ``meta`` device
 get fresh storage in one arena, with the module's dtype, and are swapped in. Tied
 parameters (one tensor under several names) are loaded once and stay tied.
+
+Names match as ``from_pretrained`` matches them: a checkpoint tensor that names one of
+the module's non-persistent buffers (an old ``position_ids``, say) is not loaded, and a
+Transformers model's ``_keys_to_ignore_on_load_unexpected`` / ``_keys_to_ignore_on_load_missing``
+patterns (``re.search``, gathered from every submodule) excuse the names they match.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -26,6 +33,7 @@ from .loading import CacheChoice, open_model, parse_device
 __all__ = ["IncompatibleKeys", "load_into"]
 
 _SHOWN = 10
+_log = logging.getLogger(__name__)
 
 
 class IncompatibleKeys(NamedTuple):
@@ -69,6 +77,7 @@ def load_into(
     with open_model(source, cache) as model:
         groups = _alias_groups(slots)
         chosen, keys = _match(model.manifest, slots, groups)
+        keys = _excuse(module, keys)
         if strict and (keys.missing_keys or keys.unexpected_keys):
             raise LoadIntoError(_mismatch_message(keys, source))
         targets = {name: _target(name, slots[name], model.manifest) for name in chosen}
@@ -146,12 +155,56 @@ def _assign(slots: dict[str, _Slot], names: list[str], tensor: torch.Tensor) -> 
             slot.owner._buffers[slot.attr] = value
 
 
+def _excuse(module: nn.Module, keys: IncompatibleKeys) -> IncompatibleKeys:
+    """Drop the names the module says it does not load, as ``from_pretrained`` does."""
+    computed = set(_non_persistent_buffers(module))
+    unexpected_rule = _patterns(module, "_keys_to_ignore_on_load_unexpected")
+    missing_rule = _patterns(module, "_keys_to_ignore_on_load_missing")
+    excused: list[str] = []
+    unexpected = []
+    for name in keys.unexpected_keys:
+        if name in computed:
+            excused.append(f"{name} (a non-persistent buffer: the module computes it)")
+        elif unexpected_rule and unexpected_rule.search(name):
+            excused.append(f"{name} (_keys_to_ignore_on_load_unexpected)")
+        else:
+            unexpected.append(name)
+    missing = []
+    for name in keys.missing_keys:
+        if missing_rule and missing_rule.search(name):
+            excused.append(f"{name} (_keys_to_ignore_on_load_missing)")
+        else:
+            missing.append(name)
+    if excused:
+        _log.info("load_into skipped %d names the module does not load: %s", len(excused), excused)
+    return IncompatibleKeys(missing, unexpected)
+
+
+def _non_persistent_buffers(module: nn.Module) -> Iterator[str]:
+    for prefix, owner in module.named_modules(remove_duplicate=False):
+        dot = f"{prefix}." if prefix else ""
+        yield from (dot + attr for attr in owner._non_persistent_buffers_set)
+
+
+def _patterns(module: nn.Module, attribute: str) -> re.Pattern[str] | None:
+    """One regex of every pattern ``attribute`` lists on ``module`` or any submodule."""
+    found: set[str] = set()
+    for owner in module.modules():
+        value: Iterable[str] | None = getattr(owner, attribute, None)
+        found.update(value or ())
+    return re.compile("|".join(f"(?:{p})" for p in sorted(found))) if found else None
+
+
 def _mismatch_message(keys: IncompatibleKeys, source: object) -> str:
     parts = [f"module and checkpoint {source} do not match (pass strict=False to load anyway)"]
-    for label, names in (("missing", keys.missing_keys), ("unexpected", keys.unexpected_keys)):
+    kinds = (
+        ("missing", keys.missing_keys, "the module has them, the checkpoint does not"),
+        ("unexpected", keys.unexpected_keys, "in the checkpoint, not in the module"),
+    )
+    for kind, names, why in kinds:
         if names:
             more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
-            parts.append(f"{label} {len(names)}: {', '.join(names[:_SHOWN])}{more}")
+            parts.append(f"{kind} {len(names)}: {', '.join(names[:_SHOWN])}{more} ({why})")
     return "; ".join(parts)
 
 
