@@ -143,7 +143,7 @@ def test_errors(tmp_path: Path, single_checkpoint: Path) -> None:
         pagefault.load(single_checkpoint, mmap=True, dtype=torch.float16)
     with pytest.raises(pagefault.SinkError, match="unknown device"):
         pagefault.load(single_checkpoint, device="warp-drive")
-    with pytest.raises(ValueError, match="threads"):
+    with pytest.raises(pagefault.ConfigError, match="threads"):
         pagefault.load(single_checkpoint, threads=0)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")

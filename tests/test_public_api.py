@@ -20,6 +20,7 @@ EXPECTED = {
     "SaveHandle",
     "PagefaultError",
     "FormatError",
+    "ConfigError",
     "NotFound",
     "IntegrityError",
     "SourceError",

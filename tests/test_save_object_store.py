@@ -12,7 +12,7 @@ import torch
 
 import pagefault
 from pagefault.checkpoint.plan import INDEX_NAME
-from pagefault.errors import CheckpointError
+from pagefault.errors import CheckpointError, ConfigError
 from pagefault.manifest import MANIFEST_NAME
 from tests.helpers import random_tensor, same_bytes, verify_manifest
 
@@ -47,6 +47,16 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def s3_environment(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials from the environment, as for loads: the one rule for both."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 def options(endpoint: str) -> dict[str, object]:
     return {
         "endpoint": endpoint,
@@ -77,7 +87,6 @@ def test_save_to_s3_round_trips(s3_endpoint: str, tmp_path: Path) -> None:
         state,
         f"s3://{BUCKET}/run1/step-10",
         max_shard_size=4096 * 3000 * 2,
-        storage_options=options(s3_endpoint),
     )
     stats = handle.wait(timeout=120)
     assert stats.files == 2 and handle.location == f"s3://{BUCKET}/run1/step-10"
@@ -95,9 +104,9 @@ def test_overwriting_a_prefix_unpublishes_the_old_index_first(
 ) -> None:
     uri = f"s3://{BUCKET}/run2"
     first = {"w": random_tensor(torch.float32, (100, 100), 4)}
-    pagefault.save(first, uri, storage_options=options(s3_endpoint)).wait(timeout=120)
+    pagefault.save(first, uri).wait(timeout=120)
     second = {"w": random_tensor(torch.float32, (100, 100), 5), "b": torch.ones(3)}
-    pagefault.save(second, uri, storage_options=options(s3_endpoint)).wait(timeout=120)
+    pagefault.save(second, uri, storage_options={"region": "us-east-1"}).wait(timeout=120)
     download(s3_endpoint, "run2", tmp_path / "copy")
     loaded = pagefault.load(tmp_path / "copy")
     assert set(loaded) == {"w", "b"} and same_bytes(loaded["w"], second["w"])
@@ -105,6 +114,11 @@ def test_overwriting_a_prefix_unpublishes_the_old_index_first(
 
 def test_unreachable_bucket_fails_with_checkpoint_error(s3_endpoint: str) -> None:
     with pytest.raises(CheckpointError, match="no-such-bucket"):
+        pagefault.save({"w": torch.ones(4)}, "s3://no-such-bucket/x").wait(timeout=120)
+
+
+def test_credentials_as_arguments_are_refused(s3_endpoint: str) -> None:
+    with pytest.raises(ConfigError, match="secret_access_key.*environment"):
         pagefault.save(
-            {"w": torch.ones(4)}, "s3://no-such-bucket/x", storage_options=options(s3_endpoint)
-        ).wait(timeout=120)
+            {"w": torch.ones(4)}, f"s3://{BUCKET}/x", storage_options=options(s3_endpoint)
+        )

@@ -11,6 +11,7 @@ from pagefault.api import LAZY_EXPORTS as _API_EXPORTS  # cheap: the api namespa
 from pagefault.errors import (
     CacheError,
     CheckpointError,
+    ConfigError,
     FormatError,
     IntegrityError,
     LoadIntoError,
@@ -61,6 +62,7 @@ __all__ = [
     "CacheConfig",
     "CacheError",
     "CheckpointError",
+    "ConfigError",
     "FormatError",
     "IncompatibleKeys",
     "IntegrityError",

@@ -4,6 +4,7 @@
 
     PagefaultError                      base of everything pagefault raises
     ├── FormatError (ValueError)        malformed safetensors file or sharded index
+    ├── ConfigError (ValueError)        an argument, option or setting out of range
     ├── NotFound (FileNotFoundError)    a model, shard or tensor that does not exist
     ├── IntegrityError                  bytes that fail verification (hash, size, version)
     ├── SourceError (OSError)           a source failed to deliver bytes (I/O, network)
@@ -23,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "CacheError",
     "CheckpointError",
+    "ConfigError",
     "ControlError",
     "FormatError",
     "IntegrityError",
@@ -41,6 +43,11 @@ class PagefaultError(Exception):
 
 class FormatError(PagefaultError, ValueError):
     """A safetensors file or sharded index is malformed; the message names the file."""
+
+
+class ConfigError(PagefaultError, ValueError):
+    """An argument, CLI option, environment variable or config value is invalid; the
+    message names it, the value given and what is allowed."""
 
 
 class NotFound(PagefaultError, FileNotFoundError):

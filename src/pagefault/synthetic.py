@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pagefault.errors import ConfigError
 from pagefault.formats import DType, TensorSpec, write_safetensors
 from pagefault.system.files import write_atomic
 
@@ -95,7 +96,7 @@ def write_synthetic_checkpoint(directory: str | os.PathLike[str], config: Synthe
 def _split(specs: Sequence[TensorSpec], shards: int) -> list[list[TensorSpec]]:
     """Consecutive groups of about equal bytes (as HF's ``max_shard_size`` does)."""
     if shards < 1:
-        raise ValueError(f"shards must be at least 1, got {shards}")
+        raise ConfigError(f"shards must be at least 1, got {shards}")
     per_shard = sum(_nbytes(s) for s in specs) / shards
     groups: list[list[TensorSpec]] = [[]]
     filled = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pagefault.errors import SinkError
+from pagefault.errors import ConfigError, SinkError
 from pagefault.pipeline import tuning
 from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE, MAX_THREADS, auto_tuning
 
@@ -41,9 +41,9 @@ def test_staging_ring_fits_the_memory_limit(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_bad_knobs_are_rejected() -> None:
-    with pytest.raises(ValueError, match="threads must be at least 1"):
+    with pytest.raises(ConfigError, match="threads must be at least 1"):
         auto_tuning(threads=0, request_size=None, memory_limit=None, staged=False)
-    with pytest.raises(ValueError, match="request_size"):
+    with pytest.raises(ConfigError, match="request_size"):
         auto_tuning(threads=None, request_size=100, memory_limit=None, staged=False)
     with pytest.raises(SinkError, match="memory_limit"):
         auto_tuning(threads=None, request_size=None, memory_limit=1 << 20, staged=True)

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from pagefault.errors import ConfigError
 from pagefault.swarm.topology import MAX_STRIPES, Member, order, place
 
 
@@ -71,7 +72,7 @@ def test_zones_stay_together_and_join_order_breaks_ties() -> None:
 
 def test_unsupported_stripe_counts_are_refused() -> None:
     fleet = _fleet(4)
-    with pytest.raises(ValueError, match="stripes"):
+    with pytest.raises(ConfigError, match="stripes"):
         place("n0", fleet, stripes=MAX_STRIPES + 1)
-    with pytest.raises(ValueError, match="stripes"):
+    with pytest.raises(ConfigError, match="stripes"):
         place("n0", fleet, stripes=0)

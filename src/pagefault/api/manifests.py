@@ -13,8 +13,9 @@ from pagefault.manifest import MANIFEST_NAME, PieceManifest
 from pagefault.pieces.digest import digest_files
 from pagefault.pieces.models import make_piece_manifest, model_files, pull, threads_for
 from pagefault.sources import resolve
-from pagefault.sources.object_store import is_remote, map_store_errors, store_for_uri
+from pagefault.sources.object_store import is_remote, store_for_uri
 from pagefault.sources.remote_dir import RemoteDirectory
+from pagefault.sources.store_errors import map_store_errors
 from pagefault.system.files import write_atomic
 
 __all__ = ["VerifyReport", "make_piece_manifest", "pull", "verify", "write_piece_manifest"]

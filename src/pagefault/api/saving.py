@@ -60,7 +60,9 @@ def save(
             without SHA CPU extensions) or ``"sha256"`` (slower; also records the
             BitTorrent v2 hashes the swarm needs, so the checkpoint can be swarmed as is).
         metadata: extra string metadata for every shard header (``format: pt`` is set).
-        storage_options: passed to the object store (credentials, endpoint, region).
+        storage_options: extra object-store settings (``region``, ``endpoint``, ...).
+            Credentials come from the environment, as for loads; passing them here
+            is a ``ConfigError``.
         on_progress: called with byte counts as shards are written, from worker threads.
 
     >>> handle = pagefault.save(model.state_dict(), "ckpt/step-100")  # doctest: +SKIP

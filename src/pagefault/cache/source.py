@@ -20,6 +20,7 @@ from functools import partial
 
 from pagefault.cache.catalog import FileRecord
 from pagefault.cache.node import CacheHit, NodeCache
+from pagefault.errors import SourceError
 from pagefault.manifest import SHA256, hash_piece, piece_count, piece_matches
 from pagefault.sources.base import Buffer
 from pagefault.sources.chain import ChainSource, SourceCounters
@@ -166,7 +167,13 @@ class CachedFileSource:
                 return self._reject(hit, digest, "has the wrong length")
             address = buffer_address(mapping) + index * self._piece_size
             length = len(view) + (-len(view) % PAGE)
-            map_file_fixed(address, length, hit.piece.fd)
+            try:
+                map_file_fixed(address, length, hit.piece.fd)
+            except OSError as exc:
+                raise SourceError(
+                    f"{self.name}: cannot map cached piece {index} ({digest}) into the "
+                    f"load's memory: {exc.strerror or exc}"
+                ) from exc
             populate_read(mapping, buffer_address(mapping), index * self._piece_size, len(view))
             if not hit.piece.matches([view]):
                 return self._reject(hit, digest, "fails its checksum")

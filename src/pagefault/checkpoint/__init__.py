@@ -20,7 +20,6 @@ from pagefault.checkpoint.writers import (
     CheckpointWriter,
     ObjectStoreWriter,
     open_writer,
-    store_for_uri,
 )
 
 __all__ = [
@@ -40,5 +39,4 @@ __all__ = [
     "open_writer",
     "plan_save",
     "start_save",
-    "store_for_uri",
 ]

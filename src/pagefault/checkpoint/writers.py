@@ -29,9 +29,10 @@ from obstore import exceptions as obs_errors
 
 from pagefault.checkpoint.local import LocalDirectoryWriter
 from pagefault.checkpoint.plan import INDEX_NAME
-from pagefault.errors import CheckpointError
+from pagefault.errors import CheckpointError, NotFound
 from pagefault.manifest import MANIFEST_NAME
-from pagefault.sources.object_store import store_for_uri as remote_store_for_uri
+from pagefault.sources.object_store import store_for_uri
+from pagefault.sources.store_errors import map_store_errors
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -41,7 +42,6 @@ __all__ = [
     "CheckpointWriter",
     "ObjectStoreWriter",
     "open_writer",
-    "store_for_uri",
 ]
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024  # multipart part size: 10,000 parts cover 156 GiB
@@ -95,15 +95,14 @@ class ObjectStoreWriter:
     def open(self) -> None:
         """Unpublish a checkpoint already at this prefix (index first, then manifest)."""
         for name in (INDEX_NAME, MANIFEST_NAME):
-            try:
+            with (
+                map_store_errors(f"{self.location}/{name}", saving=True),
+                contextlib.suppress(FileNotFoundError, obs_errors.NotFoundError),  # none there
+            ):
                 obstore.delete(self.store, self.key(name))
-            except FileNotFoundError:
-                pass
-            except obs_errors.BaseError as exc:
-                raise CheckpointError(f"{self.location}/{name}: cannot delete: {exc}") from exc
 
     def write_file(self, name: str, chunks: Iterable[memoryview]) -> None:
-        try:
+        with map_store_errors(f"{self.location}/{name}", saving=True):
             obstore.put(
                 self.store,
                 self.key(name),
@@ -111,17 +110,13 @@ class ObjectStoreWriter:
                 chunk_size=self.part_size,
                 max_concurrency=self.concurrency,
             )
-        except (obs_errors.BaseError, OSError) as exc:
-            raise CheckpointError(f"{self.location}/{name}: upload failed: {exc}") from exc
         self._uploaded.append(name)
 
     def commit(self, shards: Sequence[str], small: Sequence[tuple[str, bytes]]) -> None:
         """Upload the small files in order; the caller passes the index last."""
         for name, data in small:
-            try:
+            with map_store_errors(f"{self.location}/{name}", saving=True):
                 obstore.put(self.store, self.key(name), data, use_multipart=False)
-            except (obs_errors.BaseError, OSError) as exc:
-                raise CheckpointError(f"{self.location}/{name}: upload failed: {exc}") from exc
 
     def abort(self) -> None:
         """Delete the shards uploaded so far (nothing references them: no index)."""
@@ -129,21 +124,6 @@ class ObjectStoreWriter:
             with contextlib.suppress(obs_errors.BaseError, OSError):
                 obstore.delete(self.store, self.key(name))
         self._uploaded.clear()
-
-
-def store_for_uri(uri: str, options: Mapping[str, Any] | None = None) -> tuple[ObjectStore, str]:
-    """An obstore store for ``uri`` and the key prefix of the checkpoint in it.
-
-    Without ``options`` this is the loader's store (same environment, endpoint, CA and
-    retry settings: ``pagefault.sources.object_store``); explicit ``options`` go to
-    ``obstore.store.from_url`` and the URI's path becomes the store's prefix.
-    """
-    if options is None:
-        return remote_store_for_uri(uri)
-    try:
-        return obstore.store.from_url(uri, **dict(options)), ""
-    except (obs_errors.BaseError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{uri}: cannot open object store: {exc}") from exc
 
 
 def open_writer(
@@ -155,5 +135,8 @@ def open_writer(
         return LocalDirectoryWriter(text)
     if text.startswith("file://"):
         return LocalDirectoryWriter(text[len("file://") :])
-    store, prefix = store_for_uri(text, storage_options)
+    try:
+        store, prefix = store_for_uri(text, storage_options)
+    except NotFound as exc:  # not a URI pagefault can write to
+        raise CheckpointError(str(exc)) from exc
     return ObjectStoreWriter(store, prefix, location=text.rstrip("/"))

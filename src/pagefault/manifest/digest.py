@@ -17,6 +17,8 @@ from typing import Any, Literal, Protocol
 
 import blake3
 
+from pagefault.errors import ConfigError
+
 __all__ = [
     "BLAKE3",
     "PIECE_HASHES",
@@ -49,9 +51,9 @@ class RunningHash(Protocol):
 
 
 def check_algorithm(name: Any, *, where: str = "piece hash") -> PieceHash:
-    """``name`` if it is a supported piece hash, else a ``ValueError`` listing them."""
+    """``name`` if it is a supported piece hash, else a ``ConfigError`` listing them."""
     if name not in PIECE_HASHES:
-        raise ValueError(f"{where}: unknown piece hash {name!r}; use one of {PIECE_HASHES}")
+        raise ConfigError(f"{where}: unknown piece hash {name!r}; use one of {PIECE_HASHES}")
     return name  # type: ignore[no-any-return]
 
 

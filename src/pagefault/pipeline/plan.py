@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pagefault.errors import ConfigError
 from pagefault.manifest import TensorEntry
 
 __all__ = ["LoadPlan", "ReadTask", "Segment", "plan_reads"]
@@ -72,7 +73,7 @@ def plan_reads(
     ``piece_size``, at most ``request_size`` on from its start (or one piece if that is more).
     """
     if request_size <= 0 or max_segments <= 0 or (piece_size is not None and piece_size <= 0):
-        raise ValueError("request_size, max_segments and piece_size must be positive")
+        raise ConfigError("request_size, max_segments and piece_size must be positive")
     sizes = element_sizes or [1] * len(tensors)
     builder = _TaskBuilder(request_size, max_segments, piece_size)
     for index, tensor in enumerate(tensors):

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pagefault.errors import SinkError
+from pagefault.errors import ConfigError, SinkError
 from pagefault.pieces.models import REMOTE_CONNECTIONS  # one value for pulls and loads
 from pagefault.system.machine import cpu_count
 
@@ -86,9 +86,9 @@ def auto_tuning(
     ``min_slot_bytes`` is the smallest task the plan can make (a whole piece when verifying).
     """
     if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
+        raise ConfigError(f"threads must be at least 1, got {threads}")
     if request_size is not None and request_size < 4096:
-        raise ValueError(f"request_size must be at least 4096 bytes, got {request_size}")
+        raise ConfigError(f"request_size must be at least 4096 bytes, got {request_size}")
     local_threads = min(MAX_THREADS, max(1, cpu_count() - 1) if spare_cpu else max(2, cpu_count()))
     chosen_threads = threads or (REMOTE_CONNECTIONS if remote else local_threads)
     chosen_request = request_size or (REMOTE_REQUEST_SIZE if remote else DEFAULT_REQUEST_SIZE)

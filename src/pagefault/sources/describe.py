@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from pagefault.errors import IntegrityError, NotFound, PagefaultError
+from pagefault.errors import FormatError, IntegrityError, NotFound
 from pagefault.formats import INDEX_SUFFIX, ShardedIndex, parse_index
 from pagefault.manifest import MANIFEST_NAME, PieceHasher, PieceManifest
 from pagefault.sources.remote import RemoteSource
@@ -132,15 +132,13 @@ def pick_model_file(names: Sequence[str], *, where: str) -> str:
     if len(indexes) == 1:
         return indexes[0]
     if len(indexes) > 1:
-        raise PagefaultError(
-            f"{where}: several indexes ({', '.join(indexes)}); pass the one to load"
-        )
+        raise FormatError(f"{where}: several indexes ({', '.join(indexes)}); pass the one to load")
     files = sorted(n for n in names if n.endswith(".safetensors"))
     if len(files) == 1:
         return files[0]
     if not files:
         raise NotFound(f"{where}: no .safetensors file or {DEFAULT_INDEX_NAME} there")
-    raise PagefaultError(
+    raise FormatError(
         f"{where}: {len(files)} .safetensors files and no index; "
         f"pass one file or add {DEFAULT_INDEX_NAME}"
     )

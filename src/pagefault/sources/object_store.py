@@ -1,7 +1,8 @@
 """Object stores and HTTP origins through obstore: one store per URI, errors mapped in one place.
 
 Credentials come from each cloud's standard environment (obstore reads ``AWS_*``,
-``GOOGLE_*``, ``AZURE_*``); pagefault never takes them as arguments and never logs
+``GOOGLE_*``, ``AZURE_*``), for loads and saves alike; pagefault never takes them as
+arguments (``settings`` may set a region or endpoint, never a secret) and never logs
 them. ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT``) selects an S3-compatible endpoint,
 addressed path-style; a plain ``http://`` endpoint is allowed automatically. A private
 CA (an internal HTTPS origin or object store) is trusted through ``SSL_CERT_FILE`` or
@@ -15,8 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,12 +25,13 @@ from urllib.parse import urlsplit
 from obstore import exceptions as obs_errors
 from obstore.store import AzureStore, GCSStore, HTTPStore, S3Store
 
-from pagefault.errors import IntegrityError, NotFound, SourceError
+from pagefault.errors import ConfigError, NotFound, SourceError
+from pagefault.sources.store_errors import first_line
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, GCSConfig, ObjectStore, RetryConfig
 
-__all__ = ["REMOTE_SCHEMES", "is_remote", "map_store_errors", "store_for_uri"]
+__all__ = ["REMOTE_SCHEMES", "is_remote", "store_for_uri"]
 
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "az")
 # obstore retries requests (connect errors, 5xx, 429) before any body byte arrives; the
@@ -47,15 +48,38 @@ def is_remote(uri: str | os.PathLike[str]) -> bool:
     return isinstance(uri, str) and urlsplit(uri).scheme in REMOTE_SCHEMES
 
 
-def store_for_uri(uri: str) -> tuple[ObjectStore, str]:
-    """A store rooted at the bucket (or HTTP host) of ``uri``, and the key of ``uri`` in it."""
+def store_for_uri(uri: str, settings: Mapping[str, Any] | None = None) -> tuple[ObjectStore, str]:
+    """A store rooted at the bucket (or HTTP host) of ``uri``, and the key of ``uri`` in it.
+
+    ``settings`` are extra obstore configuration keys for a bucket (``region``,
+    ``endpoint``, ...); credentials among them are refused: they come from the environment.
+    """
     parts = urlsplit(uri)
     if parts.scheme not in REMOTE_SCHEMES or not parts.netloc:
         raise NotFound(f"{uri}: not a remote URI (want one of {', '.join(REMOTE_SCHEMES)}://)")
     key = parts.path.lstrip("/")
+    extra = _checked_settings(uri, settings or {})
     if parts.scheme in ("http", "https"):
+        if extra:
+            raise ConfigError(f"{uri}: an HTTP origin takes no settings, got {sorted(extra)}")
         return _http_store(f"{parts.scheme}://{parts.netloc}"), key
-    return _bucket_store(parts.scheme, parts.netloc), key
+    try:
+        return _bucket_store(parts.scheme, parts.netloc, extra), key
+    except obs_errors.BaseError as exc:
+        raise ConfigError(f"{uri}: cannot configure the store: {first_line(exc)}") from exc
+
+
+_SECRET_WORDS = ("secret", "token", "key", "password", "credential", "service_account", "sas")
+
+
+def _checked_settings(uri: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    secret = sorted(k for k in settings if any(w in str(k).lower() for w in _SECRET_WORDS))
+    if secret:
+        raise ConfigError(
+            f"{uri}: {', '.join(secret)} look like credentials; pass credentials through the "
+            "environment (AWS_*, GOOGLE_*, AZURE_*), as loads do, never as arguments"
+        )
+    return dict(settings)
 
 
 def _client_options(*, allow_http: bool) -> ClientConfig:
@@ -81,24 +105,28 @@ def _http_store(root: str) -> ObjectStore:
     return HTTPStore.from_url(root, client_options=options, retry_config=_RETRY)
 
 
-def _bucket_store(scheme: str, bucket: str) -> ObjectStore:
+def _bucket_store(scheme: str, bucket: str, settings: dict[str, Any]) -> ObjectStore:
     if scheme == "s3":
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT")
-        config: dict[str, Any] = {"endpoint": endpoint} if endpoint else {}
+        endpoint = (
+            settings.get("endpoint")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or os.environ.get("AWS_ENDPOINT")
+        )
+        config: dict[str, Any] = {**settings, "endpoint": endpoint} if endpoint else settings
         options = _client_options(allow_http=bool(endpoint and endpoint.startswith("http://")))
         return S3Store(bucket, config=config, client_options=options, retry_config=_RETRY)  # type: ignore[arg-type]
     if scheme == "gs":
-        return _gcs_store(bucket)
+        return _gcs_store(bucket, settings)
     # obstore's Azure emulator mode (AZURE_STORAGE_USE_EMULATOR) allows http by itself.
     options = _client_options(allow_http=False)
-    return AzureStore(bucket, client_options=options, retry_config=_RETRY)
+    return AzureStore(bucket, config=settings, client_options=options, retry_config=_RETRY)  # type: ignore[arg-type]
 
 
-def _gcs_store(bucket: str) -> ObjectStore:
+def _gcs_store(bucket: str, settings: dict[str, Any]) -> ObjectStore:
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
     if not emulator:
         options = _client_options(allow_http=False)
-        return GCSStore(bucket, client_options=options, retry_config=_RETRY)
+        return GCSStore(bucket, config=settings, client_options=options, retry_config=_RETRY)  # type: ignore[arg-type]
     # An emulator takes no credentials; object_store reaches a custom GCS endpoint only
     # through a service-account key naming it, with OAuth off.
     base = (emulator if "://" in emulator else f"http://{emulator}").rstrip("/")
@@ -108,42 +136,11 @@ def _gcs_store(bucket: str) -> ObjectStore:
         **dict.fromkeys(("client_email", "private_key", "private_key_id"), ""),
     }
     options = _client_options(allow_http=base.startswith("http://"))
-    config: GCSConfig = {"service_account_key": json.dumps(key)}
+    config: GCSConfig = {**settings, "service_account_key": json.dumps(key)}  # type: ignore[typeddict-item]
     try:
         return GCSStore(bucket, config=config, client_options=options, retry_config=_RETRY)
     except obs_errors.BaseError as exc:  # e.g. GOOGLE_SERVICE_ACCOUNT set as well
         raise SourceError(
             f"gs://{bucket}: STORAGE_EMULATOR_HOST={emulator} cannot be combined with the "
-            f"GOOGLE_* credentials in the environment: {_first_line(exc)}"
+            f"GOOGLE_* credentials in the environment: {first_line(exc)}"
         ) from exc
-
-
-@contextmanager
-def map_store_errors(name: str) -> Iterator[None]:
-    """Re-raise obstore's exceptions as pagefault's, naming the object (the one place)."""
-    try:
-        yield
-    except (obs_errors.NotFoundError, FileNotFoundError) as exc:
-        raise NotFound(f"{name}: not found at the origin") from exc
-    except obs_errors.PreconditionError as exc:
-        raise IntegrityError(
-            f"{name}: the object changed during the load (its ETag/version no longer matches); "
-            "retry to load the new version"
-        ) from exc
-    except (obs_errors.PermissionDeniedError, obs_errors.UnauthenticatedError) as exc:
-        raise SourceError(
-            f"{name}: access denied by the origin; check the credentials in the environment "
-            f"(AWS_*, GOOGLE_*, AZURE_*): {_first_line(exc)}"
-        ) from exc
-    except (obs_errors.BaseError, OSError, ValueError) as exc:
-        denied = any(status in str(exc) for status in _DENIED)
-        hint = "access denied; check the credentials in the environment: " if denied else ""
-        raise SourceError(f"{name}: {hint}{_first_line(exc)}") from exc
-
-
-_DENIED = ("401 Unauthorized", "403 Forbidden")  # obstore reports some of these as generic
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -17,8 +17,9 @@ from obstore import exceptions as obs_errors
 from pagefault.errors import IntegrityError, SourceError
 from pagefault.sources.base import Buffer
 from pagefault.sources.cursor import BufferCursor
-from pagefault.sources.object_store import map_store_errors, store_for_uri
+from pagefault.sources.object_store import store_for_uri
 from pagefault.sources.retry import RetryPolicy
+from pagefault.sources.store_errors import map_store_errors
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta

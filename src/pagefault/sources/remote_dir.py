@@ -12,9 +12,10 @@ from pagefault.formats import INDEX_SUFFIX
 from pagefault.formats.index import validate_shard_name
 from pagefault.manifest import MANIFEST_NAME, PieceManifest
 from pagefault.manifest.pieces import MAX_MANIFEST_BYTES
-from pagefault.sources.object_store import map_store_errors, store_for_uri
+from pagefault.sources.object_store import store_for_uri
 from pagefault.sources.remote import RemoteSource
 from pagefault.sources.retry import RetryPolicy
+from pagefault.sources.store_errors import map_store_errors
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta

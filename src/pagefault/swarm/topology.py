@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pagefault.errors import ConfigError
+
 __all__ = ["DEFAULT_STRIPES", "MAX_STRIPES", "Member", "Placement", "order", "place"]
 
 DEFAULT_STRIPES = 1
@@ -67,7 +69,7 @@ def place(node: str, members: Sequence[Member], stripes: int = DEFAULT_STRIPES) 
     size = len(ordered)
     position = next(i for i, m in enumerate(ordered) if m.node == node)
     if not 1 <= stripes <= MAX_STRIPES:
-        raise ValueError(f"stripes must be 1..{MAX_STRIPES}, got {stripes}")
+        raise ConfigError(f"stripes must be 1..{MAX_STRIPES}, got {stripes}")
     upstreams: list[Member | None] = []
     for stripe in range(stripes):
         heap = _heap_order(ordered, stripe, stripes)
