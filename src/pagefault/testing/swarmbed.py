@@ -255,6 +255,14 @@ class SwarmTestbed:
         )
         return int(json.loads(done.stdout)["bytes_sent"])
 
+    def pieces_held(self) -> dict[str, int]:
+        """How many pieces each live agent holds (all its models together), for tests that
+        must act mid-transfer: they wait on this, not on the clock."""
+        urls = [f"http://{n.address}:{API_PORT}/v1/models" for n in self.nodes]
+        done = self.ctl.run([sys.executable, "-c", _HELD, *urls], capture_output=True, timeout=30)
+        held = json.loads(done.stdout)
+        return {n.name: count for n, count in zip(self.nodes, held, strict=True) if count >= 0}
+
     def log(self, name: str) -> str:
         return (self.work / f"{name}.log").read_text(errors="replace")
 
@@ -286,6 +294,17 @@ for url in sys.argv[2:]:
             if time.monotonic() > deadline:
                 sys.exit(f"timed out waiting for {url}")
             time.sleep(0.2)
+"""
+_HELD = """
+import json, sys, urllib.request
+held = []
+for url in sys.argv[1:]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            held.append(sum(m["have"] for m in json.load(answer)["models"]))
+    except OSError:
+        held.append(-1)  # a killed agent
+print(json.dumps(held))
 """
 _PY = [sys.executable, "-m"]
 
