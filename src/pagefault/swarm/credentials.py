@@ -61,7 +61,7 @@ class SwarmCA:
             raise SwarmError(f"{directory}: has one of {_CERT_FILE}/{_KEY_FILE} but not both")
         ca = cls.create()
         directory.mkdir(parents=True, exist_ok=True)
-        write_atomic(key_path, [ca.key_pem])  # mkstemp: mode 0600
+        write_atomic(key_path, [ca.key_pem], mode=0o600)  # the CA's private key
         write_atomic(cert_path, [ca.cert_pem])
         return ca
 

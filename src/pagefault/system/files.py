@@ -21,14 +21,14 @@ def write_atomic(
     chunks: Iterable[bytes | memoryview],
     *,
     durable: bool = True,
-    mode: int = 0o600,
+    mode: int = 0o666,
 ) -> None:
     """Write ``chunks`` to a temp file beside ``path``, then rename it over ``path``.
 
     A reader sees the old content or the new, never a mix. ``durable``: fsync the file
     before the rename and the directory after, so a crash keeps one of the two (the
-    catalog, a hint, skips it). ``mode``: the new file's permissions (private by default:
-    credentials go through here).
+    catalog, a hint, skips it). ``mode``: the new file's permissions before the umask, as
+    for ``open()``: other users can read a model's files; credentials pass ``0o600``.
     """
     target = Path(path)
     temp = temp_path(target)
