@@ -35,6 +35,11 @@ def raw(header: bytes, data: bytes = b"") -> bytes:
     return struct.pack("<Q", len(header)) + header + data
 
 
+def framed(before: bytes, name: bytes = b"a", after: bytes = b"") -> bytes:
+    """One F32 tensor called ``name``, with ``before``/``after`` around the JSON object."""
+    return raw(before + b'{"' + name + b'":' + ONE_F32[0] + b"}" + after, ONE_F32[1])
+
+
 def entry(extra: bytes) -> bytes:
     """One F32 tensor ``a`` whose entry also holds ``extra`` (a JSON fragment)."""
     return raw(b'{"a":' + F32 + b"," + extra + b"}}", bytes(4))
@@ -79,9 +84,9 @@ ACCEPT: dict[str, Callable[[], bytes]] = {
     ),
     "empty-header": lambda: raw(b"{}"),
     "metadata-only": lambda: raw(b'{"__metadata__":{"format":"pt"}}'),
-    "metadata-null": lambda: raw(b'{"__metadata__":null,"a":' + ONE_F32[0] + b"}", ONE_F32[1]),
-    "leading-whitespace": lambda: raw(b' \n\t\r{"a":' + ONE_F32[0] + b"}", ONE_F32[1]),
-    "trailing-padding": lambda: raw(b'{"a":' + ONE_F32[0] + b"}      \n", ONE_F32[1]),
+    "metadata-null": lambda: framed(b"", b'__metadata__":null,"a'),
+    "leading-whitespace": lambda: framed(b" \n\t\r"),
+    "trailing-padding": lambda: framed(b"", after=b"      \n"),
     "extra-field": lambda: entry(b'"x":1'),
     "extra-field-nested": lambda: entry(b'"x":{"y":[1,"z",null,true,-0,-5,1e300,1e-400]}'),
     "extra-field-repeated": lambda: entry(b'"x":1,"x":"2"'),
@@ -135,12 +140,12 @@ REJECT: dict[str, Callable[[], bytes]] = {
     "header-length-one": lambda: raw(b"{"),
     "header-too-large": lambda: struct.pack("<Q", 100_000_001) + b"{}",
     "header-past-eof": lambda: struct.pack("<Q", 64) + b"{}",
-    "byte-order-mark": lambda: raw(b'\xef\xbb\xbf{"a":' + ONE_F32[0] + b"}", ONE_F32[1]),
-    "form-feed-before-object": lambda: raw(b'\x0c{"a":' + ONE_F32[0] + b"}", ONE_F32[1]),
-    "nul-after-object": lambda: raw(b'{"a":' + ONE_F32[0] + b"}\x00", ONE_F32[1]),
-    "invalid-utf8": lambda: raw(b'{"\xff":' + ONE_F32[0] + b"}", ONE_F32[1]),
-    "utf8-encoded-surrogate": lambda: raw(b'{"\xed\xa0\x80":' + ONE_F32[0] + b"}", ONE_F32[1]),
-    "control-character-in-name": lambda: raw(b'{"a\x01":' + ONE_F32[0] + b"}", ONE_F32[1]),
+    "byte-order-mark": lambda: framed(b"\xef\xbb\xbf"),
+    "form-feed-before-object": lambda: framed(b"\x0c"),
+    "nul-after-object": lambda: framed(b"", after=b"\x00"),
+    "invalid-utf8": lambda: framed(b"", b"\xff"),
+    "utf8-encoded-surrogate": lambda: framed(b"", b"\xed\xa0\x80"),
+    "control-character-in-name": lambda: framed(b"", b"a\x01"),
     "not-an-object": lambda: raw(b"[1,2]"),
     "tensor-is-integer": lambda: raw(b'{"a":1}'),
     "tensor-is-null": lambda: raw(b'{"a":null}'),
@@ -183,8 +188,8 @@ REJECT: dict[str, Callable[[], bytes]] = {
     ),
     "trailing-data": lambda: raw(b'{"a":' + ONE_F32[0] + b"}", bytes(5)),
     "truncated-data": lambda: raw(b'{"a":' + ONE_F32[0] + b"}", bytes(3)),
-    "lone-high-surrogate-name": lambda: raw(b'{"\\ud800":' + ONE_F32[0] + b"}", ONE_F32[1]),
-    "lone-low-surrogate-name": lambda: raw(b'{"\\udc00":' + ONE_F32[0] + b"}", ONE_F32[1]),
+    "lone-high-surrogate-name": lambda: framed(b"", b"\\ud800"),
+    "lone-low-surrogate-name": lambda: framed(b"", b"\\udc00"),
     "lone-surrogate-metadata": lambda: raw(b'{"__metadata__":{"k":"\\ud800x"}}'),
     "lone-surrogate-extra-field": lambda: entry(b'"x":["\\udfff"]'),
     "nan-in-extra-field": lambda: entry(b'"x":NaN'),
