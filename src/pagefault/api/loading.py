@@ -8,11 +8,21 @@ from collections.abc import Callable
 import torch
 
 from pagefault.api.chain import CacheChoice, open_model
-from pagefault.errors import SinkError
+from pagefault.errors import ConfigError, SinkError
 from pagefault.manifest import Manifest
+from pagefault.pieces.engine import check_threads
 from pagefault.pipeline import LoadOptions, TensorStream, open_stream
 
-__all__ = ["CacheChoice", "inspect", "load", "open_model", "parse_device", "stream"]
+__all__ = [
+    "FLOAT_TARGETS",
+    "CacheChoice",
+    "inspect",
+    "load",
+    "open_model",
+    "parse_device",
+    "parse_dtype",
+    "stream",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -22,7 +32,7 @@ def stream(
     device: str | torch.device = "cpu",
     *,
     mmap: bool | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     threads: int | None = None,
     memory_limit: int | None = None,
     request_size: int | None = None,
@@ -39,10 +49,11 @@ def stream(
     >>> for name, tensor in pagefault.stream("model.safetensors"):  # doctest: +SKIP
     ...     model.get_parameter(name).copy_(tensor)
     """
+    check_threads(threads)
     options = LoadOptions(
         device=parse_device(device),
         mmap=mmap,
-        dtype=dtype,
+        dtype=parse_dtype(dtype),
         threads=threads,
         memory_limit=memory_limit,
         request_size=request_size,
@@ -56,7 +67,7 @@ def load(
     device: str | torch.device = "cpu",
     *,
     mmap: bool | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     threads: int | None = None,
     memory_limit: int | None = None,
     request_size: int | None = None,
@@ -77,7 +88,9 @@ def load(
             one private huge-page arena. ``None`` (default): mapped when every file is
             local and no ``dtype`` conversion is asked for, else private.
         dtype: convert floating-point tensors (F16/BF16/F32/F64) to this dtype while
-            loading, through a bounded staging buffer (no second full copy).
+            loading, through a bounded staging buffer (no second full copy). A torch
+            dtype or its name (``"float16"``, ``"bf16"``, ``"fp32"`` ...); only
+            floating-point targets (a ``ConfigError`` otherwise).
         threads: I/O threads; default one per usable CPU (at least 2, at most 16), or
             16 concurrent connections for a remote source.
         memory_limit: bytes of staging memory for CUDA loads and conversions
@@ -114,6 +127,33 @@ def inspect(source: PathLike, *, cache: CacheChoice = None) -> Manifest:
     """Read and validate only the headers: files, tensor names, dtypes, shapes, byte ranges."""
     with open_model(source, cache, agent=False) as model:  # headers only: no swarm job for them
         return model.manifest
+
+
+FLOAT_TARGETS = {
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
+}  # fmt: skip
+
+
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A conversion target: a floating-point torch dtype, given as one or by name.
+
+    Converting bf16 weights to int8 or bool would silently zero them, so only the
+    floating-point dtypes a cast preserves are accepted.
+    """
+    if dtype is None:
+        return None
+    found = (
+        FLOAT_TARGETS.get(dtype.lower().removeprefix("torch.")) if isinstance(dtype, str) else dtype
+    )
+    if found not in FLOAT_TARGETS.values():
+        raise ConfigError(
+            f"dtype={dtype!r}: convert to a floating-point dtype "
+            "(float16, bfloat16, float32, float64); other tensors keep their own dtype"
+        )
+    return found
 
 
 def parse_device(device: str | torch.device) -> torch.device:

@@ -22,6 +22,7 @@ from pagefault.checkpoint.snapshot import Snapshot, can_write_directly, direct, 
 from pagefault.checkpoint.writers import CheckpointWriter
 from pagefault.errors import CheckpointError
 from pagefault.manifest import BLAKE3, DEFAULT_PIECE_SIZE, PIECE_HASHES, PieceHash
+from pagefault.pieces.engine import check_threads
 from pagefault.pipeline.tuning import DEFAULT_REQUEST_SIZE
 from pagefault.system.machine import cpu_count
 
@@ -44,8 +45,7 @@ class SaveOptions:
     metadata: Mapping[str, str] | None = None
 
     def persist_config(self, shards: int) -> PersistConfig:
-        if self.threads is not None and self.threads < 1:
-            raise CheckpointError(f"threads must be at least 1, got {self.threads}")
+        check_threads(self.threads)
         if self.piece_hash not in PIECE_HASHES:
             raise CheckpointError(
                 f"piece_hash must be one of {PIECE_HASHES}, got {self.piece_hash!r}"

@@ -9,21 +9,44 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pagefault import __version__ as pagefault_version
 from pagefault import api  # lazy: torch loads only for commands that load tensors
 from pagefault.errors import PagefaultError
 from pagefault.manifest import Manifest
 from pagefault.pipeline.stats import LoadStats
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 
+from .errors import PagefaultGroup
 from .output import console, emit_json, fail, parse_size, progress_bar, stdout_console
 
 __all__ = ["app"]
 
 app = typer.Typer(
+    cls=PagefaultGroup,
     help="Move model weights from storage into CPU/GPU memory at the hardware limit.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"pagefault {pagefault_version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Move model weights from storage into CPU/GPU memory at the hardware limit."""
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
@@ -40,7 +63,11 @@ PathArg = Annotated[
 def load(
     path: PathArg,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
-    threads: Annotated[int | None, typer.Option(help="I/O threads (default: auto)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="I/O threads (default: auto)")] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="Convert floating-point tensors: float16, bfloat16, float32, float64"),
+    ] = None,
     mmap: Annotated[
         bool | None, typer.Option("--mmap/--no-mmap", help="CPU: map files (default: auto)")
     ] = None,
@@ -64,6 +91,7 @@ def load(
             tensors = api.stream(
                 path,
                 device,
+                dtype=dtype,
                 threads=threads,
                 mmap=mmap,
                 verify=verify,

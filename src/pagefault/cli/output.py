@@ -28,6 +28,7 @@ __all__ = [
     "fail",
     "parse_size",
     "progress_bar",
+    "report_error",
     "stdout_console",
 ]
 
@@ -52,12 +53,19 @@ def emit_json(payload: dict[str, Any]) -> None:
 
 
 def fail(exc: PagefaultError, *, as_json: bool) -> NoReturn:
-    """Report a pagefault error and exit 2 (typer uses 1 for usage errors)."""
-    if as_json:
-        emit_json({"error": str(exc), "type": type(exc).__name__})
-    else:
-        console.print(f"[red]error[/red] ({type(exc).__name__}): {exc}", highlight=False)
+    """Report a pagefault error and exit 2, as for every CLI error."""
+    report_error(type(exc).__name__, str(exc), as_json=as_json)
     raise typer.Exit(2)
+
+
+def report_error(kind: str, message: str, *, as_json: bool) -> None:
+    """One line on stderr (never folded: log collectors keep it whole), or JSON on stdout."""
+    if as_json:
+        emit_json({"error": message, "type": kind})
+    else:
+        console.print(
+            f"[red]error[/red] ({kind}): {message}", highlight=False, markup=True, soft_wrap=True
+        )
 
 
 class ProgressBar:

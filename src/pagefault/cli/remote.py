@@ -18,7 +18,7 @@ __all__ = ["manifest_app"]
 
 manifest_app = typer.Typer(help="Piece manifests (per-piece digests) that loads verify against.")
 app.add_typer(manifest_app, name="manifest")
-ThreadsOpt = Annotated[int | None, typer.Option(help="Concurrent reads (default: 16)")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="Concurrent reads (default: 16)")]
 
 
 @manifest_app.command("build")

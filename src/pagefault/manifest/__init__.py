@@ -15,6 +15,7 @@ from pagefault.manifest.pieces import (
     FileDigest,
     PieceHasher,
     PieceManifest,
+    check_piece_size,
     piece_count,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "PieceManifest",
     "TensorEntry",
     "build_manifest",
+    "check_piece_size",
     "hash_piece",
     "piece_count",
     "piece_matches",

@@ -37,6 +37,7 @@ __all__ = [
     "FileDigest",
     "PieceHasher",
     "PieceManifest",
+    "check_piece_size",
     "digest_piece",
     "piece_count",
 ]
@@ -129,6 +130,7 @@ class PieceManifest:
 
     def to_json(self) -> bytes:
         """Canonical bytes: sorted keys, no whitespace, files in the given order."""
+        check_piece_size(self.piece_size, "piece manifest")  # never write what no reader takes
         body = {
             "format": MANIFEST_FORMAT,
             "piece_size": self.piece_size,
@@ -142,7 +144,7 @@ class PieceManifest:
         raw = parse_json_bytes(data, name=name, limit=MAX_MANIFEST_BYTES)
         if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
             raise FormatError(f"{name}: not a piece manifest (want format {MANIFEST_FORMAT!r})")
-        piece_size = _check_piece_size(raw.get("piece_size"), name)
+        piece_size = check_piece_size(raw.get("piece_size"), name)
         files = raw.get("files")
         if not isinstance(files, list) or not files:
             raise FormatError(f"{name}: 'files' must be a non-empty list")
@@ -162,7 +164,7 @@ class PieceHasher:
     with their digests and, for SHA-256, their BitTorrent v2 Merkle hashes."""
 
     def __init__(self, piece_size: int = DEFAULT_PIECE_SIZE, algorithm: PieceHash = SHA256) -> None:
-        self.piece_size = _check_piece_size(piece_size, "piece_size")
+        self.piece_size = check_piece_size(piece_size, "piece_size")
         self.algorithm = check_algorithm(algorithm)
         self._pieces: list[str] = []
         self._roots: list[str] = []
@@ -213,7 +215,9 @@ def _v2_blocks(algorithm: PieceHash) -> BlockHasher | None:
     return BlockHasher() if algorithm == SHA256 else None
 
 
-def _check_piece_size(value: Any, name: str) -> int:
+def check_piece_size(value: Any, name: str, *, error: type[Exception] = FormatError) -> int:
+    """The reader's rule for a piece size, applied by writers too (``error`` for arguments:
+    ``ConfigError``), so no manifest is ever written that no reader would accept."""
     valid = (
         isinstance(value, int)
         and not isinstance(value, bool)
@@ -221,9 +225,9 @@ def _check_piece_size(value: Any, name: str) -> int:
         and value & (value - 1) == 0
     )
     if not valid:
-        raise FormatError(
-            f"{name}: piece_size {value!r} must be a power of two in "
-            f"[{MIN_PIECE_SIZE}, {MAX_PIECE_SIZE}]"
+        raise error(
+            f"{name}: piece_size {value!r} must be a power of two from {MIN_PIECE_SIZE} "
+            f"(16 KiB) to {MAX_PIECE_SIZE} (1 GiB), such as 4MiB or 16MiB"
         )
     return int(value)
 

@@ -13,10 +13,20 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-__all__ = ["map_pieces"]
+from pagefault.errors import ConfigError
+
+__all__ = ["check_threads", "map_pieces"]
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
+
+
+def check_threads(threads: int | None) -> None:
+    """The one rule for a user's thread count: unset (automatic) or at least 1."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+        raise ConfigError(f"threads must be a whole number, got {threads!r}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
 
 
 def map_pieces(

@@ -6,9 +6,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from pagefault.manifest import DEFAULT_PIECE_SIZE, SHA256, PieceHash, PieceManifest
+from pagefault.errors import ConfigError
+from pagefault.manifest import (
+    DEFAULT_PIECE_SIZE,
+    SHA256,
+    PieceHash,
+    PieceManifest,
+    check_piece_size,
+)
+from pagefault.manifest.digest import check_algorithm
 from pagefault.pieces.digest import digest_files
 from pagefault.pieces.download import PullResult, pull_model
+from pagefault.pieces.engine import check_threads
 from pagefault.sources import ResolvedModel, Source, resolve
 
 __all__ = ["REMOTE_CONNECTIONS", "make_piece_manifest", "model_files", "pull", "threads_for"]
@@ -31,6 +40,8 @@ def make_piece_manifest(
     ``piece_hash="sha256"`` (default) also records the BitTorrent v2 hashes the swarm
     needs; ``"blake3"`` hashes ~12x faster where the CPU has no SHA extensions.
     """
+    check_piece_size(piece_size, "piece manifest", error=ConfigError)
+    check_algorithm(piece_hash, where="piece_hash")
     with resolve(source) as model:
         sources, names = model_files(model)
         digests = digest_files(
@@ -72,4 +83,5 @@ def model_files(model: ResolvedModel) -> tuple[list[Source], list[str]]:
 
 
 def threads_for(threads: int | None) -> int:
+    check_threads(threads)
     return threads or REMOTE_CONNECTIONS

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pagefault.errors import ConfigError, SinkError
+from pagefault.pieces.engine import check_threads
 from pagefault.pieces.models import REMOTE_CONNECTIONS  # one value for pulls and loads
 from pagefault.system.machine import cpu_count
 
@@ -85,8 +86,7 @@ def auto_tuning(
     ``spare_cpu``: a local load leaves one CPU to its read-ahead thread.
     ``min_slot_bytes`` is the smallest task the plan can make (a whole piece when verifying).
     """
-    if threads is not None and threads < 1:
-        raise ConfigError(f"threads must be at least 1, got {threads}")
+    check_threads(threads)
     if request_size is not None and request_size < 4096:
         raise ConfigError(f"request_size must be at least 4096 bytes, got {request_size}")
     local_threads = min(MAX_THREADS, max(1, cpu_count() - 1) if spare_cpu else max(2, cpu_count()))
