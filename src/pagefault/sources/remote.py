@@ -18,8 +18,9 @@ from pagefault.errors import IntegrityError, SourceError
 from pagefault.sources.base import Buffer
 from pagefault.sources.cursor import BufferCursor
 from pagefault.sources.object_store import store_for_uri
-from pagefault.sources.retry import RetryPolicy
+from pagefault.sources.retry import RETRYABLE, RetryPolicy
 from pagefault.sources.store_errors import map_store_errors
+from pagefault.sources.whole_body import WholeBody, warn_no_range
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta
@@ -32,9 +33,6 @@ _CHUNK = 1024 * 1024  # obstore hands the body over in chunks of at least this s
 
 class TruncatedBody(ConnectionError):
     """The origin closed the body before the requested range was complete."""
-
-
-_RETRYABLE = (obs_errors.GenericError, ConnectionError, TimeoutError)
 
 
 class RemoteSource:
@@ -55,6 +53,7 @@ class RemoteSource:
         self._retry = retry or RetryPolicy()
         self._meta = meta
         self._lock = threading.Lock()
+        self._whole: WholeBody | None = None  # set once the origin shows it ignores Range
 
     @classmethod
     def from_uri(cls, uri: str, *, retry: RetryPolicy | None = None) -> RemoteSource:
@@ -84,13 +83,21 @@ class RemoteSource:
             raise SourceError(
                 f"{self.name}: range [{offset}, {end}) is past the end ({self.size()})"
             )
+        if self._whole is not None:
+            self._whole.read_into(offset, buffers)
+            return
         failures = 0
         with map_store_errors(self.name):
             while cursor.remaining:
                 received = cursor.filled
                 try:
                     self._fetch(offset + cursor.filled, end, cursor)
-                except _RETRYABLE:
+                except obs_errors.NotSupportedError as exc:
+                    if "Range" not in str(exc):
+                        raise
+                    self._whole_body().read_into(offset, buffers)
+                    return
+                except RETRYABLE:
                     failures = 1 if cursor.filled > received else failures + 1
                     if not self._retry.backoff(failures):
                         raise
@@ -102,7 +109,23 @@ class RemoteSource:
         return bytes(data)
 
     def close(self) -> None:
-        """Nothing to release: obstore pools connections per store."""
+        """Drop a whole-body download; connections are pooled per store by obstore."""
+        with self._lock:
+            whole, self._whole = self._whole, None
+        if whole is not None:
+            whole.close()
+
+    def _whole_body(self) -> WholeBody:
+        """Switch to one shared whole-object GET (the origin ignores Range), saying so once
+        per origin."""
+        meta = self._head()
+        with self._lock:
+            if self._whole is None:
+                warn_no_range(self.name)
+                self._whole = WholeBody(
+                    self._store, self._key, name=self.name, meta=meta, retry=self._retry
+                )
+            return self._whole
 
     def _head(self) -> ObjectMeta:
         with self._lock:

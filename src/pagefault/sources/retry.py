@@ -10,7 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["RetryPolicy"]
+from obstore import exceptions as obs_errors
+
+__all__ = ["RETRYABLE", "RetryPolicy"]
+
+# What a retry can cure: a dropped connection, a timeout, a 5xx obstore gave up on.
+RETRYABLE = (obs_errors.GenericError, ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True)
