@@ -24,8 +24,9 @@ from .test_manifests import publish
 
 
 def same_files(left: Path, right: Path) -> None:
-    names = sorted(p.name for p in left.iterdir())
-    assert names == sorted(p.name for p in right.iterdir())
+    """Same visible files, same bytes (``.pagefault-pull.json`` is the pull's own record)."""
+    names = sorted(p.name for p in left.iterdir() if not p.name.startswith("."))
+    assert names == sorted(p.name for p in right.iterdir() if not p.name.startswith("."))
     for name in names:
         assert (left / name).read_bytes() == (right / name).read_bytes(), name
 

@@ -131,3 +131,28 @@ def test_manifest_published_to_s3_is_verified(
             aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
             region_name="us-east-1",
         ).delete_object(Bucket=BUCKET, Key=f"sharded/{MANIFEST_NAME}")
+
+
+def test_pull_of_a_prefix_brings_every_file_and_skips_unchanged_ones(
+    s3_env: dict[str, str], served_model: Path, tmp_path: Path
+) -> None:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+    for path in (served_model / "single").iterdir():
+        s3.upload_file(str(path), BUCKET, f"whole/{path.name}")
+    s3.put_object(Bucket=BUCKET, Key="whole/config.json", Body=b'{"a": 1}')
+    s3.put_object(Bucket=BUCKET, Key="whole/tokenizer.json", Body=b"{}")
+    first = pagefault.pull("s3://models/whole/", tmp_path / "out")
+    assert {"config.json", "tokenizer.json", "model.safetensors"} <= set(first.files)
+    assert (tmp_path / "out" / "config.json").read_bytes() == b'{"a": 1}'
+    second = pagefault.pull("s3://models/whole/", tmp_path / "out")
+    assert second.downloaded == 0 and sorted(second.skipped) == sorted(first.files)
+    s3.put_object(Bucket=BUCKET, Key="whole/config.json", Body=b'{"a": 2}')  # a new ETag
+    third = pagefault.pull("s3://models/whole/", tmp_path / "out")
+    assert third.downloaded == len(b'{"a": 2}') and "config.json" not in third.skipped
+    assert (tmp_path / "out" / "config.json").read_bytes() == b'{"a": 2}'

@@ -27,6 +27,7 @@ __all__ = [
     "emit_json",
     "fail",
     "parse_size",
+    "plural",
     "progress_bar",
     "report_error",
     "stdout_console",
@@ -50,6 +51,11 @@ def stdout_console() -> Console:
 
 def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def fail(exc: PagefaultError, *, as_json: bool) -> NoReturn:

@@ -12,7 +12,7 @@ from pagefault.errors import PagefaultError
 from pagefault.manifest import DEFAULT_PIECE_SIZE, PIECE_HASHES, SHA256
 
 from .commands import JsonOpt, PathArg, QuietOpt, app
-from .output import console, emit_json, fail, parse_size, progress_bar, stdout_console
+from .output import console, emit_json, fail, parse_size, plural, progress_bar, stdout_console
 
 __all__ = ["manifest_app"]
 
@@ -109,14 +109,30 @@ def verify_command(
 def pull_command(
     source: PathArg,
     dest: Annotated[str, typer.Argument(help="Local directory to download into")],
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="Only the other files matching this glob (repeatable), e.g. '*.json'"),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="Skip the other files matching this glob (repeatable), e.g. '*.bin'"),
+    ] = None,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Download a model with parallel verified ranged reads; atomic and resumable."""
+    """Download a model directory: the weights with parallel verified ranged reads, then
+    its other files (config, tokenizer); atomic, resumable, finished files skipped."""
     try:
         with progress_bar("pulling", enabled=not (quiet or as_json)) as bar:
-            result = pull(source, dest, threads=threads, on_progress=bar.advance)
+            result = pull(
+                source,
+                dest,
+                threads=threads,
+                include=include or (),
+                exclude=exclude or (),
+                on_progress=bar.advance,
+            )
     except PagefaultError as exc:
         fail(exc, as_json=as_json)
     payload = {"source": source, **vars(result)}
@@ -124,8 +140,10 @@ def pull_command(
         emit_json(payload)
     else:
         rate = result.downloaded / result.seconds / 1e6 if result.seconds else 0.0
+        skipped = f", {len(result.skipped)} already there" if result.skipped else ""
         stdout_console().print(
-            f"pulled {len(result.files)} files ({result.bytes:,} bytes) into {dest} in "
-            f"{result.seconds:.2f} s; downloaded {result.downloaded:,} bytes at {rate:.0f} MB/s"
-            + (", every piece verified" if result.verified else ", no manifest to verify against")
+            f"pulled {plural(len(result.files), 'file')} ({result.bytes:,} bytes) into {dest} "
+            f"in {result.seconds:.2f} s{skipped}; downloaded {result.downloaded:,} bytes at "
+            f"{rate:.0f} MB/s"
+            + (", weights verified" if result.verified else ", no manifest to verify against")
         )

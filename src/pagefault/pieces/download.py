@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +26,15 @@ from pagefault.manifest import (
     piece_count,
     piece_matches,
 )
+from pagefault.pieces.digest import digest_files
 from pagefault.pieces.engine import map_pieces
-from pagefault.sources import ResolvedModel, Source
+from pagefault.pieces.pull_record import PullRecord
+from pagefault.sources import LocalFileSource, ResolvedModel, Source
 from pagefault.system.files import fsync_directory, write_atomic
 
 __all__ = ["PullResult", "pull_model"]
+
+_EXTRA_CHUNK = 16 * 1024 * 1024
 
 
 @dataclass
@@ -43,6 +47,7 @@ class PullResult:
     downloaded: int = 0
     verified: bool = False
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # already there: same version, whole
 
 
 class _PartialFile:
@@ -112,34 +117,113 @@ def pull_model(
     dest: str | os.PathLike[str],
     *,
     threads: int,
+    extra: Sequence[tuple[str, Source]] = (),
     on_progress: Callable[[int], None] | None = None,
 ) -> PullResult:
-    """Download every file of ``model`` into ``dest``; see the module docstring."""
+    """Download every file of ``model``, then the ``extra`` files (configs, tokenizers)
+    into ``dest``; see the module docstring. Files a previous pull finished are skipped."""
     started = time.perf_counter()
     target = Path(dest)
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SinkError(f"{target}: cannot create the destination: {exc.strerror}") from exc
+    record = PullRecord(target)
     piece_size = model.pieces.piece_size if model.pieces else DEFAULT_PIECE_SIZE
     names = [entry.name for entry in model.manifest.files]
-    parts = [
-        _PartialFile(target, n, s, piece_size) for n, s in zip(names, model.sources, strict=True)
-    ]
+    files = list(zip(names, model.sources, strict=True))
     result = PullResult(
-        str(target), names, sum(p.source.size() for p in parts), verified=model.pieces is not None
+        str(target), names, sum(s.size() for s in model.sources), verified=model.pieces is not None
     )
+    result.skipped = [
+        name
+        for name, source in files
+        if record.finished(name, source) or _matches_manifest(model, target / name, threads)
+    ]
+    if on_progress is not None:
+        on_progress(sum(s.size() for n, s in files if n in result.skipped))
+    parts = [
+        _PartialFile(target, name, source, piece_size)
+        for name, source in files
+        if name not in result.skipped
+    ]
     try:
         _fetch_all(model, parts, threads=threads, result=result, on_progress=on_progress)
         for part in parts:
             part.commit()
+            record.add(part.name, part.source)
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"{exc}; the verified part of the download is kept in {target} "
+            "(.NAME.pagefault-part and .pagefault-journal): re-run to resume"
+        ) from exc
     finally:
         for part in parts:
             part.close()
+    _copy_extra(extra, target, record, result, threads=threads, on_progress=on_progress)
     _write_small_files(model, target, result)
     fsync_directory(target)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _matches_manifest(model: ResolvedModel, path: Path, threads: int) -> bool:
+    """Whether a file already at ``path`` has every piece the published manifest lists
+    (for origins that pin no version, where the record cannot tell)."""
+    if model.pieces is None or not path.is_file():
+        return False
+    published = model.pieces.file(path.name)
+    if path.stat().st_size != published.size:
+        return False
+    with LocalFileSource(path) as local:
+        (found,) = digest_files(
+            [local],
+            [path.name],
+            piece_size=model.pieces.piece_size,
+            threads=threads,
+            algorithm=model.pieces.algorithm,
+        )
+    return found.pieces == published.pieces
+
+
+def _copy_extra(
+    extra: Sequence[tuple[str, Source]],
+    target: Path,
+    record: PullRecord,
+    result: PullResult,
+    *,
+    threads: int,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """Files beside the weights: streamed whole (no manifest covers them; sizes are
+    checked), each renamed into place when complete; finished ones are skipped."""
+    lock = threading.Lock()
+
+    def copy(item: tuple[str, Source]) -> None:
+        name, source = item
+        size = source.size()
+        if record.finished(name, source):
+            with lock:
+                result.skipped.append(name)
+        else:
+            write_atomic(target / name, _chunks(source, size))
+            with lock:
+                result.downloaded += size
+        with lock:
+            record.add(name, source)
+            result.files.append(name)
+            result.bytes += size
+        if on_progress is not None:
+            on_progress(size)
+
+    map_pieces(copy, extra, threads=threads, name="pull-extra")
+
+
+def _chunks(source: Source, size: int) -> Iterator[bytes]:
+    for offset in range(0, size, _EXTRA_CHUNK):
+        data = bytearray(min(_EXTRA_CHUNK, size - offset))
+        source.read_into(offset, [memoryview(data)])
+        yield bytes(data)
 
 
 def _fetch_all(

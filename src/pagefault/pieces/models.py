@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pagefault.errors import ConfigError
 from pagefault.manifest import (
     DEFAULT_PIECE_SIZE,
+    MANIFEST_NAME,
     SHA256,
     PieceHash,
     PieceManifest,
     check_piece_size,
 )
 from pagefault.manifest.digest import check_algorithm
+from pagefault.pieces.companions import companion_files
 from pagefault.pieces.digest import digest_files
 from pagefault.pieces.download import PullResult, pull_model
 from pagefault.pieces.engine import check_threads
@@ -60,16 +62,30 @@ def pull(
     dest: PathLike,
     *,
     threads: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
     on_progress: Progress | None = None,
 ) -> PullResult:
     """Download a model (file, index or prefix) into the directory ``dest``.
 
     Parallel ranged reads, every piece verified when a manifest is published, files
     renamed into place only when complete (the index last), and resumable: run it
-    again after an interruption and finished pieces are kept.
+    again after an interruption and finished pieces are kept; files a previous pull
+    finished (same size and origin version) are skipped. When ``source`` is a directory
+    or prefix, its other files (``config.json``, tokenizer files ...) come too, filtered
+    by the ``include``/``exclude`` globs on their names.
     """
+    workers = threads_for(threads)
     with resolve(source) as model:
-        return pull_model(model, dest, threads=threads_for(threads), on_progress=on_progress)
+        taken = {*(f.name for f in model.manifest.files), MANIFEST_NAME}
+        if model.index is not None:
+            taken.add(model.index.name)
+        extra = companion_files(source, taken=taken, include=include, exclude=exclude)
+        try:
+            return pull_model(model, dest, threads=workers, extra=extra, on_progress=on_progress)
+        finally:
+            for _, companion in extra:
+                companion.close()
 
 
 def model_files(model: ResolvedModel) -> tuple[list[Source], list[str]]:

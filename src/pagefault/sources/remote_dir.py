@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import obstore
 
-from pagefault.errors import FormatError, NotFound
+from pagefault.errors import FormatError, NotFound, SourceError
 from pagefault.formats import INDEX_SUFFIX
 from pagefault.formats.index import validate_shard_name
 from pagefault.manifest import MANIFEST_NAME, PieceManifest
@@ -24,6 +25,21 @@ if TYPE_CHECKING:
 __all__ = ["RemoteDirectory"]
 
 _PROBED = ("model" + INDEX_SUFFIX, "model.safetensors")  # HTTP cannot list: try these names
+_MAX_LISTING_BYTES = 4 * 1024 * 1024  # an autoindex page: generous for any model directory
+
+
+class _Links(HTMLParser):
+    """The plain file names an HTML directory listing (autoindex) links to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href") if tag == "a" else None
+        name = unquote(href or "")
+        if name and not name.startswith((".", "#", "?")) and not any(c in name for c in "/?#\\"):
+            self.names.append(name)
 
 
 class RemoteDirectory:
@@ -49,9 +65,14 @@ class RemoteDirectory:
         base = uri if uri.endswith("/") else uri + "/"
         return cls(store, prefix, uri=base, retry=retry or RetryPolicy()), ""
 
-    def source(self, name: str, *, meta: ObjectMeta | None = None) -> RemoteSource:
-        """A file of this directory; with ``meta``, reads are pinned to that version unasked."""
-        validate_shard_name(name, where=self.uri, suffixes=(".safetensors", ".json"))
+    def source(
+        self, name: str, *, meta: ObjectMeta | None = None, any_suffix: bool = False
+    ) -> RemoteSource:
+        """A file of this directory; with ``meta``, reads are pinned to that version unasked.
+        Model files are ``.safetensors``/``.json``; ``any_suffix`` opens the rest (tokenizer
+        files, READMEs) under the same plain-name rule."""
+        suffixes = ("",) if any_suffix else (".safetensors", ".json")
+        validate_shard_name(name, where=self.uri, suffixes=suffixes)
         return RemoteSource(
             self._store, self._prefix + name, name=self.uri + name, retry=self._retry, meta=meta
         )
@@ -59,17 +80,41 @@ class RemoteDirectory:
     def read(self, name: str, *, limit: int = MAX_MANIFEST_BYTES) -> bytes:
         """A small file (index, manifest), refusing anything over ``limit`` bytes."""
         source = self.source(name)
-        if source.size() > limit:
-            raise FormatError(f"{source.name}: {source.size()} bytes, over the {limit} limit")
-        return source.read_all()
+        try:
+            if source.size() > limit:
+                raise FormatError(f"{source.name}: {source.size()} bytes, over the {limit} limit")
+            return source.read_all()
+        finally:
+            source.close()
 
     def list_names(self) -> list[str]:
-        """File names directly under the prefix (probed by name where the origin cannot list)."""
+        """File names directly under the prefix. An HTTP origin cannot list: its HTML
+        directory listing (autoindex) is read where it serves one, else names are probed."""
         if not self._listable:
-            return [name for name in _PROBED if self._exists(name)]
+            listed = self._autoindex()
+            return listed if listed is not None else [n for n in _PROBED if self._exists(n)]
         with map_store_errors(self.uri):
             listing = obstore.list_with_delimiter(self._store, self._prefix or None)
         return sorted(obj["path"].rsplit("/", 1)[-1] for obj in listing["objects"])
+
+    def _autoindex(self) -> list[str] | None:
+        """The names an HTML listing of the directory links to, or None without one."""
+        try:
+            with map_store_errors(self.uri):
+                result = obstore.get(self._store, self._prefix)
+                html = result.attributes.get("Content-Type", "").startswith("text/html")
+                body = (
+                    bytes(result.bytes())
+                    if html and result.meta["size"] <= _MAX_LISTING_BYTES
+                    else b""
+                )
+        except (NotFound, SourceError):
+            return None
+        if not body:
+            return None
+        links = _Links()
+        links.feed(body.decode("utf-8", errors="replace"))
+        return sorted(set(links.names))
 
     def piece_manifest(self) -> PieceManifest | None:
         """The published piece manifest, or None when there is none."""

@@ -1,0 +1,70 @@
+"""The rest of a model directory: configs, tokenizers, vocabularies beside the weights.
+
+``from_pretrained(dir)`` needs ``config.json`` and the tokenizer files as much as the
+shards, so a pull of a directory (a local one, a bucket prefix, an HTTP path with a
+listing) brings every plain file in it, as ``hf download`` and ``s5cmd sync`` do.
+``include``/``exclude`` are shell globs on the file name. Hidden files, sub-directories
+and pagefault's own partial files stay behind; names from the network pass the same
+plain-name rule as shard names before they reach the filesystem.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pagefault.formats.index import validate_shard_name
+from pagefault.sources import LocalFileSource, Source
+from pagefault.sources.object_store import is_remote
+from pagefault.sources.remote_dir import RemoteDirectory
+
+__all__ = ["companion_files", "selected"]
+
+_Opener = Callable[[str], Source]
+
+
+def selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether ``name`` passes the globs: any ``include`` (all when none), no ``exclude``."""
+    if include and not any(fnmatch.fnmatchcase(name, pattern) for pattern in include):
+        return False
+    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)
+
+
+def companion_files(
+    source: str | os.PathLike[str],
+    *,
+    taken: set[str],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> list[tuple[str, Source]]:
+    """``(name, source)`` of each other file in the directory ``source`` names.
+
+    Nothing when ``source`` names a single file: the user asked for that file's model.
+    """
+    names, opener = _listing(source)
+    chosen = []
+    for name in names:
+        if name in taken or name.startswith(".") or not selected(name, include, exclude):
+            continue
+        validate_shard_name(name, where=str(source), suffixes=("",))
+        chosen.append((name, opener(name)))
+    return chosen
+
+
+def _listing(source: str | os.PathLike[str]) -> tuple[list[str], _Opener]:
+    if is_remote(source):
+        directory, name = RemoteDirectory.split(str(source))
+        if name:
+            return [], _no_opener
+        return directory.list_names(), lambda n: directory.source(n, any_suffix=True)
+    path = Path(source)
+    if not path.is_dir():
+        return [], _no_opener
+    names = sorted(entry.name for entry in path.iterdir() if entry.is_file())
+    return names, lambda n: LocalFileSource(path / n)
+
+
+def _no_opener(name: str) -> Source:
+    raise AssertionError(f"nothing to open: {name}")
