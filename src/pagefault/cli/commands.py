@@ -54,7 +54,7 @@ PathArg = Annotated[
     str,
     typer.Argument(
         help="A .safetensors file, an index, or a directory; or an s3://, gs://, az://, "
-        "http(s):// URI of one of them or of a prefix."
+        "http(s)://, hf://ORG/REPO[@REV] URI of one of them or of a prefix."
     ),
 ]
 

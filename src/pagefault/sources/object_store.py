@@ -26,6 +26,7 @@ from obstore import exceptions as obs_errors
 from obstore.store import AzureStore, GCSStore, HTTPStore, S3Store
 
 from pagefault.errors import ConfigError, NotFound, SourceError
+from pagefault.sources.hub import HUB_SCHEME, hub_store_and_key
 from pagefault.sources.store_errors import first_line
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["REMOTE_SCHEMES", "is_remote", "store_for_uri"]
 
-REMOTE_SCHEMES = ("http", "https", "s3", "gs", "az")
+REMOTE_SCHEMES = ("http", "https", "s3", "gs", "az", HUB_SCHEME)
 # obstore retries requests (connect errors, 5xx, 429) before any body byte arrives; the
 # source itself resumes bodies that break mid-way (see RemoteSource).
 _RETRY: RetryConfig = {
@@ -59,6 +60,10 @@ def store_for_uri(uri: str, settings: Mapping[str, Any] | None = None) -> tuple[
         raise NotFound(f"{uri}: not a remote URI (want one of {', '.join(REMOTE_SCHEMES)}://)")
     key = parts.path.lstrip("/")
     extra = _checked_settings(uri, settings or {})
+    if parts.scheme == HUB_SCHEME:
+        if extra:
+            raise ConfigError(f"{uri}: a Hub repository takes no settings, got {sorted(extra)}")
+        return hub_store_and_key(uri)
     if parts.scheme in ("http", "https"):
         if extra:
             raise ConfigError(f"{uri}: an HTTP origin takes no settings, got {sorted(extra)}")

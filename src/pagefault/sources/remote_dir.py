@@ -13,6 +13,7 @@ from pagefault.formats import INDEX_SUFFIX
 from pagefault.formats.index import validate_shard_name
 from pagefault.manifest import MANIFEST_NAME, PieceManifest
 from pagefault.manifest.pieces import MAX_MANIFEST_BYTES
+from pagefault.sources.hub import HUB_SCHEME, hub_listing, pin_revision
 from pagefault.sources.object_store import store_for_uri
 from pagefault.sources.remote import RemoteSource
 from pagefault.sources.retry import RetryPolicy
@@ -50,11 +51,15 @@ class RemoteDirectory:
         self._prefix = prefix
         self.uri = uri
         self._retry = retry
-        self._listable = urlsplit(uri).scheme not in ("http", "https")
+        self._scheme = urlsplit(uri).scheme
+        self._listable = self._scheme not in ("http", "https", HUB_SCHEME)
 
     @classmethod
     def split(cls, uri: str, *, retry: RetryPolicy | None = None) -> tuple[RemoteDirectory, str]:
-        """The directory holding ``uri`` and the file it names ("" when it names a prefix)."""
+        """The directory holding ``uri`` and the file it names ("" when it names a prefix).
+        A Hub URI is pinned to its revision's commit first: every file then comes from it."""
+        if uri.startswith(f"{HUB_SCHEME}://"):
+            uri = pin_revision(uri)
         store, key = store_for_uri(uri)
         head, _, last = key.rstrip("/").rpartition("/")
         if last.endswith((".safetensors", ".json")) and not key.endswith("/"):
@@ -90,6 +95,8 @@ class RemoteDirectory:
     def list_names(self) -> list[str]:
         """File names directly under the prefix. An HTTP origin cannot list: its HTML
         directory listing (autoindex) is read where it serves one, else names are probed."""
+        if self._scheme == HUB_SCHEME:
+            return hub_listing(self.uri)
         if not self._listable:
             listed = self._autoindex()
             return listed if listed is not None else [n for n in _PROBED if self._exists(n)]

@@ -64,6 +64,7 @@ class HTTPOrigin:
         self.faults = faults or FaultPlan()
         self.bytes_sent = 0
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
+        self.credentialed = 0  # requests that carried an Authorization header
         self._etag_salt: dict[str, int] = {}
         self._lock = threading.Lock()
         self._rng = random.Random(self.faults.seed)
@@ -161,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, *, body: bool) -> None:
         path = unquote(urlsplit(self.path).path)
+        if "Authorization" in self.headers:
+            with self.origin._lock:
+                self.origin.credentialed += 1
         if path == STATS_PATH:  # for tests driving an origin in another process
             return self._stats()
         file = self._file(path)
