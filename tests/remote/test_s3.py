@@ -14,7 +14,7 @@ from boto3.s3.transfer import TransferConfig
 from moto.server import ThreadedMotoServer
 
 import pagefault
-from pagefault.errors import SourceError
+from pagefault.errors import NotFound, SourceError
 from pagefault.manifest import MANIFEST_NAME
 
 from .conftest import (
@@ -156,3 +156,8 @@ def test_pull_of_a_prefix_brings_every_file_and_skips_unchanged_ones(
     third = pagefault.pull("s3://models/whole/", tmp_path / "out")
     assert third.downloaded == len(b'{"a": 2}') and "config.json" not in third.skipped
     assert (tmp_path / "out" / "config.json").read_bytes() == b'{"a": 2}'
+
+
+def test_missing_bucket_is_named(s3_env: dict[str, str]) -> None:
+    with pytest.raises(NotFound, match="bucket 'no-such-bucket' does not exist"):
+        pagefault.load("s3://no-such-bucket/x/")

@@ -13,11 +13,10 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from pagefault.formats.index import validate_shard_name
 from pagefault.sources import LocalFileSource, Source
-from pagefault.sources.object_store import is_remote
+from pagefault.sources.object_store import is_remote, local_path
 from pagefault.sources.remote_dir import RemoteDirectory
 
 __all__ = ["companion_files", "selected"]
@@ -59,7 +58,7 @@ def _listing(source: str | os.PathLike[str]) -> tuple[list[str], _Opener]:
         if name:
             return [], _no_opener
         return directory.list_names(), lambda n: directory.source(n, any_suffix=True)
-    path = Path(source)
+    path = local_path(source)
     if not path.is_dir():
         return [], _no_opener
     names = sorted(entry.name for entry in path.iterdir() if entry.is_file())

@@ -20,21 +20,24 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from obstore import exceptions as obs_errors
 from obstore.store import AzureStore, GCSStore, HTTPStore, S3Store
 
-from pagefault.errors import ConfigError, NotFound, SourceError
+from pagefault.errors import ConfigError, SourceError
 from pagefault.sources.hub import HUB_SCHEME, hub_store_and_key
 from pagefault.sources.store_errors import first_line
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, GCSConfig, ObjectStore, RetryConfig
 
-__all__ = ["REMOTE_SCHEMES", "is_remote", "store_for_uri"]
+__all__ = ["REMOTE_SCHEMES", "is_remote", "local_path", "store_for_uri"]
 
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "az", HUB_SCHEME)
+_SCHEMES_READ = "pagefault reads local paths, file://, " + ", ".join(
+    f"{scheme}://" for scheme in REMOTE_SCHEMES
+)
 # obstore retries requests (connect errors, 5xx, 429) before any body byte arrives; the
 # source itself resumes bodies that break mid-way (see RemoteSource).
 _RETRY: RetryConfig = {
@@ -42,6 +45,18 @@ _RETRY: RetryConfig = {
     "backoff": {"init_backoff": timedelta(milliseconds=50), "max_backoff": timedelta(seconds=2)},
     "retry_timeout": timedelta(seconds=60),
 }
+
+
+def local_path(source: str | os.PathLike[str]) -> Path:
+    """The path a non-remote ``source`` names: a plain path or a ``file://`` URI; any other
+    scheme is refused here rather than looked up as a strange file name."""
+    text = os.fspath(source)
+    scheme, sep, _ = text.partition("://")
+    if not sep or "/" in scheme:
+        return Path(text)
+    if scheme.lower() == "file":
+        return Path(unquote(urlsplit(text).path))
+    raise ConfigError(f"{text}: unsupported scheme {scheme!r} ({_SCHEMES_READ})")
 
 
 def is_remote(uri: str | os.PathLike[str]) -> bool:
@@ -56,8 +71,17 @@ def store_for_uri(uri: str, settings: Mapping[str, Any] | None = None) -> tuple[
     ``endpoint``, ...); credentials among them are refused: they come from the environment.
     """
     parts = urlsplit(uri)
-    if parts.scheme not in REMOTE_SCHEMES or not parts.netloc:
-        raise NotFound(f"{uri}: not a remote URI (want one of {', '.join(REMOTE_SCHEMES)}://)")
+    if parts.scheme not in REMOTE_SCHEMES:
+        raise ConfigError(f"{uri}: not a remote URI ({_SCHEMES_READ})")
+    if not parts.netloc:
+        where = (
+            "HOST"
+            if parts.scheme.startswith("http")
+            else "ORG/REPO"
+            if parts.scheme == HUB_SCHEME
+            else "BUCKET"
+        )
+        raise ConfigError(f"{uri}: no {where.lower()} given (want {parts.scheme}://{where}/PATH)")
     key = parts.path.lstrip("/")
     extra = _checked_settings(uri, settings or {})
     if parts.scheme == HUB_SCHEME:
@@ -118,6 +142,8 @@ def _bucket_store(scheme: str, bucket: str, settings: dict[str, Any]) -> ObjectS
             or os.environ.get("AWS_ENDPOINT")
         )
         config: dict[str, Any] = {**settings, "endpoint": endpoint} if endpoint else settings
+        if _anonymous_s3():
+            config = {**config, "skip_signature": True}
         options = _client_options(allow_http=bool(endpoint and endpoint.startswith("http://")))
         return S3Store(bucket, config=config, client_options=options, retry_config=_RETRY)  # type: ignore[arg-type]
     if scheme == "gs":
@@ -125,6 +151,22 @@ def _bucket_store(scheme: str, bucket: str, settings: dict[str, Any]) -> ObjectS
     # obstore's Azure emulator mode (AZURE_STORAGE_USE_EMULATOR) allows http by itself.
     options = _client_options(allow_http=False)
     return AzureStore(bucket, config=settings, client_options=options, retry_config=_RETRY)  # type: ignore[arg-type]
+
+
+_AWS_CREDENTIAL_SOURCES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def _anonymous_s3() -> bool:
+    """No credentials in the environment and instance metadata switched off: sign nothing
+    (a public bucket still loads) instead of letting obstore probe 169.254.169.254."""
+    metadata_off = os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() in ("true", "1")
+    return metadata_off and not any(os.environ.get(name) for name in _AWS_CREDENTIAL_SOURCES)
 
 
 def _gcs_store(bucket: str, settings: dict[str, Any]) -> ObjectStore:

@@ -33,7 +33,7 @@ from pagefault.sources.chain import SourceCounters
 from pagefault.sources.describe import ModelDescription, describe, file_name, pick_model_file
 from pagefault.sources.local import LocalFileSource
 from pagefault.sources.memory import MemorySource
-from pagefault.sources.object_store import is_remote
+from pagefault.sources.object_store import is_remote, local_path
 
 __all__ = [
     "SPECULATIVE_HEADER_BYTES",
@@ -106,7 +106,7 @@ def resolve(source: str | os.PathLike[str]) -> ResolvedModel:
     if is_remote(source):
         description = describe(str(source))
         return open_description(description, description.origins())
-    path = Path(source)
+    path = local_path(source)
     if not path.exists():
         raise NotFound(f"{path}: no such file or directory")
     if path.is_dir():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from obstore import exceptions as obs_errors
 
@@ -56,6 +57,15 @@ STORE_ERRORS: dict[type[Exception], StoreFailure] = {
 # obstore reports some refusals as generic errors carrying the HTTP status line.
 _DENIED = ("401 Unauthorized", "403 Forbidden")
 _CREDENTIALS_HINT = "check the credentials in the environment (AWS_*, GOOGLE_*, AZURE_*)"
+_NO_BUCKET = ("NoSuchBucket", "ContainerNotFound", "bucket does not exist")
+# Markers in obstore's debug text (reqwest/hyper error kinds) and what they mean.
+_CAUSES = (
+    ("ConnectionRefused", "connection refused"),
+    ("dns error", "host name not found"),
+    ("ConnectionReset", "connection reset by the origin"),
+    ("TimedOut", "timed out"),
+    ("invalid peer certificate", "TLS certificate not trusted (SSL_CERT_FILE adds a private CA)"),
+)
 
 
 def classify(exc: BaseException) -> StoreFailure:
@@ -64,9 +74,16 @@ def classify(exc: BaseException) -> StoreFailure:
         (STORE_ERRORS[cls] for cls in type(exc).__mro__ if cls in STORE_ERRORS),
         StoreFailure.FAILED,
     )
-    if failure is StoreFailure.FAILED and any(status in str(exc) for status in _DENIED):
+    text = str(exc)
+    if failure is StoreFailure.FAILED and any(status in text for status in _DENIED):
         return StoreFailure.DENIED
+    if failure is StoreFailure.FAILED and ("404 Not Found" in text or _no_bucket(text)):
+        return StoreFailure.MISSING  # a listing's 404 arrives as a generic error
     return failure
+
+
+def _no_bucket(text: str) -> bool:
+    return any(marker in text for marker in _NO_BUCKET)
 
 
 def store_error(exc: BaseException, name: str, *, saving: bool = False) -> PagefaultError:
@@ -77,6 +94,8 @@ def store_error(exc: BaseException, name: str, *, saving: bool = False) -> Pagef
         hint = f"; {_CREDENTIALS_HINT}" if failure is StoreFailure.DENIED else ""
         return CheckpointError(f"{name}: {failure.value}{hint}: {detail}")
     if failure is StoreFailure.MISSING:
+        if _no_bucket(str(exc)):
+            return NotFound(f"{name}: bucket {urlsplit(name).netloc!r} does not exist")
         return NotFound(f"{name}: not found at the origin")
     if failure is StoreFailure.CHANGED:
         return IntegrityError(
@@ -100,5 +119,10 @@ def map_store_errors(name: str, *, saving: bool = False) -> Iterator[None]:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """The message's first line, led by the cause buried in obstore's debug text (a
+    refused connection, a DNS failure ...) that the first line never names."""
+    full = str(exc)
+    text = full.strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    cause = next((label for marker, label in _CAUSES if marker in full), None)
+    return f"{cause} ({line})" if cause else line
