@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -256,11 +257,14 @@ def test_bad_destinations_and_inputs_fail_in_the_call(tmp_path: Path) -> None:
 def test_stale_staging_of_a_dead_process_is_removed(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".ckpt.pagefault-{dead.pid}-0badc0de"
-    stale.mkdir()
-    (stale / "model-00001-of-00001.safetensors.part").write_bytes(b"torn")
+    host = socket.gethostname()
+    for stale in (f".step-1.pagefault-{host}-{dead.pid}-0badc0de", f".ckpt.pagefault-{dead.pid}-1"):
+        (tmp_path / stale).mkdir()  # another checkpoint's name; a name from before hosts
+        (tmp_path / stale / "model-00001-of-00001.safetensors.part").write_bytes(b"torn")
+    elsewhere = tmp_path / f".step-2.pagefault-other-host-{dead.pid}-2"
+    elsewhere.mkdir()  # another machine sharing the filesystem: not ours to judge
     pagefault.save({"a": torch.ones(3)}, tmp_path / "ckpt").wait()
-    assert sorted(os.listdir(tmp_path)) == ["ckpt"]
+    assert sorted(os.listdir(tmp_path)) == [elsewhere.name, "ckpt"]
 
 
 @pytest.mark.cuda

@@ -2,7 +2,7 @@
 
 Shards cannot be renamed over the previous checkpoint's one by one (a crash half way
 would leave a loadable mix of old and new), so the whole checkpoint is written into a
-hidden sibling, ``.<name>.pagefault-<pid>-<token>``, and swapped with ``dest`` in one
+hidden sibling, ``.<name>.pagefault-<host>-<pid>-<token>``, and swapped with ``dest`` in one
 ``renameat2(RENAME_EXCHANGE)``. Until that call ``dest`` is untouched; after it,
 ``dest`` is complete. The old checkpoint, now under the hidden name, is then deleted.
 
@@ -12,10 +12,12 @@ the staging directory hold a loadable subset of the shards either. Plain files i
 ``dest`` that are not weights (``config.json``, tokenizer files, ...) are hard-linked
 into the staging directory just before the swap, so they survive it.
 
-Leftovers of a crashed save are removed by the next save beside the same ``dest``
-once their process is gone. Filesystems without ``RENAME_EXCHANGE`` fall back to two
-renames, with a short window where ``dest`` is missing (the old checkpoint is then
-intact under the hidden name).
+Leftovers of a crashed save (a SIGKILL, an OOM kill, a preemption) are removed by the
+next save into the same parent directory, whatever its name (training names every
+checkpoint anew), once their process is gone from this host; staging directories of
+other hosts sharing the filesystem are left alone. Filesystems without
+``RENAME_EXCHANGE`` fall back to two renames, with a short window where ``dest`` is
+missing (the old checkpoint is then intact under the hidden name).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import errno
 import os
 import secrets
 import shutil
+import socket
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -201,16 +204,31 @@ def _rename_exchange(a: Path, b: Path) -> int:
 
 
 def remove_stale_staging(dest: Path) -> None:
-    """Delete staging directories beside ``dest`` whose process has exited."""
-    prefix = f".{dest.name}.pagefault-"
-    for entry in dest.parent.glob(prefix + "*"):
-        pid = entry.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+    """Delete staging directories beside ``dest`` (any checkpoint name) whose writer, a
+    process of this host, has exited."""
+    for entry in dest.parent.glob(".*" + _STAGING_MARK + "*"):
+        owner = _staging_owner(entry.name)
+        if owner is not None and entry.is_dir() and not process_alive(owner):
             shutil.rmtree(entry, ignore_errors=True)
 
 
+_STAGING_MARK = ".pagefault-"
+_HOST = socket.gethostname().replace("/", "_") or "localhost"
+
+
 def _staging_name(name: str) -> str:
-    return f".{name}.pagefault-{os.getpid()}-{secrets.token_hex(4)}"
+    return f".{name}{_STAGING_MARK}{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _staging_owner(name: str) -> int | None:
+    """The pid that wrote a staging directory of this host (None: not ours to judge)."""
+    without_token = name.rpartition(_STAGING_MARK)[2].rpartition("-")[0]
+    host, _, pid = without_token.rpartition("-")  # no host: a name from before hosts
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return None
+    if host and host != _HOST:
+        return None
+    return int(pid)
 
 
 def _replaced_names(dest: Path) -> set[str]:
