@@ -57,11 +57,11 @@ def _free_port() -> int:
 class AgentProcess:
     """``pagefault agent`` on loopback, sharing the test's node cache."""
 
-    def __init__(self, cache_root: Path, log: Path) -> None:
+    def __init__(self, cache_root: Path, log: Path, *extra: str) -> None:
         self.url = f"http://127.0.0.1:{_free_port()}"
         argv = [sys.executable, "-m", "pagefault", "agent", "--node", "t1"]
         argv += ["--listen", "127.0.0.1:0", "--api", self.url.removeprefix("http://")]
-        argv += ["--stall", "2"]
+        argv += ["--stall", "2", *extra]
         env = {**os.environ, **_cache_env(cache_root), "AWS_EC2_METADATA_DISABLED": "true"}
         with log.open("ab") as out:
             self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -203,3 +203,58 @@ def test_agent_setting_is_validated(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     config.write_text('[swarm]\nagnet = "http://127.0.0.1:7070"\n')
     with pytest.raises(SwarmError, match="agnet"):
         configured_agent({"PAGEFAULT_CONFIG": str(config)})
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[str]:
+    """A coordinator (token ``right``) on loopback with its own Redis."""
+    redis_port, port = _free_port(), _free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    argv = [sys.executable, "-m", "pagefault", "coordinator", "--listen", f"127.0.0.1:{port}"]
+    argv += ["--redis", f"redis://127.0.0.1:{redis_port}/0", "--ca-dir", str(tmp_path / "ca")]
+    with (tmp_path / "coordinator.log").open("ab") as log:
+        server = subprocess.Popen([*argv, "--token", "right"], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                call(f"{url}/v1/swarms", timeout=1, token="right")
+                break
+            except ControlError:
+                assert server.poll() is None, (tmp_path / "coordinator.log").read_text()
+                assert time.monotonic() < deadline, "the coordinator never came up"
+                time.sleep(0.1)
+        yield url
+    finally:
+        for process in (server, redis):
+            process.kill()
+            process.wait()
+
+
+def test_a_wrong_swarm_token_is_said_at_start_and_by_swarm_fetch(
+    served: Path, cache_root: Path, coordinator: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "agent.log"
+    agent = AgentProcess(cache_root, log, "--coordinator", coordinator, "--token", "wrong")
+    try:
+        assert "ERROR no swarm membership (the coordinator refused this node's swarm token" in (
+            log.read_text()
+        )  # logged before the API answered, so before AgentProcess returned
+        with HTTPOrigin(served) as origin:
+            uri = f"{origin.url}/model/"
+            done = subprocess.run(
+                [sys.executable, "-m", "pagefault", "swarm", "fetch", uri, "--agent", agent.url],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=120,
+            )
+        assert done.returncode == 0, done.stderr
+        assert "note: not in a swarm (the coordinator refused" in done.stderr
+        assert "in the node cache" in done.stdout
+    finally:
+        agent.kill()

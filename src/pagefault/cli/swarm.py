@@ -26,7 +26,7 @@ from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, MAX_STRIPES
 
 from .commands import JsonOpt, QuietOpt, app
-from .output import emit_json, fail, progress_bar, stdout_console
+from .output import console, emit_json, fail, progress_bar, stdout_console
 
 __all__ = ["swarm_app"]
 
@@ -161,6 +161,8 @@ def fetch_command(
             f"(origin {model['from_origin']:,}, peers {model['from_peers']:,}, "
             f"uploaded {model['uploaded']:,})"
         )
+        for reason in model["reasons"]:  # why the swarm did not (fully) serve this model
+            console.print(f"[yellow]note[/yellow]: {reason}", highlight=False, soft_wrap=True)
         where = model.get("cache_dir")
         stdout_console().print(
             f"in the node cache ({where}): load it with `pagefault load {uri}`"

@@ -26,6 +26,9 @@ from pagefault.swarm.sockets import cap_unsent_bytes
 
 __all__ = ["Agent", "AgentConfig"]
 
+# libtorrent errors that change nothing: OpenSSL 3 cannot decode the built-in DH
+# parameters, and TLS uses ECDHE anyway.
+_HARMLESS = ("[dh params]",)
 _log = logging.getLogger("pagefault.agent")
 _ALERTS = (
     lt.alert.category_t.error_notification
@@ -76,6 +79,7 @@ class Agent:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._credentials: tuple[bytes, NodeCredentials] | None = None
+        self._solo_reason = "no coordinator configured (--coordinator)"
         self._alerts = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
         self.api = JsonServer(
             [
@@ -104,6 +108,8 @@ class Agent:
             self.peer_address,
             self.api.address,
         )
+        if self.config.coordinator:
+            self._membership()  # a wrong token or an unreachable coordinator: say so now
         return self
 
     def stop(self) -> None:
@@ -124,6 +130,7 @@ class Agent:
                     self.peer_address,
                     self._membership(),
                     cache=self.cache,
+                    solo_reason=self._solo_reason,
                 )
                 self.jobs[job.id] = job
                 job.start()
@@ -139,7 +146,18 @@ class Agent:
                     token=self.config.token,
                 )
             except ControlError as exc:
-                _log.warning("no swarm membership (%s): models come straight from the origin", exc)
+                refused = exc.status in (401, 403)
+                self._solo_reason = (
+                    "the coordinator refused this node's swarm token: check --token or "
+                    "PAGEFAULT_SWARM_TOKEN"
+                    if refused
+                    else f"the coordinator is unreachable: {exc}"
+                )
+                log = _log.error if refused else _log.warning
+                log(
+                    "no swarm membership (%s); models come straight from the origin",
+                    self._solo_reason,
+                )
                 return None
             node = NodeCredentials(reply["cert"].encode(), reply["key"].encode())
             self._credentials = (reply["ca"].encode(), node)
@@ -152,10 +170,13 @@ class Agent:
                 self._dispatch(alert)
 
     def _dispatch(self, alert: Any) -> None:
+        error = bool(alert.category() & lt.alert.category_t.error_notification)
+        if error and any(marker in alert.message() for marker in _HARMLESS):
+            return
         handle = getattr(alert, "handle", None)
         job = self._job_for(handle) if handle is not None else None
         if job is None:
-            if alert.category() & lt.alert.category_t.error_notification:
+            if error:
                 _log.warning("libtorrent: %s", alert.message())
             return
         if isinstance(alert, lt.piece_finished_alert):
@@ -171,7 +192,7 @@ class Agent:
             _log.info("swarm %s: %s", job.id, alert.message())
         elif isinstance(alert, lt.hash_failed_alert):
             _log.warning("swarm %s: piece %d failed its hash", job.id, alert.piece_index)
-        elif alert.category() & lt.alert.category_t.error_notification:
+        elif error:
             _log.warning("swarm %s: %s", job.id, alert.message())
 
     def _job_for(self, handle: Any) -> ModelJob | None:

@@ -70,6 +70,7 @@ class ModelJob:
         credentials: tuple[bytes, NodeCredentials] | None,
         *,
         cache: NodeCache | None = None,
+        solo_reason: str = "no coordinator configured",
     ) -> None:
         self.uri = uri
         self.cache = cache  # where admitted pieces go, for every process on the node
@@ -78,6 +79,7 @@ class ModelJob:
         self.settings = settings
         self.address = address  # this node's libtorrent listener, as peers reach it
         self.credentials = credentials  # (CA PEM, this node's certificate); None: no swarm
+        self.solo_reason = solo_reason  # why there is no swarm, when there is none
         self.save_path = settings.data_dir / self.id
         self.state = "starting"
         self.reasons: list[str] = []
@@ -340,7 +342,7 @@ class ModelJob:
         """Heartbeat, follow placement changes, fetch from the origin when that is the job."""
         assert self.feeder is not None and self.handle is not None
         if self.credentials is None:
-            why = "no coordinator (no swarm membership): fetching directly from the origin"
+            why = f"not in a swarm ({self.solo_reason}): fetching directly from the origin"
             self.reasons.append(why)
             self.feeder.start(why)
         while not self._stop.is_set():
