@@ -56,7 +56,11 @@ class VerifyReport:
 
 
 def verify(
-    source: PathLike, *, threads: int | None = None, on_progress: Progress | None = None
+    source: PathLike,
+    *,
+    threads: int | None = None,
+    on_progress: Progress | None = None,
+    on_total: Progress | None = None,
 ) -> VerifyReport:
     """Hash every piece of ``source`` and compare with its ``pagefault.manifest.json``."""
     with resolve(source) as model:
@@ -69,6 +73,8 @@ def verify(
         listed = {f.name for f in model.pieces.files}
         sources = [s for s, n in zip(sources, names, strict=True) if n in listed]
         names = [n for n in names if n in listed]
+        if on_total is not None:
+            on_total(sum(s.size() for s in sources))
         actual = digest_files(
             sources,
             names,

@@ -14,11 +14,12 @@ from pagefault.cache import NodeCache, config_path, manage
 from pagefault.errors import PagefaultError
 
 from .commands import JsonOpt, QuietOpt, app
-from .output import emit_json, fail, progress_bar, stdout_console
+from .output import emit_json, fail, plural, progress_bar, stdout_console
 
 __all__ = ["cache_app"]
 
 cache_app = typer.Typer(
+    rich_markup_mode=None,  # plain help: no '<bool>' on every flag
     help="The node cache (RAM tier in /dev/shm, disk tier) in front of remote origins.",
     no_args_is_help=True,
 )
@@ -35,14 +36,18 @@ def ls_command(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"models": [dataclasses.asdict(e) for e in found]})
         return
+    out = stdout_console()
+    if not found:
+        out.print(f"no cached models ({_tier_summary(cache)})")
+        return
     table = Table()
     for column in ("uri", "bytes", *(t.name for t in cache.tiers), "pinned", "last loaded"):
         table.add_column(column, overflow="fold")
     for e in found:
         held = [f"{e.cached.get(t.name, 0) / max(e.bytes, 1):.0%}" for t in cache.tiers]
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.updated))
-        table.add_row(e.uri, f"{e.bytes:,}", *held, "yes" if e.pinned else "", when)
-    stdout_console().print(table)
+        table.add_row(e.uri, f"{e.bytes:,}", *held, "yes" if e.pinned else "", _when(e.updated))
+    out.print(table)
+    out.print(_tier_summary(cache))
 
 
 @cache_app.command("info")
@@ -67,9 +72,16 @@ def info_command(
         )
         return
     out = stdout_console()
-    out.print(f"config file: {config_path()}")
+    where = config_path()
+    out.print(
+        f"config file: {where}"
+        if where.exists()
+        else f"config file: none ({where} absent: defaults apply)"
+    )
     for t in tiers:
-        out.print(f"{t.name:>4}: {t.root}  {t.used:,} of {t.capacity:,} bytes ({t.pieces} pieces)")
+        pieces = plural(t.pieces, "piece")
+        out.print(f"{t.name:>4}: {t.root}  {t.used:,} of {t.capacity:,} bytes ({pieces})")
+    out.print(RAM_TIER_NOTE)
 
 
 @cache_app.command("pin")
@@ -152,4 +164,41 @@ def _print(payload: dict[str, Any], as_json: bool) -> None:
         return
     out = stdout_console()
     for key, value in payload.items():
-        out.print(f"{key}: {value}")
+        out.print(f"{key.replace('_', ' ')}: {_human(key, value)}", highlight=False)
+
+
+def _human(key: str, value: Any) -> str:
+    """A value as a person reads it: 1,234 bytes, a local time, yes/no, lists joined."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key in _TIMES and isinstance(value, int | float):
+        return _when(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        if {"name", "used", "capacity"} <= value.keys():  # a tier
+            return f"{value['name']} {value['used']:,} of {value['capacity']:,} bytes"
+        return ", ".join(f"{k} {_human(k, v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return "; ".join(_human(key, item) for item in value) or "none"
+    return str(value)
+
+
+_TIMES = frozenset({"updated"})
+RAM_TIER_NOTE = (
+    "The RAM tier is shared memory (/dev/shm): it counts against the node's memory until "
+    "evicted, and survives restarts. Every remote load and inspect fills it, up to its "
+    "capacity (a quarter of /dev/shm by default; PAGEFAULT_CACHE_RAM_CAPACITY=0 turns it off)."
+)
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def _tier_summary(cache: NodeCache) -> str:
+    return "; ".join(
+        f"{t.name} tier {t.root}: {t.used:,} of {t.capacity:,} bytes" for t in manage.tiers(cache)
+    )

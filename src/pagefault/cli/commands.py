@@ -11,6 +11,7 @@ from rich.table import Table
 
 from pagefault import __version__ as pagefault_version
 from pagefault import api  # lazy: torch loads only for commands that load tensors
+from pagefault.cache.config import load_config
 from pagefault.errors import PagefaultError
 from pagefault.manifest import Manifest
 from pagefault.pipeline.stats import LoadStats
@@ -22,6 +23,7 @@ from .output import console, emit_json, fail, parse_size, progress_bar, stdout_c
 __all__ = ["app"]
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain help: no '<bool>' on every flag
     cls=PagefaultGroup,
     help="Move model weights from storage into CPU/GPU memory at the hardware limit.",
     no_args_is_help=True,
@@ -108,6 +110,9 @@ def load(
         emit_json({"path": str(path), **tensors.stats.to_dict()})
     else:
         _print_stats(path, tensors.stats)
+        fetched = sum(tensors.stats.bytes_by_source.get(k, 0) for k in ("origin", "peers"))
+        if fetched and cache is not False:
+            _print_cache_note()
 
 
 @app.command(name="inspect")
@@ -199,6 +204,19 @@ def _print_stats(path: str, stats: LoadStats) -> None:
     out.print(
         "read/verify/copy/stall: summed over I/O threads; wait: caller waiting for tensors"
         + ("" if stats.verified else "; pieces not verified")
+    )
+
+
+def _print_cache_note() -> None:
+    """Where a remote load's bytes stayed: users should know their RAM holds a copy."""
+    config = load_config()
+    if not config.enabled:
+        return
+    ram = f"the RAM tier {config.ram_dir} (shared memory) and " if config.ram_dir else ""
+    stdout_console().print(
+        f"kept in {ram}the disk tier {config.disk_dir} for the next load on this node; "
+        "`pagefault cache ls` lists it, PAGEFAULT_CACHE_RAM_CAPACITY=0 keeps RAM free",
+        highlight=False,
     )
 
 

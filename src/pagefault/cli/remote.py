@@ -16,7 +16,10 @@ from .output import console, emit_json, fail, parse_size, plural, progress_bar, 
 
 __all__ = ["manifest_app"]
 
-manifest_app = typer.Typer(help="Piece manifests (per-piece digests) that loads verify against.")
+manifest_app = typer.Typer(
+    rich_markup_mode=None,  # plain help: no '<bool>' on every flag
+    help="Piece manifests (per-piece digests) that loads verify against.",
+)
 app.add_typer(manifest_app, name="manifest")
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="Concurrent reads (default: 16)")]
 
@@ -52,6 +55,7 @@ def build_command(
                 threads=threads,
                 piece_hash=piece_hash,
                 on_progress=bar.advance,
+                on_total=bar.set_total,
             )
         where = write_piece_manifest(manifest, out or default_manifest_location(source))
     except PagefaultError as exc:
@@ -81,7 +85,9 @@ def verify_command(
     """Check every piece of a model against its pagefault.manifest.json (exit 1 on mismatch)."""
     try:
         with progress_bar("verifying", enabled=not (quiet or as_json)) as bar:
-            report = verify(source, threads=threads, on_progress=bar.advance)
+            report = verify(
+                source, threads=threads, on_progress=bar.advance, on_total=bar.set_total
+            )
     except PagefaultError as exc:
         fail(exc, as_json=as_json)
     bad = [{"file": name, "piece": index} for name, index in report.bad_pieces]
@@ -132,6 +138,7 @@ def pull_command(
                 include=include or (),
                 exclude=exclude or (),
                 on_progress=bar.advance,
+                on_total=bar.set_total,
             )
     except PagefaultError as exc:
         fail(exc, as_json=as_json)

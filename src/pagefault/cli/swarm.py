@@ -30,7 +30,11 @@ from .output import console, emit_json, fail, progress_bar, stdout_console
 
 __all__ = ["swarm_app"]
 
-swarm_app = typer.Typer(help="Fleet-wide P2P distribution (status, fetch).", no_args_is_help=True)
+swarm_app = typer.Typer(
+    rich_markup_mode=None,  # plain help: no '<bool>' on every flag
+    help="Fleet-wide P2P distribution (status, fetch).",
+    no_args_is_help=True,
+)
 app.add_typer(swarm_app, name="swarm")
 TokenOpt = Annotated[
     str | None,

@@ -95,6 +95,11 @@ class _PartialFile:
             self._log.flush()
             self.done.add(index)
 
+    def kept_bytes(self) -> int:
+        """Bytes an interrupted pull already journaled (re-checked before reuse)."""
+        size = self.source.size()
+        return sum(min(self.piece_size, size - i * self.piece_size) for i in self.done)
+
     def read_piece(self, index: int) -> bytes:
         start = index * self.piece_size
         return os.pread(self._fd, min(self.piece_size, self.source.size() - start), start)
@@ -119,9 +124,14 @@ def pull_model(
     threads: int,
     extra: Sequence[tuple[str, Source]] = (),
     on_progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> PullResult:
     """Download every file of ``model``, then the ``extra`` files (configs, tokenizers)
-    into ``dest``; see the module docstring. Files a previous pull finished are skipped."""
+    into ``dest``; see the module docstring. Files a previous pull finished are skipped.
+
+    ``on_total(nbytes)`` is called once, before any transfer, with what is still to
+    fetch; ``on_progress`` then counts fetched bytes only (kept pieces and skipped files
+    would make a speed readout lie)."""
     started = time.perf_counter()
     target = Path(dest)
     try:
@@ -140,13 +150,14 @@ def pull_model(
         for name, source in files
         if record.finished(name, source) or _matches_manifest(model, target / name, threads)
     ]
-    if on_progress is not None:
-        on_progress(sum(s.size() for n, s in files if n in result.skipped))
     parts = [
         _PartialFile(target, name, source, piece_size)
         for name, source in files
         if name not in result.skipped
     ]
+    if on_total is not None:
+        kept = sum(part.kept_bytes() for part in parts)
+        on_total(sum(p.source.size() for p in parts) - kept + sum(s.size() for _, s in extra))
     try:
         _fetch_all(model, parts, threads=threads, result=result, on_progress=on_progress)
         for part in parts:
@@ -209,12 +220,12 @@ def _copy_extra(
             write_atomic(target / name, _chunks(source, size))
             with lock:
                 result.downloaded += size
+            if on_progress is not None:
+                on_progress(size)
         with lock:
             record.add(name, source)
             result.files.append(name)
             result.bytes += size
-        if on_progress is not None:
-            on_progress(size)
 
     map_pieces(copy, extra, threads=threads, name="pull-extra")
 
@@ -252,8 +263,8 @@ def _fetch_all(
             part.write_piece(index, data)
             with lock:
                 result.downloaded += len(data)
-        if on_progress is not None:
-            on_progress(min(part.piece_size, part.source.size() - index * part.piece_size))
+            if on_progress is not None:
+                on_progress(len(data))
 
     map_pieces(fetch, jobs, threads=threads, name="pull")
 

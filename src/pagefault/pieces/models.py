@@ -36,6 +36,7 @@ def make_piece_manifest(
     threads: int | None = None,
     piece_hash: PieceHash = SHA256,
     on_progress: Progress | None = None,
+    on_total: Progress | None = None,
 ) -> PieceManifest:
     """Hash every piece of a model (local or remote): its shards and its index.
 
@@ -46,6 +47,8 @@ def make_piece_manifest(
     check_algorithm(piece_hash, where="piece_hash")
     with resolve(source) as model:
         sources, names = model_files(model)
+        if on_total is not None:
+            on_total(sum(s.size() for s in sources))
         digests = digest_files(
             sources,
             names,
@@ -65,6 +68,7 @@ def pull(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     on_progress: Progress | None = None,
+    on_total: Progress | None = None,
 ) -> PullResult:
     """Download a model (file, index or prefix) into the directory ``dest``.
 
@@ -73,7 +77,8 @@ def pull(
     again after an interruption and finished pieces are kept; files a previous pull
     finished (same size and origin version) are skipped. When ``source`` is a directory
     or prefix, its other files (``config.json``, tokenizer files ...) come too, filtered
-    by the ``include``/``exclude`` globs on their names.
+    by the ``include``/``exclude`` globs on their names. ``on_total(nbytes)``: once, the
+    bytes still to fetch; ``on_progress(nbytes)``: as they arrive.
     """
     workers = threads_for(threads)
     with resolve(source) as model:
@@ -82,7 +87,14 @@ def pull(
             taken.add(model.index.name)
         extra = companion_files(source, taken=taken, include=include, exclude=exclude)
         try:
-            return pull_model(model, dest, threads=workers, extra=extra, on_progress=on_progress)
+            return pull_model(
+                model,
+                dest,
+                threads=workers,
+                extra=extra,
+                on_progress=on_progress,
+                on_total=on_total,
+            )
         finally:
             for _, companion in extra:
                 companion.close()

@@ -177,6 +177,7 @@ def _open_mapped(
         piece_size=_piece_size(model, verifier, tuning.request_size),
     )
     stats.mode, stats.threads, stats.request_size = "mapped", tuning.threads, tuning.request_size
+    stats.pages = "file-mapping"  # private copy-on-write views of the page cache
     read_ahead = ReadAhead(model.sources, plan.tasks).start()
     runner = PopulateRunner(
         sources,
@@ -328,6 +329,7 @@ def _allocate(
         stats.pages = arena.pages
         return destinations
     _check_device(device)
+    stats.pages = "device"
     return device_destinations(entries, dtypes, device)
 
 

@@ -32,7 +32,9 @@ class LoadStats:
     # bytes by where they came from: local, ram, disk, peers (the swarm), origin
     bytes_by_source: dict[str, int] = field(default_factory=dict)
     corrupt_pieces: int = 0  # caught by their digest and read again from the next source
-    pages: str = ""  # what backs a CPU arena: hugetlb-pool, huge-pages or small-pages
+    # what backs the tensors: hugetlb-pool, huge-pages or small-pages (a private arena),
+    # file-mapping (mapped), device (CUDA), "" (load_into's existing tensors only)
+    pages: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _counters: SourceCounters | None = field(default=None, repr=False, compare=False)
 
