@@ -9,7 +9,7 @@ lint:
 	mypy src
 
 bench:
-	python bench/load_bench.py --size 4GiB --shards 2 --out bench/results/load-4GiB.json
+	python bench/load_bench.py --size 4GiB --shards 2 --wide --out bench/results/load-4GiB.json
 
 bench-quick:
 	python bench/load_bench.py --size 1GiB --shards 2 --no-cold

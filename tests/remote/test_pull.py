@@ -92,3 +92,32 @@ def test_cli_pull_json(model_copy: Path, tmp_path: Path) -> None:
     payload = json.loads(outcome.stdout)
     assert payload["verified"] is False and payload["files"] == ["model.safetensors"]
     assert MANIFEST_NAME not in os.listdir(tmp_path / "d")
+
+
+def test_ctrl_c_stops_a_pull_at_once_and_says_how_to_resume(
+    model_copy: Path, tmp_path: Path
+) -> None:
+    publish(model_copy / "sharded")
+    dest = tmp_path / "dest"
+    with HTTPOrigin(model_copy, bandwidth=1e6) as origin:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "pagefault", "pull", f"{origin.url}/sharded", str(dest), "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while child.poll() is None and journaled(dest) < 2 and time.monotonic() < deadline:
+            os.sched_yield()
+        assert child.poll() is None, "the pull finished before it could be interrupted"
+        interrupted = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+        stopped_in = time.monotonic() - interrupted
+        origin.bandwidth = None
+        resumed = pagefault.pull(f"{origin.url}/sharded", dest)
+    assert child.returncode == 130
+    assert stderr.strip().splitlines() == ["error (Interrupted): interrupted; re-run to resume"]
+    assert stopped_in < 0.5, stopped_in  # in-flight reads are not waited for
+    same_files(dest, model_copy / "sharded")
+    assert resumed.downloaded < resumed.bytes
