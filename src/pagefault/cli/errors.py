@@ -26,6 +26,13 @@ INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report it
 DEBUG_ENV = "PAGEFAULT_DEBUG"
 
 
+def _interrupted(as_json: bool) -> None:
+    report_error("Interrupted", "interrupted; re-run to resume", as_json=as_json)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED_EXIT)  # do not wait for I/O threads: their work is journaled
+
+
 class PagefaultGroup(TyperGroup):
     """The root command: runs a command and reports whatever it raises, typed."""
 
@@ -43,6 +50,8 @@ class PagefaultGroup(TyperGroup):
         try:
             result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
+            if code == INTERRUPTED_EXIT:  # typer turns Ctrl-C into this exit code
+                _interrupted(as_json)
         except typer.Exit as exc:
             code = exc.exit_code
         except typer.TyperException as exc:  # usage: unknown option, bad value, missing argument
@@ -51,10 +60,7 @@ class PagefaultGroup(TyperGroup):
                 report_error("UsageError", message, as_json=as_json)
             code = 2
         except (typer.Abort, KeyboardInterrupt):
-            report_error("Interrupted", "interrupted; re-run to resume", as_json=as_json)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(INTERRUPTED_EXIT)  # do not wait for I/O threads: their work is journaled
+            _interrupted(as_json)
         except PagefaultError as exc:
             report_error(type(exc).__name__, str(exc), as_json=as_json)
             code = 2

@@ -35,22 +35,25 @@ def map_pieces(
     """``[work(job) for job in jobs]`` on ``threads`` threads, results in job order.
 
     The first error cancels the jobs not yet started and is raised once the (at most
-    ``threads``) running ones return.
+    ``threads``) running ones return. Ctrl-C returns at once, leaving the running jobs
+    to finish (or die with the process) on their own.
 
     >>> map_pieces(lambda n: n * n, range(5), threads=2, name="square")
     [0, 1, 4, 9, 16]
     """
     numbered = iter(enumerate(jobs))
     results: dict[int, Result] = {}
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix=f"pagefault-{name}") as pool:
-        pending: dict[Future[Result], int] = {}
+    pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix=f"pagefault-{name}")
+    pending: dict[Future[Result], int] = {}
+    interrupted = False
 
-        def refill() -> None:
-            for index, job in numbered:
-                pending[pool.submit(work, job)] = index
-                if len(pending) >= 2 * max(1, threads):
-                    return
+    def refill() -> None:
+        for index, job in numbered:
+            pending[pool.submit(work, job)] = index
+            if len(pending) >= 2 * max(1, threads):
+                return
 
+    try:
         refill()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -63,4 +66,9 @@ def map_pieces(
                     raise error
                 results[index] = future.result()
             refill()
+    except (KeyboardInterrupt, SystemExit):
+        interrupted = True  # Ctrl-C: return now; the running jobs' work is journaled
+        raise
+    finally:
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
     return [results[index] for index in range(len(results))]
