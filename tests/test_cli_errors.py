@@ -98,3 +98,15 @@ def test_written_files_honour_the_umask(single_checkpoint: Path, tmp_path: Path)
     ]
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in written}
     assert set(modes.values()) == {0o644}, modes
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["load", "--help"], ["cache", "ls", "--help"]])
+def test_help_is_plain_with_no_bool_placeholders(argv: list[str]) -> None:
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0 and "--json" in result.stdout or "Commands" in result.stdout
+    assert "<bool>" not in result.stdout
+
+
+def test_json_of_a_mapped_load_names_what_backs_it(single_checkpoint: Path) -> None:
+    result = runner.invoke(app, ["load", str(single_checkpoint), "--mmap", "--json"])
+    assert json.loads(result.stdout)["pages"] == "file-mapping"

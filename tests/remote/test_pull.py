@@ -53,7 +53,7 @@ def test_pull_refuses_corrupt_bytes_and_leaves_nothing_loadable(
     publish(model_copy / "sharded")
     flip_byte(sorted((model_copy / "sharded").glob("*.safetensors"))[0], 1000)
     dest = tmp_path / "dest"
-    with HTTPOrigin(model_copy) as origin, pytest.raises(IntegrityError):
+    with HTTPOrigin(model_copy) as origin, pytest.raises(IntegrityError, match="re-run to resume"):
         pagefault.pull(origin.url + "/sharded", dest)
     assert not [p for p in dest.iterdir() if not p.name.startswith(".")]
 

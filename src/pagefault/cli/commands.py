@@ -18,7 +18,7 @@ from pagefault.pipeline.stats import LoadStats
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 
 from .errors import PagefaultGroup
-from .output import console, emit_json, fail, parse_size, progress_bar, stdout_console
+from .output import console, emit_json, fail, parse_size, plural, progress_bar, stdout_console
 
 __all__ = ["app"]
 
@@ -139,8 +139,8 @@ def inspect_command(path: PathArg, as_json: JsonOpt = False) -> None:
     out = stdout_console()  # tables go to stdout
     out.print(table)
     out.print(
-        f"{len(manifest.tensors)} tensors, {manifest.total_bytes:,} bytes, "
-        f"{len(manifest.files)} files, model id {manifest.model_id[:16]}"
+        f"{plural(len(manifest.tensors), 'tensor')}, {manifest.total_bytes:,} bytes, "
+        f"{plural(len(manifest.files), 'file')}, model id {manifest.model_id[:16]}"
     )
 
 
@@ -170,7 +170,7 @@ def synth(
     else:
         console.print(
             f"wrote {target} ({manifest.total_bytes:,} bytes, "
-            f"{len(manifest.tensors)} tensors, {len(manifest.files)} files)"
+            f"{plural(len(manifest.tensors), 'tensor')}, {plural(len(manifest.files), 'file')})"
         )
 
 
@@ -184,7 +184,7 @@ def _print_stats(path: str, stats: LoadStats) -> None:
     out = stdout_console()
     memory = f" in {stats.pages} memory" if stats.pages else ""
     where = f"to {stats.device} ({stats.mode}){memory}"
-    out.print(f"loaded {stats.tensors} tensors from {path} {where}")
+    out.print(f"loaded {plural(stats.tensors, 'tensor')} from {path} {where}")
     table = Table(
         "bytes", "seconds", "GB/s", "read s", "verify s", "copy s", "stall s", "wait s", "threads"
     )

@@ -60,6 +60,7 @@ def build_command(
         where = write_piece_manifest(manifest, out or default_manifest_location(source))
     except PagefaultError as exc:
         fail(exc, as_json=as_json)
+    pieces = sum(len(f.pieces) for f in manifest.files)
     summary = {
         "manifest": where,
         "manifest_id": manifest.manifest_id,
@@ -67,14 +68,14 @@ def build_command(
         "bytes": manifest.total_bytes,
         "piece_size": manifest.piece_size,
         "hash": manifest.algorithm,
-        "pieces": sum(len(f.pieces) for f in manifest.files),
+        "pieces": pieces,
     }
     if as_json:
         emit_json(summary)
     else:
         stdout_console().print(
-            f"wrote {where}: {summary['files']} files, {summary['bytes']:,} bytes, "
-            f"{summary['pieces']} pieces of {manifest.piece_size:,} bytes"
+            f"wrote {where}: {plural(len(manifest.files), 'file')}, {manifest.total_bytes:,} "
+            f"bytes, {plural(pieces, 'piece')} of {manifest.piece_size:,} bytes"
         )
 
 
@@ -102,11 +103,12 @@ def verify_command(
             }
         )
     elif report.ok:
-        stdout_console().print(f"ok: {report.files} files, {report.bytes:,} bytes match")
+        files = plural(report.files, "file")
+        stdout_console().print(f"ok: {files}, {report.bytes:,} bytes match")
     else:
         for item in bad:
             console.print(f"[red]mismatch[/red] {item['file']} piece {item['piece']}")
-        console.print(f"{len(bad)} pieces do not match the manifest")
+        console.print(f"{plural(len(bad), 'piece')} do not match the manifest")
     if not report.ok:
         raise typer.Exit(1)
 
