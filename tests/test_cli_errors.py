@@ -103,7 +103,7 @@ def test_written_files_honour_the_umask(single_checkpoint: Path, tmp_path: Path)
 @pytest.mark.parametrize("argv", [["--help"], ["load", "--help"], ["cache", "ls", "--help"]])
 def test_help_is_plain_with_no_bool_placeholders(argv: list[str]) -> None:
     result = runner.invoke(app, argv)
-    assert result.exit_code == 0 and "--json" in result.stdout or "Commands" in result.stdout
+    assert result.exit_code == 0 and "--help" in result.stdout
     assert "<bool>" not in result.stdout
 
 
