@@ -80,6 +80,17 @@ class AgentProcess:
         self.process.wait()
 
 
+def swarm_fetch(uri: str, agent_url: str) -> subprocess.CompletedProcess[str]:
+    """``pagefault swarm fetch`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "pagefault", "swarm", "fetch", uri, "--agent", agent_url],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
 @pytest.fixture
 def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "cache"
@@ -137,13 +148,8 @@ def test_swarm_fetch_fills_the_node_cache_for_any_process(
 ) -> None:
     with HTTPOrigin(served) as origin:
         uri = f"{origin.url}/model/"
-        fetched = subprocess.run(
-            [sys.executable, "-m", "pagefault", "swarm", "fetch", uri, "--agent", agent.url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
+        fetched = swarm_fetch(uri, agent.url)
+        assert fetched.returncode == 0, fetched.stderr
         assert "in the node cache" in fetched.stdout
         sent = origin.bytes_sent
         loaded = pagefault.stream(uri, cache=True)
@@ -245,14 +251,7 @@ def test_a_wrong_swarm_token_is_said_at_start_and_by_swarm_fetch(
             log.read_text()
         )  # logged before the API answered, so before AgentProcess returned
         with HTTPOrigin(served) as origin:
-            uri = f"{origin.url}/model/"
-            done = subprocess.run(
-                [sys.executable, "-m", "pagefault", "swarm", "fetch", uri, "--agent", agent.url],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=120,
-            )
+            done = swarm_fetch(f"{origin.url}/model/", agent.url)
         assert done.returncode == 0, done.stderr
         assert "note: not in a swarm (the coordinator refused" in done.stderr
         assert "in the node cache" in done.stdout

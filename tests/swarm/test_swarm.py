@@ -83,7 +83,7 @@ def test_unreachable_coordinator_means_direct_from_the_origin(model: Path) -> No
         metrics = _scrape(bed, bed.nodes[0])
     for node in result["nodes"].values():
         assert node["from_origin"] == size
-        assert any("no coordinator" in r for r in node["reasons"])
+        assert any("the coordinator is unreachable" in r for r in node["reasons"])
     swarm = result["nodes"]["n1"]["id"]
     assert metrics[("pagefault_swarm_received_bytes_total", swarm, "origin")] == size
     assert metrics[("pagefault_swarm_received_bytes_total", swarm, "peers")] == 0
