@@ -89,3 +89,23 @@ def test_include_and_exclude_pick_the_other_files(
     assert "config.json" in names and "tokenizer.json" not in names and "vocab.txt" not in names
     assert {f.name for f in pagefault.inspect(url).files} <= names  # weights always come
     assert "config.json" in result.files
+
+
+def test_progress_knows_its_total_and_counts_only_fetched_bytes(
+    plain_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """What a progress bar needs: the total first, then only bytes that moved (bytes kept
+    from an earlier pull would make the speed readout lie)."""
+    url, _ = plain_server
+    for _ in range(2):  # a fresh pull, then one that skips the weights
+        events: list[tuple[str, int]] = []
+        record = events.append
+        result = pagefault.pull(
+            url,
+            tmp_path / "out",
+            on_total=lambda n, record=record: record(("total", n)),
+            on_progress=lambda n, record=record: record(("progress", n)),
+        )
+        assert events[0][0] == "total" and [kind for kind, _ in events].count("total") == 1
+        moved = sum(n for kind, n in events if kind == "progress")
+        assert events[0][1] == moved == result.downloaded
