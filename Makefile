@@ -1,4 +1,4 @@
-.PHONY: test lint bench bench-quick bench-remote bench-cache bench-save bench-save-quick bench-swarm bench-swarm-load
+.PHONY: test lint bench bench-compile bench-quick bench-remote bench-cache bench-save bench-save-quick bench-swarm bench-swarm-load
 
 test:
 	python -m pytest
@@ -29,6 +29,9 @@ bench-save-quick:
 
 bench-swarm:
 	python bench/swarm_bench.py --nodes 1,4,8,16 --out bench/results/swarm-64MiB-25mbit-chain.json
+
+bench-compile:
+	python bench/compile_bench.py --out bench/results/compile-cpu.json
 
 bench-swarm-load:
 	python bench/swarm_bench.py --nodes 1,4,8,16 --load --out bench/results/swarm-load-64MiB-25mbit.json

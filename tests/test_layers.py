@@ -21,7 +21,7 @@ RANKS = {
     "sources": 3, "synthetic": 3,
     "pieces": 4, "tensors": 4,
     "cache": 5, "swarm": 6,
-    "pipeline": 7,
+    "pipeline": 7, "compile": 7,
     "checkpoint": 8,
     "api": 9,
     "cli": 10, "testing": 10, "__init__": 10, "__main__": 11,

@@ -42,6 +42,8 @@ EXPECTED = {
     "pull",
     "verify",
     "write_piece_manifest",
+    "compile_cache",
+    "CompileStats",
 }
 
 

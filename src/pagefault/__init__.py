@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the names below load on first use: see pagefault._lazy
     )
     from pagefault.cache import CacheConfig, NodeCache
     from pagefault.checkpoint import SaveHandle
+    from pagefault.compile import CompileStats, compile_cache
     from pagefault.manifest import Manifest, PieceManifest, TensorEntry
     from pagefault.pieces.download import PullResult
     from pagefault.pipeline import LoadStats, TensorStream
@@ -45,6 +46,8 @@ if TYPE_CHECKING:  # the names below load on first use: see pagefault._lazy
 _EXPORTS = {
     **_API_EXPORTS,
     "CacheConfig": "pagefault.cache",
+    "CompileStats": "pagefault.compile",
+    "compile_cache": "pagefault.compile",
     "LoadStats": "pagefault.pipeline.stats",
     "Manifest": "pagefault.manifest",
     "NodeCache": "pagefault.cache",
@@ -62,6 +65,7 @@ __all__ = [
     "CacheConfig",
     "CacheError",
     "CheckpointError",
+    "CompileStats",
     "ConfigError",
     "FormatError",
     "IncompatibleKeys",
@@ -82,6 +86,7 @@ __all__ = [
     "TensorStream",
     "VerifyReport",
     "__version__",
+    "compile_cache",
     "inspect",
     "load",
     "load_into",

@@ -1,0 +1,168 @@
+"""Where compile bundles live: the node cache, an object store, or Redis.
+
+Every store keeps bundles content-addressed (``<key>/<sha256>.tar``) plus a ``latest``
+pointer per key; a writer stores the bundle first and moves the pointer last, so a
+reader never sees a pointer to a missing or partial bundle, and two writers racing
+leave one complete bundle current. Stores answer ``None`` for a miss; failures
+(unreachable, refused) raise ``CacheError`` for the caller to report and skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import obstore
+from obstore.store import LocalStore
+
+from pagefault.errors import CacheError, ConfigError, PagefaultError
+from pagefault.sources.object_store import store_for_uri
+from pagefault.sources.store_errors import first_line
+from pagefault.system.files import write_atomic
+
+__all__ = [
+    "STORE_ENV",
+    "BundleStore",
+    "DirectoryStore",
+    "ObjectBundleStore",
+    "RedisBundleStore",
+    "open_store",
+]
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+T = TypeVar("T")
+STORE_ENV = "PAGEFAULT_COMPILE_STORE"
+_REDIS_TIMEOUT_S = 3.0
+
+
+class BundleStore(Protocol):
+    name: str
+
+    def latest(self, key: str) -> str | None: ...
+    def get(self, key: str, digest: str) -> bytes | None: ...
+    def put(self, key: str, digest: str, data: bytes) -> None: ...
+
+
+class DirectoryStore:
+    """Bundles in a local directory (the node cache's ``compile/bundles``)."""
+
+    def __init__(self, root: Path, *, name: str = "node") -> None:
+        self.root, self.name = root, name
+
+    def latest(self, key: str) -> str | None:
+        try:
+            return (self.root / key / "latest").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def get(self, key: str, digest: str) -> bytes | None:
+        try:
+            return (self.root / key / f"{digest}.tar").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, digest: str, data: bytes) -> None:
+        (self.root / key).mkdir(parents=True, exist_ok=True)
+        write_atomic(self.root / key / f"{digest}.tar", [data])
+        write_atomic(self.root / key / "latest", [digest.encode()])
+
+
+class ObjectBundleStore:
+    """Bundles under a prefix of ``file://``, ``s3://``, ``gs://`` or ``az://`` (obstore;
+    credentials from the environment, as for model loads)."""
+
+    def __init__(self, uri: str) -> None:
+        self.name = uri
+        self._store: ObjectStore
+        if uri.startswith("file://"):
+            root = Path(uri.removeprefix("file://"))
+            root.mkdir(parents=True, exist_ok=True)
+            self._store, self._prefix = LocalStore(root), ""
+        else:
+            self._store, prefix = store_for_uri(uri)
+            self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def latest(self, key: str) -> str | None:
+        data = self._read(f"{key}/latest")
+        return data.decode().strip() if data else None
+
+    def get(self, key: str, digest: str) -> bytes | None:
+        return self._read(f"{key}/{digest}.tar")
+
+    def put(self, key: str, digest: str, data: bytes) -> None:
+        try:
+            obstore.put(self._store, f"{self._prefix}{key}/{digest}.tar", data)
+            obstore.put(self._store, f"{self._prefix}{key}/latest", digest.encode())
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise CacheError(
+                f"{self.name}: cannot store a compile bundle: {first_line(exc)}"
+            ) from exc
+
+    def _read(self, path: str) -> bytes | None:
+        try:
+            return bytes(obstore.get(self._store, self._prefix + path).bytes())
+        except (FileNotFoundError, obstore.exceptions.NotFoundError):
+            return None
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise CacheError(f"{self.name}: {first_line(exc)}") from exc
+
+
+class RedisBundleStore:
+    """Bundles as Redis values (``pagefault:compile:<key>:<digest>``), as the production
+    report behind this feature kept them; every call gives up after a few seconds."""
+
+    def __init__(self, url: str) -> None:
+        import redis  # noqa: PLC0415 - only for redis:// stores
+
+        self.name = url
+        self._errors = (redis.RedisError, OSError)
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S
+        )
+
+    def latest(self, key: str) -> str | None:
+        value: Any = self._call(lambda: self._client.get(f"pagefault:compile:{key}:latest"))
+        return bytes(value).decode() if value else None
+
+    def get(self, key: str, digest: str) -> bytes | None:
+        value: Any = self._call(lambda: self._client.get(f"pagefault:compile:{key}:{digest}"))
+        return bytes(value) if value is not None else None
+
+    def put(self, key: str, digest: str, data: bytes) -> None:
+        def write() -> None:
+            pipe = self._client.pipeline(transaction=True)  # the pointer moves with the bundle
+            pipe.set(f"pagefault:compile:{key}:{digest}", data)
+            pipe.set(f"pagefault:compile:{key}:latest", digest)
+            pipe.execute()
+
+        self._call(write)
+
+    def _call(self, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except self._errors as exc:
+            raise CacheError(f"{self.name}: {exc}") from exc
+
+
+def open_store(uri: str | None) -> BundleStore | None:
+    """The shared store ``uri`` (or ``PAGEFAULT_COMPILE_STORE``) names, or None."""
+    uri = uri or os.environ.get(STORE_ENV) or None
+    if uri is None:
+        return None
+    scheme = uri.partition("://")[0]
+    try:
+        if scheme in ("redis", "rediss", "unix"):
+            return RedisBundleStore(uri)
+        if scheme in ("file", "s3", "gs", "az"):
+            return ObjectBundleStore(uri)
+    except PagefaultError:
+        raise
+    except Exception as exc:  # a client library refusing the URI
+        raise ConfigError(f"{uri}: cannot open the compile store: {exc}") from exc
+    raise ConfigError(
+        f"{uri}: a compile store is redis://, file://, s3://, gs:// or az:// ({STORE_ENV})"
+    )

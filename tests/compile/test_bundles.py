@@ -1,0 +1,127 @@
+"""Compile bundles: deterministic, checked before use, never writing outside their
+directory; every store kind keeps them content-addressed with a ``latest`` pointer."""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pagefault.compile.bundle import digest_of, pack, unpack
+from pagefault.compile.key import compile_key
+from pagefault.compile.stores import DirectoryStore, ObjectBundleStore, open_store
+from pagefault.errors import CacheError, ConfigError, IntegrityError
+
+
+def tree(root: Path) -> Path:
+    (root / "fxgraph" / "ab").mkdir(parents=True)
+    (root / "fxgraph" / "ab" / "entry").write_bytes(b"graph")
+    (root / "kernel.so").write_bytes(b"\x7fELF...")
+    (root / "busy.lock").write_bytes(b"")  # inductor's working files stay behind
+    return root
+
+
+def test_pack_is_deterministic_and_unpack_restores_it(tmp_path: Path) -> None:
+    data = pack(tree(tmp_path / "a"))
+    assert data == pack(tmp_path / "a")
+    count = unpack(data, digest_of(data), tmp_path / "b", what="test")
+    assert count == 2 and (tmp_path / "b" / "fxgraph" / "ab" / "entry").read_bytes() == b"graph"
+    assert not (tmp_path / "b" / "busy.lock").exists()
+
+
+def test_corrupt_bundle_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    data = bytearray(pack(tree(tmp_path / "a")))
+    digest = digest_of(bytes(data))
+    data[600] ^= 0xFF
+    with pytest.raises(IntegrityError, match="do not match their digest"):
+        unpack(bytes(data), digest, tmp_path / "b", what="test")
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/../../escape", "link"])
+def test_hostile_entries_are_refused(tmp_path: Path, name: str) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        if name == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    data = buffer.getvalue()
+    with pytest.raises(IntegrityError, match="refusing bundle entry"):
+        unpack(data, digest_of(data), tmp_path / "into", what="test")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_the_key_names_the_stack(tmp_path: Path) -> None:
+    key = compile_key("llama")
+    assert key.torch and key.python and key.device.startswith("cpu:")
+    assert key.digest.startswith("llama-") and key.digest == compile_key("llama").digest
+    assert compile_key("llama", device="meta").digest != key.digest  # another device: a miss
+    with pytest.raises(ConfigError, match="compile cache name"):
+        compile_key("../x")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    store = open_store(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            store.latest("probe")  # type: ignore[union-attr]
+            break
+        except CacheError:
+            assert time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+    yield url
+    server.kill()
+    server.wait()
+
+
+@pytest.mark.parametrize("kind", ["directory", "file", "redis"])
+def test_stores_keep_bundles_behind_a_latest_pointer(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if kind == "directory":
+        store = DirectoryStore(tmp_path / "node")
+    elif kind == "file":
+        store = ObjectBundleStore(f"file://{tmp_path / 'shared'}")
+    else:
+        store = open_store(request.getfixturevalue("redis_url"))
+    assert store is not None and store.latest("k") is None and store.get("k", "0" * 64) is None
+    for payload in (b"first", b"second"):
+        store.put("k", digest_of(payload), payload)
+    assert store.latest("k") == digest_of(b"second")
+    assert store.get("k", digest_of(b"first")) == b"first"  # content-addressed: both kept
+
+
+def test_unreachable_redis_fails_fast_as_a_cache_error() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = open_store(f"redis://127.0.0.1:{port}/0")
+    started = time.monotonic()
+    with pytest.raises(CacheError):
+        store.latest("k")  # type: ignore[union-attr]
+    assert time.monotonic() - started < 10
+
+
+def test_unknown_store_schemes_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="redis://, file://, s3://"):
+        open_store("ftp://host/x")
