@@ -42,6 +42,7 @@ _REDIS_TIMEOUT_S = 3.0
 class BundleStore(Protocol):
     name: str
 
+    def list_keys(self) -> list[str]: ...
     def latest(self, key: str) -> str | None: ...
     def get(self, key: str, digest: str) -> bytes | None: ...
     def put(self, key: str, digest: str, data: bytes) -> None: ...
@@ -52,6 +53,11 @@ class DirectoryStore:
 
     def __init__(self, root: Path, *, name: str = "node") -> None:
         self.root, self.name = root, name
+
+    def list_keys(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "latest").is_file())
 
     def latest(self, key: str) -> str | None:
         try:
@@ -85,6 +91,13 @@ class ObjectBundleStore:
         else:
             self._store, prefix = store_for_uri(uri)
             self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def list_keys(self) -> list[str]:
+        try:
+            listing = obstore.list_with_delimiter(self._store, self._prefix or None)
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise CacheError(f"{self.name}: {first_line(exc)}") from exc
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listing["common_prefixes"])
 
     def latest(self, key: str) -> str | None:
         data = self._read(f"{key}/latest")
@@ -123,6 +136,10 @@ class RedisBundleStore:
         self._client = redis.Redis.from_url(
             url, socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S
         )
+
+    def list_keys(self) -> list[str]:
+        found: Any = self._call(lambda: list(self._client.scan_iter("pagefault:compile:*:latest")))
+        return sorted(bytes(k).decode().split(":")[2] for k in found)
 
     def latest(self, key: str) -> str | None:
         value: Any = self._call(lambda: self._client.get(f"pagefault:compile:{key}:latest"))
