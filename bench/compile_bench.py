@@ -6,8 +6,12 @@ Transformers Llama. Variants:
 
 - ``cold``: nothing cached anywhere (the node cache wiped, an empty store);
 - ``warm-node``: the node cache holds the bundle (inductor's working directory wiped);
-- ``warm-file`` / ``warm-redis``: the node cache wiped, the bundle in the shared store;
-- ``inductor-local``: no pagefault, inductor's own directory reused (its best case).
+- ``warm-file`` / ``warm-redis`` / ``warm-s3``: the node cache wiped, the bundle in the
+  shared store (a directory, Redis, S3 on moto);
+- ``inductor-local``: no pagefault, inductor's own directory reused (its best case);
+- ``inductor-redis``: no pagefault, an empty directory, inductor's own remote caches in
+  Redis (``TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE``, ``..._AUTOGRAD_REMOTE_CACHE``), after
+  a run that filled them.
 
 Usage: ``python bench/compile_bench.py [--out results.json]`` (``make bench-compile``).
 """
@@ -62,6 +66,31 @@ def run(store: str, env: dict[str, str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def start_s3() -> tuple[object, dict[str, str]]:
+    """moto's S3 on loopback with a ``compile`` bucket, and the environment to reach it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    ).create_bucket(Bucket="compile")
+    return server, env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,29 +108,51 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     node = work / "node-cache"
-    base = {**os.environ, "PAGEFAULT_CACHE_DIR": str(node), "PAGEFAULT_CACHE_RAM_DIR": "off"}
+    moto, s3_env = start_s3()
+    base = {
+        **os.environ,
+        **s3_env,
+        "PAGEFAULT_CACHE_DIR": str(node),
+        "PAGEFAULT_CACHE_RAM_DIR": "off",
+    }
 
     def fresh(name: str) -> dict[str, str]:
         inductor = work / f"inductor-{name}"
         shutil.rmtree(inductor, ignore_errors=True)
         return {**base, "TORCHINDUCTOR_CACHE_DIR": str(inductor)}
 
-    file_store, redis_store = f"file://{work / 'store'}", f"redis://127.0.0.1:{port}/0"
+    stores = {
+        "warm-file": f"file://{work / 'store'}",
+        "warm-redis": f"redis://127.0.0.1:{port}/0",
+        "warm-s3": "s3://compile/bench",
+    }
     results = {}
     try:
         shutil.rmtree(node, ignore_errors=True)
-        results["cold"] = run(file_store, fresh("cold"))  # publishes to node + file store
-        run(redis_store, fresh("seed"))  # seeds redis (a local hit: publishes nothing new)
-        shutil.rmtree(node / "compile" / results["cold"]["stats"]["key"], ignore_errors=True)
+        results["cold"] = run(stores["warm-file"], fresh("cold"))  # publishes to node + store
+        key = results["cold"]["stats"]["key"]
+        for store in (stores["warm-redis"], stores["warm-s3"]):  # the node's bundle, shared
+            push = [sys.executable, "-m", "pagefault", "compile-cache", "push", key]
+            subprocess.run([*push, "--store", store], env=base, check=True, capture_output=True)
+        shutil.rmtree(node / "compile" / key, ignore_errors=True)
         results["warm-node"] = run("", fresh("node"))
-        for name, store in (("warm-file", file_store), ("warm-redis", redis_store)):
+        for name, store in stores.items():
             shutil.rmtree(node, ignore_errors=True)
             results[name] = run(store, fresh(name))
         inductor = {**base, "TORCHINDUCTOR_CACHE_DIR": str(work / "inductor-local")}
         run("none", inductor)
         results["inductor-local"] = run("none", inductor)
+        remote = {
+            "TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE": "1",
+            "TORCHINDUCTOR_AUTOGRAD_REMOTE_CACHE": "1",
+            "TORCHINDUCTOR_REDIS_HOST": "127.0.0.1",
+            "TORCHINDUCTOR_REDIS_PORT": str(port),
+        }
+        run("none", {**fresh("remote-seed"), **remote})
+        results["inductor-redis"] = run("none", {**fresh("remote"), **remote})
     finally:
         redis.kill()
+        moto.stop()
         shutil.rmtree(work, ignore_errors=True)
     cold = results["cold"]["seconds"]
     for name, r in results.items():
