@@ -24,7 +24,7 @@ RANKS = {
     "pipeline": 7, "compile": 7,
     "checkpoint": 8,
     "api": 9,
-    "cli": 10, "testing": 10, "__init__": 10, "__main__": 11,
+    "cli": 10, "testing": 10, "integrations": 10, "__init__": 10, "__main__": 11,
 }  # fmt: skip
 
 

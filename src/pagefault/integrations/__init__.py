@@ -1,0 +1,1 @@
+"""Integrations with serving frameworks; each imports its framework only when used."""
