@@ -4,6 +4,7 @@ directory; every store kind keeps them content-addressed with a ``latest`` point
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
 import tarfile
@@ -15,6 +16,7 @@ import pytest
 
 from pagefault.compile.bundle import digest_of, pack, unpack
 from pagefault.compile.key import compile_key
+from pagefault.compile.session import compile_cache
 from pagefault.compile.stores import DirectoryStore, ObjectBundleStore, open_store
 from pagefault.errors import CacheError, ConfigError, IntegrityError
 
@@ -125,3 +127,22 @@ def test_unreachable_redis_fails_fast_as_a_cache_error() -> None:
 def test_unknown_store_schemes_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="redis://, file://, s3://"):
         open_store("ftp://host/x")
+
+
+def test_an_unreachable_store_costs_a_warning_not_a_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Entering and leaving the block with a dead store: the cause is recorded, no error."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("PAGEFAULT_CACHE_DIR", str(tmp_path / "node"))
+    monkeypatch.setenv("PAGEFAULT_CACHE_RAM_DIR", "off")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "before"))
+    started = time.monotonic()
+    with compile_cache("dead-store", store=f"redis://127.0.0.1:{port}/0") as cached:
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cached.directory)
+    assert time.monotonic() - started < 15
+    assert cached.stats.hit is None and "Connection refused" in cached.stats.skipped[0]
+    assert "compile cache: skipping" in caplog.text
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "before")  # restored

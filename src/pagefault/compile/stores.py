@@ -10,6 +10,7 @@ leave one complete bundle current. Stores answer ``None`` for a miss; failures
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 STORE_ENV = "PAGEFAULT_COMPILE_STORE"
 _REDIS_TIMEOUT_S = 3.0
+# An object store call gives up after this (obstore itself retries for up to a minute):
+# an unreachable store must cost a warning, not a stalled start.
+OBJECT_TIMEOUT_S = 15.0
 
 
 class BundleStore(Protocol):
@@ -93,10 +97,9 @@ class ObjectBundleStore:
             self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
     def list_keys(self) -> list[str]:
-        try:
-            listing = obstore.list_with_delimiter(self._store, self._prefix or None)
-        except (obstore.exceptions.BaseError, OSError) as exc:
-            raise CacheError(f"{self.name}: {first_line(exc)}") from exc
+        listing = self._bounded(
+            lambda: obstore.list_with_delimiter(self._store, self._prefix or None)
+        )
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listing["common_prefixes"])
 
     def latest(self, key: str) -> str | None:
@@ -107,21 +110,42 @@ class ObjectBundleStore:
         return self._read(f"{key}/{digest}.tar")
 
     def put(self, key: str, digest: str, data: bytes) -> None:
-        try:
+        def write() -> None:
             obstore.put(self._store, f"{self._prefix}{key}/{digest}.tar", data)
             obstore.put(self._store, f"{self._prefix}{key}/latest", digest.encode())
-        except (obstore.exceptions.BaseError, OSError) as exc:
-            raise CacheError(
-                f"{self.name}: cannot store a compile bundle: {first_line(exc)}"
-            ) from exc
+
+        self._bounded(write)
 
     def _read(self, path: str) -> bytes | None:
-        try:
-            return bytes(obstore.get(self._store, self._prefix + path).bytes())
-        except (FileNotFoundError, obstore.exceptions.NotFoundError):
-            return None
-        except (obstore.exceptions.BaseError, OSError) as exc:
-            raise CacheError(f"{self.name}: {first_line(exc)}") from exc
+        def read() -> bytes | None:
+            try:
+                return bytes(obstore.get(self._store, self._prefix + path).bytes())
+            except (FileNotFoundError, obstore.exceptions.NotFoundError):
+                return None
+
+        return self._bounded(read)
+
+    def _bounded(self, action: Callable[[], T]) -> T:
+        """``action()`` on a daemon thread, given up (``CacheError``) after the timeout."""
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = action()
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+
+        worker = threading.Thread(target=run, name="pagefault-compile-store", daemon=True)
+        worker.start()
+        worker.join(OBJECT_TIMEOUT_S)
+        if worker.is_alive():
+            raise CacheError(f"{self.name}: no answer within {OBJECT_TIMEOUT_S:.0f} s")
+        error = box.get("error")
+        if isinstance(error, obstore.exceptions.BaseError | OSError):
+            raise CacheError(f"{self.name}: {first_line(error)}") from error
+        if error is not None:
+            raise error
+        return box["value"]  # type: ignore[no-any-return]
 
 
 class RedisBundleStore:
