@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pagefault.errors import ConfigError, LoadIntoError
-from pagefault.integrations.vllm import register, weights_source
+from pagefault.integrations.vllm import register, vllm_compile_cache, weights_source
 from tests.helpers import write_tensors
 
 
@@ -40,8 +40,13 @@ class VllmStyleModel(nn.Module):
         return loaded
 
 
-def test_registered_loader_streams_into_the_model(tmp_path: Path) -> None:
+def test_registered_loader_streams_into_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("vllm")
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(tmp_path / "vllm-cache"))
+    monkeypatch.setenv("PAGEFAULT_CACHE_DIR", str(tmp_path / "node"))
+    monkeypatch.setenv("PAGEFAULT_CACHE_RAM_DIR", "off")
     from vllm.config.load import LoadConfig  # noqa: PLC0415 - only where vllm imports
     from vllm.model_executor.model_loader import get_model_loader  # noqa: PLC0415
 
@@ -54,6 +59,34 @@ def test_registered_loader_streams_into_the_model(tmp_path: Path) -> None:
     loader.download_model(SimpleNamespace(model=str(path), revision=None))
     loader.load_weights(model, SimpleNamespace(model=str(path), revision=None))
     assert torch.equal(model.proj.weight, weights["proj.weight"])
+    assert loader.compile_cache.directory == tmp_path / "vllm-cache" / "torch_compile_cache"
     partial = write_tensors(tmp_path / "partial.safetensors", {"proj.bias": weights["proj.bias"]})
     with pytest.raises(LoadIntoError, match="proj.weight"):
         loader.load_weights(VllmStyleModel(), SimpleNamespace(model=str(partial), revision=None))
+
+
+def test_vllm_compile_cache_travels_through_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What vLLM compiled on one node lands in another node's cache directory, merged with
+    what is already there (no vLLM needed: the directory is plain files)."""
+    monkeypatch.setenv("PAGEFAULT_CACHE_RAM_DIR", "off")
+    store = f"file://{tmp_path / 'store'}"
+    monkeypatch.setenv("PAGEFAULT_CACHE_DIR", str(tmp_path / "node-a"))
+    first = tmp_path / "vllm-a" / "torch_compile_cache" / "3f2a" / "rank_0_0"
+    first.mkdir(parents=True)
+    cached = vllm_compile_cache(tmp_path / "vllm-a", "Qwen/Qwen3-0.6B", "0.33.0", store)
+    assert cached.hit is None  # nothing shared yet
+    (first / "model.so").write_bytes(b"compiled")  # vLLM's warm-up compiles
+    cached.publish()
+    assert cached.published == ["node", store]
+
+    monkeypatch.setenv("PAGEFAULT_CACHE_DIR", str(tmp_path / "node-b"))  # another node
+    other = tmp_path / "vllm-b" / "torch_compile_cache" / "other-model"
+    other.mkdir(parents=True)
+    (other / "kept").write_bytes(b"mine")
+    restored = vllm_compile_cache(tmp_path / "vllm-b", "Qwen/Qwen3-0.6B", "0.33.0", store)
+    assert restored.hit == store
+    root = tmp_path / "vllm-b" / "torch_compile_cache"
+    assert (root / "3f2a" / "rank_0_0" / "model.so").read_bytes() == b"compiled"
+    assert (other / "kept").read_bytes() == b"mine"

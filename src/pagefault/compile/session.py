@@ -16,10 +16,9 @@ unreachable copy is skipped with a warning and compilation proceeds from scratch
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,16 +26,14 @@ from typing import Any
 import torch
 
 from pagefault.cache.config import load_config
-from pagefault.compile.bundle import digest_of, pack, unpack
+from pagefault.compile.directory import CachedDirectory
 from pagefault.compile.key import CompileKey, compile_key
 from pagefault.compile.stores import BundleStore, DirectoryStore, open_store
-from pagefault.errors import PagefaultError
 
 __all__ = ["CompileCache", "CompileStats", "compile_cache", "compile_root"]
 
 _MEGA = "pagefault-cache-artifacts.bin"  # torch.compiler.save_cache_artifacts' bytes
 _CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
-_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,9 +44,9 @@ class CompileStats:
     hit: str | None = None  # "local" (already here), "node", the store URI; None: a miss
     bundle_bytes: int = 0  # of the bundle loaded
     load_s: float = 0.0  # finding, checking and unpacking it
-    published: list[str] | None = None  # where a new bundle went on exit
+    published: list[str] = field(default_factory=list)  # where a new bundle went on exit
     published_bytes: int = 0
-    skipped: list[str] | None = None  # copies refused (corrupt, unreachable), with why
+    skipped: list[str] = field(default_factory=list)  # copies refused, with why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,22 +62,20 @@ class CompileCache:
 
     def __init__(self, key: CompileKey, *, store: BundleStore | None, root: Path) -> None:
         self.key = key
-        self.stats = CompileStats(key=key.digest, skipped=[])
         self.directory = root / key.digest / "inductor"
-        self._stores: list[BundleStore] = [DirectoryStore(root / "bundles")]
+        stores: list[BundleStore] = [DirectoryStore(root / "bundles")]
         if store is not None:
-            self._stores.append(store)
-        self._loaded = ""  # what the directory held on entry (``_kernels_digest``)
+            stores.append(store)
+        self._cached = CachedDirectory(
+            self.directory, key.digest, stores, volatile=frozenset({_MEGA})
+        )
+        self.stats = CompileStats(key=key.digest, skipped=self._cached.skipped)
         self._previous: str | None = None
 
     def __enter__(self) -> CompileCache:
         started = time.perf_counter()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if any(self.directory.iterdir()):
-            self.stats.hit = "local"
-        else:
-            self._fetch()
-        self._loaded = self._kernels_digest()
+        self._cached.restore()
+        self.stats.hit, self.stats.bundle_bytes = self._cached.hit, self._cached.bundle_bytes
         self._previous = os.environ.get(_CACHE_ENV)
         os.environ[_CACHE_ENV] = str(self.directory)
         _clear_inductor_memory()
@@ -98,52 +93,18 @@ class CompileCache:
     ) -> None:
         try:
             if exc_type is None:
-                self._publish()
+                saved = torch.compiler.save_cache_artifacts()
+                if saved is not None:
+                    (self.directory / _MEGA).write_bytes(saved[0])
+                self._cached.publish()
+                self.stats.published = self._cached.published
+                self.stats.published_bytes = self._cached.published_bytes
         finally:
             if self._previous is None:
                 os.environ.pop(_CACHE_ENV, None)
             else:
                 os.environ[_CACHE_ENV] = self._previous
             _clear_inductor_memory()
-
-    def _fetch(self) -> None:
-        """The newest bundle from the first store that has a good one."""
-        for store in self._stores:
-            try:
-                digest = store.latest(self.key.digest)
-                data = store.get(self.key.digest, digest) if digest else None
-                if digest is None or data is None:
-                    continue
-                unpack(data, digest, self.directory, what=f"{store.name} {self.key.digest}")
-            except PagefaultError as exc:
-                _log.warning("compile cache: skipping %s: %s", store.name, exc)
-                assert self.stats.skipped is not None
-                self.stats.skipped.append(f"{store.name}: {exc}")
-                continue
-            self.stats.hit, self.stats.bundle_bytes = store.name, len(data)
-            return
-
-    def _publish(self) -> None:
-        saved = torch.compiler.save_cache_artifacts()
-        if saved is not None:
-            (self.directory / _MEGA).write_bytes(saved[0])
-        if self._kernels_digest() == self._loaded:
-            return  # nothing compiled that was not already there
-        data = pack(self.directory)
-        digest = digest_of(data)
-        self.stats.published, self.stats.published_bytes = [], len(data)
-        for store in self._stores:
-            try:
-                store.put(self.key.digest, digest, data)
-            except PagefaultError as exc:
-                _log.warning("compile cache: cannot publish to %s: %s", store.name, exc)
-                continue
-            self.stats.published.append(store.name)
-
-    def _kernels_digest(self) -> str:
-        """What the directory holds, leaving out the portable artifacts file: its bytes
-        change from one save to the next even when nothing new was compiled."""
-        return digest_of(pack(self.directory, leave_out=frozenset({_MEGA})))
 
 
 def compile_cache(

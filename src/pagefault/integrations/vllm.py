@@ -9,21 +9,36 @@ cache, a swarm agent (``PAGEFAULT_AGENT``).
 
 ``--model-loader-extra-config`` (JSON) options: ``uri`` (where the weights are; default:
 the model path, or ``hf://MODEL@REVISION`` for a Hub id), ``cache`` (bool), ``verify``
-(bool), ``threads`` (int).
+(bool), ``threads`` (int), ``compile_store`` (default ``PAGEFAULT_COMPILE_STORE``).
+
+vLLM's own compile cache (``VLLM_CACHE_ROOT/torch_compile_cache``) travels like
+``compile_cache``'s bundles: before the weights load, the newest bundle for this model
+and stack (node cache, then the store) is merged into it; what vLLM compiles afterwards
+(during its warm-up, after the loader returns) is published when the process exits
+cleanly and, for servers that never do, ``PUBLISH_AFTER_S`` after the load.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
+import threading
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+from pagefault.compile.directory import CachedDirectory
+from pagefault.compile.key import compile_key
+from pagefault.compile.session import compile_root
+from pagefault.compile.stores import BundleStore, DirectoryStore, open_store
 from pagefault.errors import ConfigError, LoadIntoError
 
-__all__ = ["LOAD_FORMAT", "register", "weights_source"]
+__all__ = ["LOAD_FORMAT", "PUBLISH_AFTER_S", "register", "vllm_compile_cache", "weights_source"]
 
 LOAD_FORMAT = "pagefault"
-_OPTIONS = frozenset({"uri", "cache", "verify", "threads"})
+PUBLISH_AFTER_S = 600.0
+_OPTIONS = frozenset({"uri", "cache", "verify", "threads", "compile_store"})
 
 
 def weights_source(model: str, revision: str | None, extra: Mapping[str, Any]) -> str:
@@ -41,8 +56,27 @@ def weights_source(model: str, revision: str | None, extra: Mapping[str, Any]) -
     return f"hf://{model}@{revision}" if revision else f"hf://{model}"
 
 
+def vllm_compile_cache(
+    cache_root: str | os.PathLike[str], model: str, vllm_version: str, store: str | None
+) -> CachedDirectory:
+    """vLLM's ``torch_compile_cache`` under ``cache_root``, kept in step with the stores
+    under a key naming the model, vLLM and the stack (merged in: the directory is shared
+    by every model this node serves)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "--", f"vllm{vllm_version}-{Path(model).name}")[:120]
+    key = compile_key(name)
+    stores: list[BundleStore] = [DirectoryStore(compile_root() / "bundles")]
+    shared = open_store(store)
+    if shared is not None:
+        stores.append(shared)
+    cached = CachedDirectory(Path(cache_root) / "torch_compile_cache", key.digest, stores)
+    cached.restore(merge=True)
+    return cached
+
+
 def register() -> None:
     """Entry point (``vllm.general_plugins``): register the ``pagefault`` load format."""
+    import vllm  # noqa: PLC0415 - only inside vLLM's processes
+    import vllm.envs  # noqa: PLC0415
     from vllm.model_executor.model_loader import register_model_loader  # noqa: PLC0415
     from vllm.model_executor.model_loader.base_loader import BaseModelLoader  # noqa: PLC0415
 
@@ -63,6 +97,16 @@ def register() -> None:
 
         def load_weights(self, model: Any, model_config: Any) -> None:
             options = self._options()
+            self.compile_cache = vllm_compile_cache(
+                vllm.envs.VLLM_CACHE_ROOT,
+                model_config.model,
+                vllm.__version__,
+                options.get("compile_store"),
+            )
+            atexit.register(self.compile_cache.publish)
+            timer = threading.Timer(PUBLISH_AFTER_S, self.compile_cache.publish)
+            timer.daemon = True
+            timer.start()
             with pagefault.stream(
                 self._source(model_config),
                 cache=options.get("cache"),
