@@ -10,8 +10,13 @@ import typer
 from rich.table import Table
 
 from pagefault.compile.bundle import digest_of
-from pagefault.compile.session import compile_root
-from pagefault.compile.stores import STORE_ENV, BundleStore, DirectoryStore, open_store
+from pagefault.compile.stores import (
+    STORE_ENV,
+    BundleStore,
+    DirectoryStore,
+    compile_root,
+    open_store,
+)
 from pagefault.errors import ConfigError, IntegrityError, NotFound
 
 from .commands import JsonOpt, app
@@ -69,12 +74,7 @@ def info_command(key: KeyArg, store: StoreOpt = None, as_json: JsonOpt = False) 
     files = [p for p in directory.rglob("*") if p.is_file()] if directory.is_dir() else []
     row |= {"directory": str(directory), "files": len(files)}
     row["directory_bytes"] = sum(p.stat().st_size for p in files)
-    if as_json:
-        emit_json(row)
-        return
-    out = stdout_console()
-    for name, value in row.items():
-        out.print(f"{name}: {value:,}" if isinstance(value, int) else f"{name}: {value}")
+    _report(row, as_json)
 
 
 @compile_app.command("push")

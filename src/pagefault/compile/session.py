@@ -25,12 +25,11 @@ from typing import Any
 
 import torch
 
-from pagefault.cache.config import load_config
 from pagefault.compile.directory import CachedDirectory
 from pagefault.compile.key import CompileKey, compile_key
-from pagefault.compile.stores import BundleStore, DirectoryStore, open_store
+from pagefault.compile.stores import BundleStore, DirectoryStore, compile_root, open_store
 
-__all__ = ["CompileCache", "CompileStats", "compile_cache", "compile_root"]
+__all__ = ["CompileCache", "CompileStats", "compile_cache"]
 
 _MEGA = "pagefault-cache-artifacts.bin"  # torch.compiler.save_cache_artifacts' bytes
 _CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -50,11 +49,6 @@ class CompileStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def compile_root() -> Path:
-    """The node cache's compile area (inductor directories and bundles)."""
-    return load_config().disk_dir.expanduser() / "compile"
 
 
 class CompileCache:

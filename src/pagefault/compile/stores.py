@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import obstore
 from obstore.store import LocalStore
 
+from pagefault.cache.config import load_config
 from pagefault.errors import CacheError, ConfigError, PagefaultError
 from pagefault.sources.object_store import store_for_uri
 from pagefault.sources.store_errors import first_line
@@ -29,6 +30,7 @@ __all__ = [
     "DirectoryStore",
     "ObjectBundleStore",
     "RedisBundleStore",
+    "compile_root",
     "open_store",
 ]
 
@@ -187,6 +189,11 @@ class RedisBundleStore:
             return action()
         except self._errors as exc:
             raise CacheError(f"{self.name}: {exc}") from exc
+
+
+def compile_root() -> Path:
+    """The node cache's compile area (inductor directories and bundles)."""
+    return load_config().disk_dir.expanduser() / "compile"
 
 
 def open_store(uri: str | None) -> BundleStore | None:

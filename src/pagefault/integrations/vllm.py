@@ -30,8 +30,7 @@ from typing import Any
 
 from pagefault.compile.directory import CachedDirectory
 from pagefault.compile.key import compile_key
-from pagefault.compile.session import compile_root
-from pagefault.compile.stores import BundleStore, DirectoryStore, open_store
+from pagefault.compile.stores import BundleStore, DirectoryStore, compile_root, open_store
 from pagefault.errors import ConfigError, LoadIntoError
 
 __all__ = ["LOAD_FORMAT", "PUBLISH_AFTER_S", "register", "vllm_compile_cache", "weights_source"]
