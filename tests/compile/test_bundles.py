@@ -146,3 +146,13 @@ def test_an_unreachable_store_costs_a_warning_not_a_start(
     assert cached.stats.hit is None and "Connection refused" in cached.stats.skipped[0]
     assert "compile cache: skipping" in caplog.text
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "before")  # restored
+
+
+def test_the_node_keeps_only_the_newest_bundles(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "node")
+    for index in range(5):
+        payload = f"bundle {index}".encode()
+        store.put("k", digest_of(payload), payload)
+    kept = sorted(p.name for p in (tmp_path / "node" / "k").glob("*.tar"))
+    assert len(kept) == 2 and f"{digest_of(b'bundle 4')}.tar" in kept
+    assert store.get("k", store.latest("k") or "") == b"bundle 4"

@@ -43,6 +43,7 @@ _REDIS_TIMEOUT_S = 3.0
 # An object store call gives up after this (obstore itself retries for up to a minute):
 # an unreachable store must cost a warning, not a stalled start.
 OBJECT_TIMEOUT_S = 15.0
+_KEPT_BUNDLES = 2  # per key in the node cache
 
 
 class BundleStore(Protocol):
@@ -81,6 +82,16 @@ class DirectoryStore:
         (self.root / key).mkdir(parents=True, exist_ok=True)
         write_atomic(self.root / key / f"{digest}.tar", [data])
         write_atomic(self.root / key / "latest", [digest.encode()])
+        self._prune(key)
+
+    def _prune(self, key: str) -> None:
+        """Keep the newest bundles of ``key`` only: every publish adds one, and a reader
+        that just read the previous pointer may still be fetching the one before."""
+        bundles = sorted(
+            (self.root / key).glob("*.tar"), key=lambda p: p.stat().st_mtime_ns, reverse=True
+        )
+        for old in bundles[_KEPT_BUNDLES:]:
+            old.unlink(missing_ok=True)
 
 
 class ObjectBundleStore:
