@@ -52,6 +52,7 @@ def test_load_pull_and_inspect_a_hub_repository(hub: HubServer, tmp_path: Path) 
     result = pagefault.pull("hf://acme/tiny", tmp_path / "out")
     assert {"config.json", "tokenizer.json", "model.safetensors.index.json"} <= set(result.files)
     assert (tmp_path / "out" / "config.json").read_bytes() == (local / "config.json").read_bytes()
+    assert (tmp_path / "out" / "variant" / "model.safetensors").exists()  # sub-directories too
     assert pagefault.inspect("hf://acme/tiny").total_bytes == pagefault.inspect(local).total_bytes
 
 

@@ -36,7 +36,9 @@ def plain_server(served_model: Path, tmp_path: Path) -> Iterator[tuple[str, Path
     for name, data in EXTRA.items():
         (root / "model" / name).write_bytes(data)
     (root / "model" / ".hidden").write_bytes(b"secret")
-    (root / "model" / "sub").mkdir()
+    (root / "model" / "1_Pooling").mkdir()  # as sentence-transformers models have
+    (root / "model" / "1_Pooling" / "config.json").write_bytes(b'{"pooling_mode": "mean"}')
+    (root / "model" / "1_Pooling" / ".cache").write_bytes(b"hidden")
     handler = functools.partial(_Quiet, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -69,15 +71,20 @@ def test_pull_brings_the_whole_directory_and_skips_what_is_there(
 ) -> None:
     url, local = plain_server
     first = pagefault.pull(url, tmp_path / "out")
-    pulled = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
-    wanted = sorted(p.name for p in local.iterdir() if p.is_file() and not p.name.startswith("."))
-    assert pulled == wanted and first.verified
+
+    def visible(root: Path) -> list[str]:
+        names = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        return sorted(n for n in names if not any(c.startswith(".") for c in n.split("/")))
+
+    pulled, wanted = visible(tmp_path / "out"), visible(local)
+    assert pulled == wanted and "1_Pooling/config.json" in pulled and first.verified
     for name in pulled:
         assert (tmp_path / "out" / name).read_bytes() == (local / name).read_bytes(), name
     second = pagefault.pull(url, tmp_path / "out")
     shards = [f.name for f in pagefault.inspect(local).files]
     assert set(shards) <= set(second.skipped)  # checked against the manifest: no ETag here
-    assert second.downloaded == sum(len(data) for data in EXTRA.values())
+    pooling = len((local / "1_Pooling" / "config.json").read_bytes())
+    assert second.downloaded == sum(len(data) for data in EXTRA.values()) + pooling
 
 
 def test_include_and_exclude_pick_the_other_files(
@@ -109,3 +116,15 @@ def test_progress_knows_its_total_and_counts_only_fetched_bytes(
         assert events[0][0] == "total" and [kind for kind, _ in events].count("total") == 1
         moved = sum(n for kind, n in events if kind == "progress")
         assert events[0][1] == moved == result.downloaded
+
+
+def test_pulling_a_local_directory_into_itself_leaves_the_destination_out(
+    served_model: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "model"
+    shutil.copytree(served_model / "single", source)
+    (source / "config.json").write_text("{}")
+    first = pagefault.pull(source, source / "copy")
+    second = pagefault.pull(source, source / "copy")
+    assert not (source / "copy" / "copy").exists()
+    assert "config.json" in first.files and sorted(second.files) == sorted(first.files)

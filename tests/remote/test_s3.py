@@ -147,8 +147,10 @@ def test_pull_of_a_prefix_brings_every_file_and_skips_unchanged_ones(
         s3.upload_file(str(path), BUCKET, f"whole/{path.name}")
     s3.put_object(Bucket=BUCKET, Key="whole/config.json", Body=b'{"a": 1}')
     s3.put_object(Bucket=BUCKET, Key="whole/tokenizer.json", Body=b"{}")
+    s3.put_object(Bucket=BUCKET, Key="whole/1_Pooling/config.json", Body=b"{}")
     first = pagefault.pull("s3://models/whole/", tmp_path / "out")
     assert {"config.json", "tokenizer.json", "model.safetensors"} <= set(first.files)
+    assert (tmp_path / "out" / "1_Pooling" / "config.json").read_bytes() == b"{}"
     assert (tmp_path / "out" / "config.json").read_bytes() == b'{"a": 1}'
     second = pagefault.pull("s3://models/whole/", tmp_path / "out")
     assert second.downloaded == 0 and sorted(second.skipped) == sorted(first.files)

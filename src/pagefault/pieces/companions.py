@@ -3,9 +3,11 @@
 ``from_pretrained(dir)`` needs ``config.json`` and the tokenizer files as much as the
 shards, so a pull of a directory (a local one, a bucket prefix, an HTTP path with a
 listing) brings every plain file in it, as ``hf download`` and ``s5cmd sync`` do.
-``include``/``exclude`` are shell globs on the file name. Hidden files, sub-directories
-and pagefault's own partial files stay behind; names from the network pass the same
-plain-name rule as shard names before they reach the filesystem.
+``include``/``exclude`` are shell globs on the path relative to the directory
+(``*.json`` matches ``1_Pooling/config.json`` too). Sub-directories come along
+(sentence-transformers keeps ``1_Pooling/`` there); hidden files and pagefault's own
+partial files stay behind; every component of a name from the network passes the same
+plain-name rule as shard names before it reaches the filesystem.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pagefault.formats.index import validate_shard_name
 from pagefault.sources import LocalFileSource, Source
@@ -37,31 +40,45 @@ def companion_files(
     taken: set[str],
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    avoid: Path | None = None,
 ) -> list[tuple[str, Source]]:
     """``(name, source)`` of each other file in the directory ``source`` names.
 
     Nothing when ``source`` names a single file: the user asked for that file's model.
+    ``avoid``: a local directory left out (the pull's destination, when it lies inside
+    the source).
     """
-    names, opener = _listing(source)
+    names, opener = _listing(source, avoid)
     chosen = []
     for name in names:
-        if name in taken or name.startswith(".") or not selected(name, include, exclude):
+        parts = name.split("/")
+        if name in taken or any(p.startswith(".") for p in parts):
             continue
-        validate_shard_name(name, where=str(source), suffixes=("",))
+        if not selected(name, include, exclude):
+            continue
+        for part in parts:  # from the network: plain names only, before any filesystem use
+            validate_shard_name(part, where=str(source), suffixes=("",))
         chosen.append((name, opener(name)))
     return chosen
 
 
-def _listing(source: str | os.PathLike[str]) -> tuple[list[str], _Opener]:
+def _listing(source: str | os.PathLike[str], avoid: Path | None) -> tuple[list[str], _Opener]:
     if is_remote(source):
         directory, name = RemoteDirectory.split(str(source))
         if name:
             return [], _no_opener
-        return directory.list_names(), lambda n: directory.source(n, any_suffix=True)
+        return directory.list_tree(), lambda n: directory.source(n, any_suffix=True)
     path = local_path(source)
     if not path.is_dir():
         return [], _no_opener
-    names = sorted(entry.name for entry in path.iterdir() if entry.is_file())
+    skipped = avoid.resolve() if avoid is not None else None
+    names = sorted(
+        entry.relative_to(path).as_posix()
+        for entry in path.rglob("*")
+        if entry.is_file()
+        and not entry.is_symlink()
+        and (skipped is None or not entry.resolve().is_relative_to(skipped))
+    )
     return names, lambda n: LocalFileSource(path / n)
 
 

@@ -217,6 +217,7 @@ def _copy_extra(
             with lock:
                 result.skipped.append(name)
         else:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target / name, _chunks(source, size))
             with lock:
                 result.downloaded += size

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pagefault.errors import ConfigError
 from pagefault.manifest import (
@@ -85,7 +86,9 @@ def pull(
         taken = {*(f.name for f in model.manifest.files), MANIFEST_NAME}
         if model.index is not None:
             taken.add(model.index.name)
-        extra = companion_files(source, taken=taken, include=include, exclude=exclude)
+        extra = companion_files(
+            source, taken=taken, include=include, exclude=exclude, avoid=Path(dest)
+        )
         try:
             return pull_model(
                 model,

@@ -84,8 +84,9 @@ def pin_revision(uri: str) -> str:
     return ref.uri(commit)
 
 
-def hub_listing(uri: str) -> list[str]:
-    """Names of the files directly inside the directory ``uri`` names (a pinned URI)."""
+def hub_listing(uri: str, *, recursive: bool = False) -> list[str]:
+    """Names of the files inside the directory ``uri`` names (a pinned URI): directly
+    inside it, or (``recursive``) as paths relative to it."""
     ref = HubRef.parse(uri)
     key = (endpoint(), ref.repo, ref.revision)
     with _lock:
@@ -99,7 +100,7 @@ def hub_listing(uri: str) -> list[str]:
     return sorted(
         name[len(prefix) :]
         for name in files
-        if name.startswith(prefix) and "/" not in name[len(prefix) :]
+        if name.startswith(prefix) and (recursive or "/" not in name[len(prefix) :])
     )
 
 

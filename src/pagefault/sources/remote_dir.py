@@ -29,18 +29,25 @@ _PROBED = ("model" + INDEX_SUFFIX, "model.safetensors")  # HTTP cannot list: try
 _MAX_LISTING_BYTES = 4 * 1024 * 1024  # an autoindex page: generous for any model directory
 
 
+_MAX_TREE_FILES = 10_000  # a model directory, not a bucket
+_MAX_TREE_DEPTH = 4
+
+
 class _Links(HTMLParser):
-    """The plain file names an HTML directory listing (autoindex) links to."""
+    """The plain file and sub-directory names an HTML directory listing links to."""
 
     def __init__(self) -> None:
         super().__init__()
         self.names: list[str] = []
+        self.directories: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         href = dict(attrs).get("href") if tag == "a" else None
         name = unquote(href or "")
-        if name and not name.startswith((".", "#", "?")) and not any(c in name for c in "/?#\\"):
-            self.names.append(name)
+        plain = name.removesuffix("/")
+        if not plain or plain.startswith((".", "#", "?")) or any(c in plain for c in "/?#\\"):
+            return
+        (self.directories if name.endswith("/") else self.names).append(plain)
 
 
 class RemoteDirectory:
@@ -76,8 +83,11 @@ class RemoteDirectory:
         """A file of this directory; with ``meta``, reads are pinned to that version unasked.
         Model files are ``.safetensors``/``.json``; ``any_suffix`` opens the rest (tokenizer
         files, READMEs) under the same plain-name rule."""
-        suffixes = ("",) if any_suffix else (".safetensors", ".json")
-        validate_shard_name(name, where=self.uri, suffixes=suffixes)
+        if any_suffix:  # a relative path: every component a plain name
+            for part in name.split("/"):
+                validate_shard_name(part, where=self.uri, suffixes=("",))
+        else:
+            validate_shard_name(name, where=self.uri, suffixes=(".safetensors", ".json"))
         return RemoteSource(
             self._store, self._prefix + name, name=self.uri + name, retry=self._retry, meta=meta
         )
@@ -104,11 +114,41 @@ class RemoteDirectory:
             listing = obstore.list_with_delimiter(self._store, self._prefix or None)
         return sorted(obj["path"].rsplit("/", 1)[-1] for obj in listing["objects"])
 
+    def list_tree(self) -> list[str]:
+        """Every file under the prefix, sub-directories included, as relative paths."""
+        if self._scheme == HUB_SCHEME:
+            found = hub_listing(self.uri, recursive=True)
+        elif not self._listable:
+            found = self._autoindex_tree("", 0)
+        else:
+            with map_store_errors(self.uri):
+                batches = obstore.list(self._store, self._prefix or None, chunk_size=1000)
+                found = [meta["path"][len(self._prefix) :] for batch in batches for meta in batch]
+        if len(found) > _MAX_TREE_FILES:
+            raise FormatError(f"{self.uri}: over {_MAX_TREE_FILES} files: not a model directory")
+        return sorted(found)
+
+    def _autoindex_tree(self, sub: str, depth: int) -> list[str]:
+        links = self._links(sub) if depth <= _MAX_TREE_DEPTH else None
+        if links is None:
+            return [] if sub else [n for n in _PROBED if self._exists(n)]
+        found = [sub + name for name in links.names]
+        for directory in links.directories:
+            found += self._autoindex_tree(f"{sub}{directory}/", depth + 1)
+            if len(found) > _MAX_TREE_FILES:
+                break
+        return found
+
     def _autoindex(self) -> list[str] | None:
         """The names an HTML listing of the directory links to, or None without one."""
+        links = self._links("")
+        return sorted(set(links.names)) if links is not None else None
+
+    def _links(self, sub: str) -> _Links | None:
+        """The parsed HTML listing of ``sub`` (relative, ``/``-ended), or None."""
         try:
-            with map_store_errors(self.uri):
-                result = obstore.get(self._store, self._prefix)
+            with map_store_errors(self.uri + sub):
+                result = obstore.get(self._store, self._prefix + sub)
                 html = result.attributes.get("Content-Type", "").startswith("text/html")
                 body = (
                     bytes(result.bytes())
@@ -121,7 +161,7 @@ class RemoteDirectory:
             return None
         links = _Links()
         links.feed(body.decode("utf-8", errors="replace"))
-        return sorted(set(links.names))
+        return links
 
     def piece_manifest(self) -> PieceManifest | None:
         """The published piece manifest, or None when there is none."""
