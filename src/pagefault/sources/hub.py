@@ -5,9 +5,10 @@ The Hub's API (through ``huggingface_hub``, the maintained client) turns a revis
 every URI is then rewritten to name that commit, so one load reads one commit however
 long it runs. Bytes come from the Hub's ``resolve`` URLs with the same obstore HTTP
 client as any origin: parallel ranged GETs, redirects to the CDN followed, ETags pinned,
-the node cache and the swarm in front. ``HF_ENDPOINT`` points at a mirror or a local
-server; ``HF_TOKEN`` (or the token ``hf auth login`` saved) is sent to the endpoint only,
-never to the CDN it redirects to, and never logged.
+the node cache and the swarm in front (``object_store`` builds the store, with the
+same timeouts, retries and CA handling as any HTTPS origin). ``HF_ENDPOINT`` points at
+a mirror or a local server; ``HF_TOKEN`` (or the token ``hf auth login`` saved) is sent
+to the endpoint only, never to the CDN it redirects to, and never logged.
 """
 
 from __future__ import annotations
@@ -16,18 +17,11 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
-
-from obstore.store import HTTPStore
 
 from pagefault.errors import ConfigError, NotFound, SourceError
 
-if TYPE_CHECKING:
-    from obstore.store import ObjectStore
-
-__all__ = ["HUB_SCHEME", "HubRef", "hub_listing", "hub_store_and_key", "pin_revision"]
+__all__ = ["HUB_SCHEME", "HubRef", "hub_listing", "hub_location", "pin_revision"]
 
 HUB_SCHEME = "hf"
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -104,21 +98,13 @@ def hub_listing(uri: str, *, recursive: bool = False) -> list[str]:
     )
 
 
-def hub_store_and_key(uri: str) -> tuple[ObjectStore, str]:
-    """The HTTP store of the endpoint (token attached) and the ``resolve`` key of ``uri``."""
+def hub_location(uri: str) -> tuple[str, str, dict[str, str]]:
+    """The endpoint of ``uri``, its ``resolve`` key, and the headers the endpoint wants
+    (the token: obstore drops it on the redirect to another host, the CDN)."""
     ref = HubRef.parse(uri)
     commit = ref.revision if ref.pinned else HubRef.parse(pin_revision(uri)).revision
-    root = endpoint()
     headers = {"authorization": f"Bearer {token}"} if (token := _token()) else {}
-    options = {
-        "allow_http": root.startswith("http://"),
-        "connect_timeout": timedelta(seconds=10),
-        "read_timeout": timedelta(seconds=30),
-        "timeout": timedelta(hours=1),
-        "default_headers": headers,
-    }
-    store = HTTPStore.from_url(root, client_options=options)  # type: ignore[arg-type]
-    return store, f"{ref.repo}/resolve/{commit}/{ref.path}"
+    return endpoint(), f"{ref.repo}/resolve/{commit}/{ref.path}", headers
 
 
 def _token() -> str | None:

@@ -26,7 +26,7 @@ from obstore import exceptions as obs_errors
 from obstore.store import AzureStore, GCSStore, HTTPStore, S3Store
 
 from pagefault.errors import ConfigError, SourceError
-from pagefault.sources.hub import HUB_SCHEME, hub_store_and_key
+from pagefault.sources.hub import HUB_SCHEME, hub_location
 from pagefault.sources.store_errors import first_line
 
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ def store_for_uri(uri: str, settings: Mapping[str, Any] | None = None) -> tuple[
     if parts.scheme == HUB_SCHEME:
         if extra:
             raise ConfigError(f"{uri}: a Hub repository takes no settings, got {sorted(extra)}")
-        return hub_store_and_key(uri)
+        root, hub_key, headers = hub_location(uri)
+        return _http_store(root, headers), hub_key
     if parts.scheme in ("http", "https"):
         if extra:
             raise ConfigError(f"{uri}: an HTTP origin takes no settings, got {sorted(extra)}")
@@ -129,8 +130,10 @@ def _client_options(*, allow_http: bool) -> ClientConfig:
     return options
 
 
-def _http_store(root: str) -> ObjectStore:
+def _http_store(root: str, headers: Mapping[str, str] | None = None) -> ObjectStore:
     options = _client_options(allow_http=root.startswith("http://"))
+    if headers:
+        options["default_headers"] = dict(headers)
     return HTTPStore.from_url(root, client_options=options, retry_config=_RETRY)
 
 
