@@ -118,14 +118,24 @@ class RemoteSource:
     def _whole_body(self) -> WholeBody:
         """Switch to one shared whole-object GET (the origin ignores Range), saying so once
         per origin."""
-        meta = self._head()
+        pins, size = self._pins(), self.size()
         with self._lock:
             if self._whole is None:
                 warn_no_range(self.name)
                 self._whole = WholeBody(
-                    self._store, self._key, name=self.name, meta=meta, retry=self._retry
+                    self._store, self._key, name=self.name, size=size, pins=pins, retry=self._retry
                 )
             return self._whole
+
+    def _pins(self) -> dict[str, Any]:
+        """GET options that hold every read to the version seen at open (ETag, version)."""
+        meta = self._head()
+        pins: dict[str, Any] = {}
+        if meta["e_tag"]:
+            pins["if_match"] = meta["e_tag"]
+        if meta["version"]:
+            pins["version"] = meta["version"]
+        return pins
 
     def _head(self) -> ObjectMeta:
         with self._lock:
@@ -135,12 +145,7 @@ class RemoteSource:
             return self._meta
 
     def _fetch(self, start: int, end: int, cursor: BufferCursor) -> None:
-        meta = self._head()
-        options: dict[str, Any] = {"range": (start, end)}
-        if meta["e_tag"]:
-            options["if_match"] = meta["e_tag"]
-        if meta["version"]:
-            options["version"] = meta["version"]
+        options = {"range": (start, end), **self._pins()}
         result = obstore.get(self._store, self._key, options=options)  # type: ignore[arg-type]
         if tuple(result.range) != (start, end):
             raise IntegrityError(

@@ -27,7 +27,6 @@ from pagefault.sources.retry import RETRYABLE, RetryPolicy
 from pagefault.sources.store_errors import store_error
 
 if TYPE_CHECKING:
-    from obstore import ObjectMeta
     from obstore.store import ObjectStore
 
 __all__ = ["WholeBody", "warn_no_range"]
@@ -57,14 +56,21 @@ class WholeBody:
     """The object ``key`` arriving in order; ``read_into`` blocks until its range is in."""
 
     def __init__(
-        self, store: ObjectStore, key: str, *, name: str, meta: ObjectMeta, retry: RetryPolicy
+        self,
+        store: ObjectStore,
+        key: str,
+        *,
+        name: str,
+        size: int,
+        pins: dict[str, Any],
+        retry: RetryPolicy,
     ) -> None:
         self._store = store
         self._key = key
         self._name = name
-        self._meta = meta
+        self._pins = pins  # the GET options pinning the version (the caller's ETag/version)
         self._retry = retry
-        self._size = int(meta["size"])
+        self._size = size
         self._file = tempfile.TemporaryFile(prefix="pagefault-body-")  # noqa: SIM115 - closed in close()
         self._received = 0
         self._error: BaseException | None = None
@@ -110,12 +116,7 @@ class WholeBody:
                     return
 
     def _stream_once(self) -> None:
-        options: dict[str, Any] = {}
-        if self._meta["e_tag"]:
-            options["if_match"] = self._meta["e_tag"]
-        if self._meta["version"]:
-            options["version"] = self._meta["version"]
-        result = obstore.get(self._store, self._key, options=options)  # type: ignore[arg-type]
+        result = obstore.get(self._store, self._key, options=self._pins)  # type: ignore[arg-type]
         position = 0
         for chunk in result.stream(min_chunk_size=_CHUNK):
             if self._closed:
