@@ -15,6 +15,7 @@ __all__ = [
     "ShardedIndex",
     "parse_index",
     "parse_json_bytes",
+    "validate_relative_path",
     "validate_shard_name",
 ]
 
@@ -77,3 +78,9 @@ def validate_shard_name(
     if bad:
         wanted = " or ".join(f"'*{suffix}'" for suffix in suffixes)
         raise FormatError(f"{where}: {shard!r} is not a plain {wanted} file name")
+
+
+def validate_relative_path(path: str, *, where: str) -> None:
+    """Reject a ``/``-separated relative path unless every component is a plain name."""
+    for part in path.split("/"):
+        validate_shard_name(part, where=where, suffixes=("",))

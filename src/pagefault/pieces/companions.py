@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pagefault.formats.index import validate_shard_name
+from pagefault.formats.index import validate_relative_path
 from pagefault.sources import LocalFileSource, Source
 from pagefault.sources.object_store import is_remote, local_path
 from pagefault.sources.remote_dir import RemoteDirectory
@@ -56,8 +56,7 @@ def companion_files(
             continue
         if not selected(name, include, exclude):
             continue
-        for part in parts:  # from the network: plain names only, before any filesystem use
-            validate_shard_name(part, where=str(source), suffixes=("",))
+        validate_relative_path(name, where=str(source))  # before any filesystem use
         chosen.append((name, opener(name)))
     return chosen
 

@@ -10,7 +10,7 @@ import obstore
 
 from pagefault.errors import FormatError, NotFound, SourceError
 from pagefault.formats import INDEX_SUFFIX
-from pagefault.formats.index import validate_shard_name
+from pagefault.formats.index import validate_relative_path, validate_shard_name
 from pagefault.manifest import MANIFEST_NAME, PieceManifest
 from pagefault.manifest.pieces import MAX_MANIFEST_BYTES
 from pagefault.sources.hub import HUB_SCHEME, hub_listing, pin_revision
@@ -83,9 +83,8 @@ class RemoteDirectory:
         """A file of this directory; with ``meta``, reads are pinned to that version unasked.
         Model files are ``.safetensors``/``.json``; ``any_suffix`` opens the rest (tokenizer
         files, READMEs) under the same plain-name rule."""
-        if any_suffix:  # a relative path: every component a plain name
-            for part in name.split("/"):
-                validate_shard_name(part, where=self.uri, suffixes=("",))
+        if any_suffix:
+            validate_relative_path(name, where=self.uri)
         else:
             validate_shard_name(name, where=self.uri, suffixes=(".safetensors", ".json"))
         return RemoteSource(
