@@ -15,6 +15,7 @@ from pagefault.compile.stores import (
     BundleStore,
     DirectoryStore,
     compile_root,
+    newest_bundle,
     open_store,
 )
 from pagefault.errors import ConfigError, IntegrityError, NotFound
@@ -102,19 +103,20 @@ def rm_command(key: KeyArg, as_json: JsonOpt = False) -> None:
     _report({"key": key, "removed": removed}, as_json)
 
 
-def _describe(store: BundleStore, key: str) -> dict[str, Any]:
-    digest = store.latest(key)
-    data = store.get(key, digest) if digest else None
-    if digest is None or data is None:
+def _newest(store: BundleStore, key: str) -> tuple[str, bytes]:
+    found = newest_bundle(store, key)
+    if found is None:
         raise NotFound(f"{store.name}: no compile bundle for {key!r}")
+    return found
+
+
+def _describe(store: BundleStore, key: str) -> dict[str, Any]:
+    digest, data = _newest(store, key)
     return {"key": key, "digest": digest, "bytes": len(data)}
 
 
 def _copy(source: BundleStore, target: BundleStore, key: str) -> dict[str, Any]:
-    digest = source.latest(key)
-    data = source.get(key, digest) if digest else None
-    if digest is None or data is None:
-        raise NotFound(f"{source.name}: no compile bundle for {key!r}")
+    digest, data = _newest(source, key)
     if digest_of(data) != digest:
         raise IntegrityError(f"{source.name}: the bundle of {key!r} does not match its digest")
     target.put(key, digest, data)

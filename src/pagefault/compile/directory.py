@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pagefault.compile.bundle import digest_of, pack, unpack
-from pagefault.compile.stores import BundleStore
+from pagefault.compile.stores import BundleStore, newest_bundle
 from pagefault.errors import PagefaultError
 
 __all__ = ["CachedDirectory"]
@@ -71,10 +71,10 @@ class CachedDirectory:
     def _fetch(self) -> None:
         for store in self.stores:
             try:
-                digest = store.latest(self.key)
-                data = store.get(self.key, digest) if digest else None
-                if digest is None or data is None:
+                found = newest_bundle(store, self.key)
+                if found is None:
                     continue
+                digest, data = found
                 unpack(data, digest, self.directory, what=f"{store.name} {self.key}")
             except PagefaultError as exc:
                 _log.warning("compile cache: skipping %s: %s", store.name, exc)

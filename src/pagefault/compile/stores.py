@@ -31,6 +31,7 @@ __all__ = [
     "ObjectBundleStore",
     "RedisBundleStore",
     "compile_root",
+    "newest_bundle",
     "open_store",
 ]
 
@@ -200,6 +201,13 @@ class RedisBundleStore:
             return action()
         except self._errors as exc:
             raise CacheError(f"{self.name}: {exc}") from exc
+
+
+def newest_bundle(store: BundleStore, key: str) -> tuple[str, bytes] | None:
+    """The digest and bytes ``key``'s ``latest`` pointer names, or None when there is none."""
+    digest = store.latest(key)
+    data = store.get(key, digest) if digest else None
+    return (digest, data) if digest is not None and data is not None else None
 
 
 def compile_root() -> Path:
