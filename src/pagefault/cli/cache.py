@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -14,7 +14,7 @@ from pagefault.cache import NodeCache, config_path, manage
 from pagefault.errors import PagefaultError
 
 from .commands import JsonOpt, QuietOpt, app
-from .output import emit_json, fail, plural, progress_bar, stdout_console
+from .output import emit_fields, emit_json, fail, local_time, plural, progress_bar, stdout_console
 
 __all__ = ["cache_app"]
 
@@ -45,7 +45,9 @@ def ls_command(as_json: JsonOpt = False) -> None:
         table.add_column(column, overflow="fold")
     for e in found:
         held = [f"{e.cached.get(t.name, 0) / max(e.bytes, 1):.0%}" for t in cache.tiers]
-        table.add_row(e.uri, f"{e.bytes:,}", *held, "yes" if e.pinned else "", _when(e.updated))
+        table.add_row(
+            e.uri, f"{e.bytes:,}", *held, "yes" if e.pinned else "", local_time(e.updated)
+        )
     out.print(table)
     out.print(_tier_summary(cache))
 
@@ -59,7 +61,7 @@ def info_command(
     cache = _open(as_json)
     if uri is not None:
         found = _run(lambda: manage.entry(cache, uri), as_json)
-        _print(dataclasses.asdict(found), as_json)
+        emit_fields(dataclasses.asdict(found), as_json)
         return
     tiers = _run(lambda: manage.tiers(cache), as_json)
     if as_json:
@@ -89,7 +91,7 @@ def pin_command(uri: UriArg, as_json: JsonOpt = False) -> None:
     """Keep a cached model resident: eviction never removes it."""
     cache = _open(as_json)
     _run(lambda: manage.pin(cache, uri), as_json)
-    _print({"uri": uri, "pinned": True}, as_json)
+    emit_fields({"uri": uri, "pinned": True}, as_json)
 
 
 @cache_app.command("unpin")
@@ -97,7 +99,7 @@ def unpin_command(uri: UriArg, as_json: JsonOpt = False) -> None:
     """Let eviction remove a model again."""
     cache = _open(as_json)
     _run(lambda: manage.unpin(cache, uri), as_json)
-    _print({"uri": uri, "pinned": False}, as_json)
+    emit_fields({"uri": uri, "pinned": False}, as_json)
 
 
 @cache_app.command("evict")
@@ -105,7 +107,7 @@ def evict_command(uri: UriArg, as_json: JsonOpt = False) -> None:
     """Remove a model's pieces (those no other cached model shares) and its record."""
     cache = _open(as_json)
     freed = _run(lambda: manage.evict(cache, uri), as_json)
-    _print({"uri": uri, "freed_bytes": freed}, as_json)
+    emit_fields({"uri": uri, "freed_bytes": freed}, as_json)
 
 
 @cache_app.command("verify")
@@ -116,7 +118,7 @@ def verify_command(
     """Re-hash cached pieces; corrupt ones are dropped (exit 1 if any were found)."""
     cache = _open(as_json)
     result = _run(lambda: manage.verify(cache, uri), as_json)
-    _print({"checked": result.checked, "corrupt": result.corrupt}, as_json)
+    emit_fields({"checked": result.checked, "corrupt": result.corrupt}, as_json)
     if result.corrupt:
         raise typer.Exit(1)
 
@@ -126,7 +128,7 @@ def gc_command(as_json: JsonOpt = False) -> None:
     """Remove leftovers of killed processes, forget unreferenced files, enforce capacities."""
     cache = _open(as_json)
     report = _run(lambda: manage.gc(cache), as_json)
-    _print(dataclasses.asdict(report), as_json)
+    emit_fields(dataclasses.asdict(report), as_json)
 
 
 @cache_app.command("prefetch")
@@ -144,7 +146,7 @@ def prefetch_command(
     if pin:
         _run(lambda: manage.pin(cache, uri), as_json)
     payload = dataclasses.asdict(found) | {"seconds": round(time.perf_counter() - started, 3)}
-    _print(payload | {"pinned": found.pinned or pin}, as_json)
+    emit_fields(payload | {"pinned": found.pinned or pin}, as_json)
 
 
 def _open(as_json: bool) -> NodeCache:
@@ -158,44 +160,11 @@ def _run(action: Callable[[], T], as_json: bool) -> T:
         fail(exc, as_json=as_json)
 
 
-def _print(payload: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        emit_json(payload)
-        return
-    out = stdout_console()
-    for key, value in payload.items():
-        out.print(f"{key.replace('_', ' ')}: {_human(key, value)}", highlight=False)
-
-
-def _human(key: str, value: Any) -> str:
-    """A value as a person reads it: 1,234 bytes, a local time, yes/no, lists joined."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if key in _TIMES and isinstance(value, int | float):
-        return _when(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, dict):
-        if {"name", "used", "capacity"} <= value.keys():  # a tier
-            return f"{value['name']} {value['used']:,} of {value['capacity']:,} bytes"
-        return ", ".join(f"{k} {_human(k, v)}" for k, v in value.items()) or "none"
-    if isinstance(value, list):
-        return "; ".join(_human(key, item) for item in value) or "none"
-    return str(value)
-
-
-_TIMES = frozenset({"updated"})
 RAM_TIER_NOTE = (
     "The RAM tier is shared memory (/dev/shm): it counts against the node's memory until "
     "evicted, and survives restarts. Every remote load and inspect fills it, up to its "
     "capacity (a quarter of /dev/shm by default; PAGEFAULT_CACHE_RAM_CAPACITY=0 turns it off)."
 )
-
-
-def _when(stamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
 
 def _tier_summary(cache: NodeCache) -> str:

@@ -21,7 +21,7 @@ from pagefault.compile.stores import (
 from pagefault.errors import ConfigError, IntegrityError, NotFound
 
 from .commands import JsonOpt, app
-from .output import emit_json, stdout_console
+from .output import emit_fields, emit_json, stdout_console
 
 __all__ = ["compile_app"]
 
@@ -75,19 +75,19 @@ def info_command(key: KeyArg, store: StoreOpt = None, as_json: JsonOpt = False) 
     files = [p for p in directory.rglob("*") if p.is_file()] if directory.is_dir() else []
     row |= {"directory": str(directory), "files": len(files)}
     row["directory_bytes"] = sum(p.stat().st_size for p in files)
-    _report(row, as_json)
+    emit_fields(row, as_json)
 
 
 @compile_app.command("push")
 def push_command(key: KeyArg, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Copy this node's newest bundle of ``key`` to the shared store."""
-    _report(_copy(_node(), _store(store), key), as_json)
+    emit_fields(_copy(_node(), _store(store), key), as_json)
 
 
 @compile_app.command("pull")
 def pull_command(key: KeyArg, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Copy the store's newest bundle of ``key`` into this node's cache (checked)."""
-    _report(_copy(_store(store), _node(), key), as_json)
+    emit_fields(_copy(_store(store), _node(), key), as_json)
 
 
 @compile_app.command("rm")
@@ -100,7 +100,7 @@ def rm_command(key: KeyArg, as_json: JsonOpt = False) -> None:
             removed.append(str(path))
     if not removed:
         raise NotFound(f"compile cache key {key!r}: nothing on this node")
-    _report({"key": key, "removed": removed}, as_json)
+    emit_fields({"key": key, "removed": removed}, as_json)
 
 
 def _newest(store: BundleStore, key: str) -> tuple[str, bytes]:
@@ -127,12 +127,3 @@ def _copy(source: BundleStore, target: BundleStore, key: str) -> dict[str, Any]:
         "from": source.name,
         "to": target.name,
     }
-
-
-def _report(payload: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        emit_json(payload)
-        return
-    out = stdout_console()
-    for name, value in payload.items():
-        out.print(f"{name}: {value:,}" if isinstance(value, int) else f"{name}: {value}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -24,8 +25,10 @@ from pagefault.system import sizes
 __all__ = [
     "ProgressBar",
     "console",
+    "emit_fields",
     "emit_json",
     "fail",
+    "local_time",
     "parse_size",
     "plural",
     "progress_bar",
@@ -51,6 +54,42 @@ def stdout_console() -> Console:
 
 def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
+
+
+def emit_fields(payload: dict[str, Any], as_json: bool) -> None:
+    """A result as ``key: value`` lines a person reads, or one JSON object."""
+    if as_json:
+        emit_json(payload)
+        return
+    out = stdout_console()
+    for key, value in payload.items():
+        out.print(f"{key.replace('_', ' ')}: {_human(key, value)}", highlight=False)
+
+
+def _human(key: str, value: Any) -> str:
+    """A value as a person reads it: 1,234 bytes, a local time, yes/no, lists joined."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key in _TIMES and isinstance(value, int | float):
+        return local_time(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        if {"name", "used", "capacity"} <= value.keys():  # a cache tier
+            return f"{value['name']} {value['used']:,} of {value['capacity']:,} bytes"
+        return ", ".join(f"{k} {_human(k, v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return "; ".join(_human(key, item) for item in value) or "none"
+    return str(value)
+
+
+_TIMES = frozenset({"updated"})  # Unix timestamps among the fields
+
+
+def local_time(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
 
 def plural(count: int, noun: str) -> str:
