@@ -213,18 +213,18 @@ def _copy_extra(
     def copy(item: tuple[str, Source]) -> None:
         name, source = item
         size = source.size()
-        if record.finished(name, source):
+        if record.finished(name, source):  # the record already says so: nothing to write
             with lock:
                 result.skipped.append(name)
         else:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target / name, _chunks(source, size))
             with lock:
+                record.add(name, source)
                 result.downloaded += size
             if on_progress is not None:
                 on_progress(size)
         with lock:
-            record.add(name, source)
             result.files.append(name)
             result.bytes += size
 

@@ -23,9 +23,11 @@ Result = TypeVar("Result")
 
 def check_threads(threads: int | None) -> None:
     """The one rule for a user's thread count: unset (automatic) or at least 1."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int):
         raise ConfigError(f"threads must be a whole number, got {threads!r}")
-    if threads is not None and threads < 1:
+    if threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads}")
 
 
