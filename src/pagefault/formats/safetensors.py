@@ -43,7 +43,6 @@ MAX_HEADER_BYTES = 100_000_000
 _TENSOR_KEYS = frozenset({"dtype", "shape", "data_offsets"})
 _METADATA_KEY = "__metadata__"
 _JSON_WHITESPACE = b" \t\n\r"
-_U64_LIMIT = 2**64
 
 
 @dataclass(frozen=True)
@@ -214,9 +213,9 @@ def _sized(tensor: TensorInfo, name: str) -> TensorInfo:
     count = 1
     for dim in shape:  # the running product, as safetensors checks it, not just the total
         count *= dim
-        if count >= _U64_LIMIT:
+        if count >= strict_json.U64_LIMIT:
             raise FormatError(f"{where}: shape {list(shape)} overflows a 64-bit element count")
-    if count * dtype.bits >= _U64_LIMIT:
+    if count * dtype.bits >= strict_json.U64_LIMIT:
         raise FormatError(f"{where}: {count} elements of {dtype.value} overflow a 64-bit size")
     expected = dtype.nbytes(count)
     if expected is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "MAX_DEPTH",
+    "U64_LIMIT",
     "JsonObject",
     "JsonRuleError",
     "check_free_value",
@@ -27,7 +28,7 @@ __all__ = [
 
 # serde_json's default recursion limit: 128 levels, of which 127 can be containers.
 MAX_DEPTH = 127
-_U64_LIMIT = 2**64
+U64_LIMIT = 2**64  # safetensors sizes and counts are u64
 _I64_MIN = -(2**63)
 # Longest integer literal that can still fit u64/i64 (sign included); longer ones are
 # floats to serde, and Python's int() refuses literals past 4,300 digits anyway.
@@ -64,7 +65,7 @@ def decode(text: str) -> Any:
 
 def is_u64(value: Any) -> bool:
     """Whether serde would read ``value`` as a ``usize`` (``-0`` is a float there)."""
-    return type(value) is int and 0 <= value < _U64_LIMIT
+    return type(value) is int and 0 <= value < U64_LIMIT
 
 
 def check_text(text: str, what: str) -> None:
@@ -121,7 +122,7 @@ def _integer(literal: str) -> int | float:
         return -0.0  # serde reads "-0" as the float -0.0, so it is no size or offset
     if len(literal) <= _MAX_INT_LITERAL:
         value = int(literal)
-        if _I64_MIN <= value < _U64_LIMIT:
+        if _I64_MIN <= value < U64_LIMIT:
             return value
     return _float(literal)  # outside i64/u64: a float to serde, never a size
 
