@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import socket
-import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pagefault.compile.key import compile_key
 from pagefault.compile.session import compile_cache
 from pagefault.compile.stores import DirectoryStore, ObjectBundleStore, open_store
 from pagefault.errors import CacheError, ConfigError, IntegrityError
+from pagefault.testing.redisd import LocalRedis
 
 
 def tree(root: Path) -> Path:
@@ -74,26 +74,8 @@ def test_the_key_names_the_stack(tmp_path: Path) -> None:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    store = open_store(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            store.latest("probe")  # type: ignore[union-attr]
-            break
-        except CacheError:
-            assert time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.05)
-    yield url
-    server.kill()
-    server.wait()
+    with LocalRedis() as server:
+        yield server.url
 
 
 @pytest.mark.parametrize("kind", ["directory", "file", "redis"])

@@ -153,11 +153,17 @@ class Agent:
                     if refused
                     else f"the coordinator is unreachable: {exc}"
                 )
-                log = _log.error if refused else _log.warning
-                log(
-                    "no swarm membership (%s); models come straight from the origin",
-                    self._solo_reason,
-                )
+                if refused:
+                    _log.error(
+                        "no swarm membership (%s); models come straight from the origin",
+                        self._solo_reason,
+                    )
+                else:  # retried when the next model is asked for
+                    _log.warning(
+                        "no swarm membership yet (%s); until the coordinator answers, "
+                        "models come straight from the origin",
+                        self._solo_reason,
+                    )
                 return None
             node = NodeCredentials(reply["cert"].encode(), reply["key"].encode())
             self._credentials = (reply["ca"].encode(), node)

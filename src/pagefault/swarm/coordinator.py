@@ -71,7 +71,9 @@ class Coordinator:
             raise ControlError("'address' must be 'ip:port'", 400)
         given = Member(node, address, int(body.get("seq", -1)), str(body.get("zone", "")))
         with _redis_errors():
-            member = self.state.heartbeat(swarm, given, dict(body.get("stats") or {}))
+            member, settling = self.state.heartbeat(swarm, given, dict(body.get("stats") or {}))
+            if settling:  # Redis restarted: keep every placement until the fleet beat again
+                return 200, {"seq": member.seq, "excluded": False, "settling": True}
             ranked = self.state.live(swarm)
             has_manifest = self.state.manifest(swarm) is not None
         live = [m for m, _ in ranked]

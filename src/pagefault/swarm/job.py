@@ -372,6 +372,8 @@ class ModelJob:
 
     def _follow_placement(self, beat: dict[str, Any]) -> None:
         assert self.feeder is not None and self.handle is not None
+        if beat.get("settling"):  # the coordinator is rebuilding its state: keep ours
+            return
         upstreams = list(beat.get("upstreams") or [])
         for up in upstreams:
             if up:  # every beat: a no-op while connected, a retry after a drop

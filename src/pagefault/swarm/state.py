@@ -1,23 +1,33 @@
 """The coordinator's state in Redis, so coordinators are stateless and can run as replicas.
 
 Keys (``{s}`` is the swarm id): ``pf:swarms`` (set of ids), ``pf:{s}:order`` (zset
-node -> join seq), ``pf:{s}:seq`` (counter), ``pf:{s}:node:{n}`` (address, zone and
-stats as JSON; expires: the heartbeat), ``pf:{s}:bad`` (nodes reported for corrupt
-pieces), ``pf:{s}:manifest`` (the piece manifest a first fetcher built). Everything is
-rebuilt from heartbeats when Redis loses it: agents resend their seq.
+node -> join seq), ``pf:{s}:seq`` (the highest seq handed out or resent),
+``pf:{s}:node:{n}`` (address, zone and stats as JSON; expires: the heartbeat),
+``pf:{s}:bad`` (nodes reported for corrupt pieces), ``pf:{s}:manifest`` (the piece
+manifest a first fetcher built), ``pf:{s}:settling`` (set for one member TTL after the
+state was lost). Everything is rebuilt from heartbeats when Redis loses it: agents
+resend their seq, and a node joining after the loss still sorts after every one of them
+(``_JOIN``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
 from pagefault.swarm.topology import Member
 
-__all__ = ["SwarmState"]
+__all__ = ["Joined", "SwarmState"]
+
+
+class Joined(NamedTuple):
+    member: Member  # with its seq
+    # Redis lost the swarm's state and members are still coming back (one member TTL):
+    # a placement over the few seen so far would move the chain's head, so none is given.
+    settling: bool
 
 
 class SwarmState:
@@ -26,7 +36,7 @@ class SwarmState:
         self.ttl_ms = int(ttl_s * 1000)
         self._join = client.register_script(_JOIN)
 
-    def heartbeat(self, swarm: str, member: Member, stats: dict[str, Any]) -> Member:
+    def heartbeat(self, swarm: str, member: Member, stats: dict[str, Any]) -> Joined:
         """Record a live member; assign its seq on first sight (or keep the one it sends).
 
         One script, so a seq is never handed out before its member is visible: two nodes
@@ -38,9 +48,12 @@ class SwarmState:
             f"pf:{swarm}:order",
             f"pf:{swarm}:seq",
             self._node_key(swarm, member.node),
+            f"pf:{swarm}:settling",
         ]
-        seq = self._join(keys=keys, args=[swarm, member.node, member.seq, body, self.ttl_ms])
-        return dataclasses.replace(member, seq=int(seq))
+        seq, settling = self._join(
+            keys=keys, args=[swarm, member.node, member.seq, body, self.ttl_ms]
+        )
+        return Joined(dataclasses.replace(member, seq=int(seq)), bool(settling))
 
     def live(self, swarm: str) -> list[tuple[Member, dict[str, Any]]]:
         """Members whose heartbeat has not lapsed, minus those reported corrupt."""
@@ -81,17 +94,38 @@ class SwarmState:
         return data if data is None or isinstance(data, bytes) else str(data).encode()
 
 
-# KEYS: swarms set, order zset, seq counter, node key
+# KEYS: swarms set, order zset, seq counter, node key, settling flag
 # ARGV: swarm, node, seq the agent sent (-1: new), node JSON, TTL in ms
+# Returns {seq, settling}. A member resending a seq the order does not hold means the
+# state was lost: the settling flag then stands for one member TTL, the time in which
+# every live member beats again.
+#
+# A new member's seq is the server clock in microseconds (or one past the last seq, if
+# that is higher), not a plain counter: after Redis loses its state the members resend
+# their old seqs, and a counter restarting at 1 gave a node joining then the seq of an
+# old member, so the tie moved the chain's head and the origin served pieces twice.
+# A resent seq raises the floor too, so later joins always sort after it. (Microseconds
+# since 1970 stay below 2^53: exact in Lua numbers and zset scores.)
 _JOIN = """
 local seq = tonumber(ARGV[3])
+local last = tonumber(redis.call('GET', KEYS[3]) or 0)
+if seq >= 0 and not redis.call('ZSCORE', KEYS[2], ARGV[2]) then
+  redis.call('SET', KEYS[5], '1', 'PX', ARGV[5], 'NX')
+end
 if seq < 0 then
-  seq = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[2]) or redis.call('INCR', KEYS[3]))
+  seq = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[2]) or -1)
+end
+if seq < 0 then
+  local now = redis.call('TIME')
+  seq = math.max(tonumber(now[1]) * 1000000 + tonumber(now[2]), last + 1)
+end
+if seq > last then
+  redis.call('SET', KEYS[3], string.format('%.0f', seq))
 end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], seq, ARGV[2])
 redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
-return seq
+return {seq, redis.call('EXISTS', KEYS[5])}
 """
 
 
