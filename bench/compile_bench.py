@@ -160,7 +160,8 @@ def main() -> None:
         size = stats.get("bundle_bytes") or stats.get("published_bytes", 0)
         print(
             f"{name:15} {r['seconds']:6.2f} s  {r['seconds'] / cold:5.2f}x cold  "
-            f"hit={stats.get('hit')} bundle={size:,} B output={r['output']}"
+            f"hit={stats.get('hit')} isa={stats.get('vec_isa')} bundle={size:,} B "
+            f"output={r['output']}"
         )
     outputs = {r["output"] for r in results.values()}
     print("identical outputs" if len(outputs) == 1 else f"OUTPUTS DIFFER: {outputs}")

@@ -5,8 +5,10 @@ Triton, Python, device) under the node cache. On entry, if that directory is emp
 the newest bundle for the key is unpacked into it from the node cache, else from the
 shared store (Redis, an object store), checked against its digest first; then
 ``torch.compiler.load_cache_artifacts`` is given the portable artifacts the bundle
-carries. On a clean exit ``save_cache_artifacts`` runs, the directory is packed, and a
-bundle that differs from the one loaded is published to the node cache and the store.
+carries, and on the CPU the bundle's record of inductor's ISA probe spares the process
+that probe (:mod:`pagefault.compile.vec_isa`). On a clean exit ``save_cache_artifacts``
+runs, the directory is packed, and a bundle that differs from the one loaded is
+published to the node cache and the store.
 
 Why the whole directory: on CPU, ``save/load_cache_artifacts`` alone gave no gain at
 the default mode (the backend's C++ kernels are rebuilt), while shipping inductor's
@@ -16,6 +18,7 @@ unreachable copy is skipped with a warning and compilation proceeds from scratch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +31,7 @@ import torch
 from pagefault.compile.directory import CachedDirectory
 from pagefault.compile.key import CompileKey, compile_key
 from pagefault.compile.stores import BundleStore, DirectoryStore, compile_root, open_store
+from pagefault.compile.vec_isa import vec_isa_settled
 
 __all__ = ["CompileCache", "CompileStats", "compile_cache"]
 
@@ -46,6 +50,10 @@ class CompileStats:
     published: list[str] = field(default_factory=list)  # where a new bundle went on exit
     published_bytes: int = 0
     skipped: list[str] = field(default_factory=list)  # copies refused, with why
+    # inductor's CPU ISA probe: "recorded" (skipped: the bundle vouched), "probed",
+    # "inductor" (left to it), None (not compiling for the CPU)
+    vec_isa: str | None = None
+    vec_isa_s: float = 0.0  # the probe, when run up front (inductor would have run it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +73,7 @@ class CompileCache:
         )
         self.stats = CompileStats(key=key.digest, skipped=self._cached.skipped)
         self._previous: str | None = None
+        self._settings = contextlib.ExitStack()  # inductor settings undone on exit
 
     def __enter__(self) -> CompileCache:
         started = time.perf_counter()
@@ -77,6 +86,10 @@ class CompileCache:
         if mega.exists():
             torch.compiler.load_cache_artifacts(mega.read_bytes())
         self.stats.load_s = time.perf_counter() - started
+        if self.key.device.startswith("cpu:"):
+            started = time.perf_counter()
+            self.stats.vec_isa = self._settings.enter_context(vec_isa_settled(self.directory))
+            self.stats.vec_isa_s = time.perf_counter() - started
         return self
 
     def __exit__(
@@ -94,6 +107,7 @@ class CompileCache:
                 self.stats.published = self._cached.published
                 self.stats.published_bytes = self._cached.published_bytes
         finally:
+            self._settings.close()
             if self._previous is None:
                 os.environ.pop(_CACHE_ENV, None)
             else:
