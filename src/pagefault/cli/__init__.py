@@ -1,6 +1,6 @@
 """The ``pagefault`` command line (typer + rich)."""
 
-from pagefault.cli import cache, compile, remote, swarm  # noqa: F401 - they register commands
+from pagefault.cli import cache, compile, node, remote, swarm  # noqa: F401 - they register commands
 from pagefault.cli.commands import app
 
 __all__ = ["app", "main"]

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from pagefault.system.machine import MEMINFO, meminfo_fields
 
-__all__ = ["cgroup_room", "pool_page_size", "pool_room"]
+__all__ = ["cgroup_room", "pool_nodes", "pool_page_size", "pool_room", "resize_pool"]
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
+_NR_HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
+_NODES = Path("/sys/devices/system/node")
 _OWN_CGROUPS = Path("/proc/self/cgroup")
 _UNLIMITED = 1 << 62
 
@@ -39,6 +41,41 @@ def pool_room(
     if page == 0 or free_pages <= 0:
         return 0
     return min(free_pages * page, cgroup_room(page, cgroups, root))
+
+
+def pool_nodes(nodes: Path = _NODES) -> list[dict[str, int]]:
+    """Per NUMA node: the pool's pages of the default size, in bytes (total and free)."""
+    page = pool_page_size()
+    found = []
+    for node in sorted(nodes.glob("node[0-9]*"), key=lambda n: int(n.name[4:])):
+        directory = node / "hugepages" / f"hugepages-{page >> 10}kB"
+        try:
+            total = int((directory / "nr_hugepages").read_text())
+            free = int((directory / "free_hugepages").read_text())
+        except (OSError, ValueError):
+            continue
+        found.append(
+            {"node": int(node.name[4:]), "total_bytes": total * page, "free_bytes": free * page}
+        )
+    return found
+
+
+def resize_pool(
+    nbytes: int, node: int | None = None, nodes: Path = _NODES, sysctl: Path = _NR_HUGEPAGES
+) -> int:
+    """Make the pool (one NUMA node's share, or the whole node's) hold ``nbytes``,
+    rounded up to whole pages; returns the bytes it holds after, which may be fewer
+    when memory is fragmented. ``OSError`` when the kernel refuses (not root)."""
+    page = pool_page_size()
+    if page == 0:
+        raise OSError("this kernel has no huge-page pool (no Hugepagesize in /proc/meminfo)")
+    target = sysctl
+    if node is not None:
+        target = nodes / f"node{node}" / "hugepages" / f"hugepages-{page >> 10}kB" / "nr_hugepages"
+        if not target.exists():
+            raise OSError(f"no NUMA node {node} with {page >> 10} kB huge pages ({target})")
+    target.write_text(str(-(-nbytes // page)))
+    return int(target.read_text()) * page
 
 
 def cgroup_room(page: int, cgroups: Path = _OWN_CGROUPS, root: Path = _CGROUP_ROOT) -> int:

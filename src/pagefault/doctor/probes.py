@@ -1,0 +1,224 @@
+"""Measurements of this node, made the way the benchmarks make them.
+
+Each returns GB/s (10^9 bytes per second) for one path bytes take in a load: a read of
+page-cached bytes into memory already faulted (the read limit, bench/load_bench.py's
+``raw-preadv``), the same read into fresh memory of each page kind (what a private load
+pays), memcpy, tmpfs writes, hashing, and reads of a directory or a URI. Two threads
+read 64 MiB requests, as the benchmark's limit does. No torch: the doctor runs in the
+CLI's light process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import mmap
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import blake3
+
+from pagefault.system.hugetlb import pool_page_size, pool_room
+from pagefault.system.mapping import MADV_HUGEPAGE, buffer_address, madvise
+
+__all__ = [
+    "PAGE_KINDS",
+    "cold_read",
+    "direct_read",
+    "fresh_fill",
+    "hash_rates",
+    "hot_file",
+    "hot_read",
+    "memcpy_rate",
+    "shm_write",
+]
+
+REQUEST = 64 << 20
+THREADS = 2
+HUGE_PAGE = 2 << 20
+MADV_NOHUGEPAGE = 15
+_MAP_HUGETLB = getattr(mmap, "MAP_HUGETLB", 0x40000)
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+# what backs fresh memory, by the names LoadStats.pages uses
+PAGE_KINDS = ("small-pages", "huge-pages", "hugetlb-pool")
+
+
+def hot_file(directory: Path, size: int) -> Path:
+    """A ``size``-byte file in ``directory`` whose pages the page cache holds (the
+    caller deletes it). One random MiB repeated: hashing and copies see real bytes."""
+    block = os.urandom(1 << 20)
+    fd, name = tempfile.mkstemp(prefix=".pagefault-doctor-", dir=directory)
+    with os.fdopen(fd, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(block)
+    return Path(name)
+
+
+def hot_read(path: Path) -> float:
+    """Page-cached bytes into touched memory: the read limit of this node."""
+    size = path.stat().st_size
+    target = mmap.mmap(-1, size)
+    _touch(target)
+    _read_file(path, memoryview(target))  # the first pass makes sure the cache is warm
+    return _rate(size, lambda: _read_file(path, memoryview(target)))
+
+
+def fresh_fill(path: Path, kind: str) -> float | None:
+    """Page-cached bytes into a fresh mapping backed by ``kind`` (:data:`PAGE_KINDS`),
+    mapping and faults included, as a private load pays them; None when this node
+    cannot give that kind (no pool room, huge pages declined)."""
+    size = path.stat().st_size
+    started = time.perf_counter()
+    mapping = _fresh_mapping(size, kind)
+    if mapping is None:
+        return None
+    target, base = mapping
+    _read_file(path, memoryview(target)[base : base + size])
+    seconds = time.perf_counter() - started
+    target.close()
+    return size / seconds / 1e9
+
+
+def memcpy_rate(size: int) -> float:
+    """One thread copying between two buffers already faulted."""
+    source, target = mmap.mmap(-1, size), mmap.mmap(-1, size)
+    _touch(source)
+    _touch(target)
+    src = buffer_address(source)
+    dst = buffer_address(target)
+    best = min(_seconds(lambda: ctypes.memmove(dst, src, size)) for _ in range(3))
+    return size / best / 1e9
+
+
+def shm_write(size: int, directory: Path = Path("/dev/shm")) -> float | None:
+    """Writing to tmpfs (the RAM tier's medium); None without a writable /dev/shm."""
+    if not os.access(directory, os.W_OK):
+        return None
+    block = bytes(REQUEST)
+    fd, name = tempfile.mkstemp(prefix=".pagefault-doctor-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as f:
+            return _rate(size, lambda: [f.write(block) for _ in range(size // REQUEST)])
+    finally:
+        os.unlink(name)
+
+
+def hash_rates(size: int = 256 << 20) -> dict[str, float]:
+    """One thread's SHA-256 and BLAKE3 over ``size`` bytes (the digests manifests use)."""
+    data = os.urandom(1 << 20) * (size >> 20)
+    return {
+        "sha256": _rate(size, lambda: hashlib.sha256(data).digest()),
+        "blake3": _rate(size, lambda: blake3.blake3(data).digest()),
+    }
+
+
+def cold_read(files: Sequence[Path], *, direct: bool = False) -> float | None:
+    """``files`` read after the page cache dropped them (buffered), or with O_DIRECT;
+    None when the kernel kept the pages or the file system refuses O_DIRECT."""
+    total = sum(f.stat().st_size for f in files)
+    if total == 0:
+        return None
+    for f in files:
+        _drop_cached(f)
+    target = mmap.mmap(-1, min(max(f.stat().st_size for f in files), 1 << 30) + HUGE_PAGE)
+    _touch(target)
+    try:
+        started = time.perf_counter()
+        for f in files:
+            _read_file(f, memoryview(target), direct)
+        seconds = time.perf_counter() - started
+    except OSError:
+        return None
+    return total / seconds / 1e9
+
+
+def direct_read(files: Sequence[Path]) -> float | None:
+    """O_DIRECT reads (no page cache): what a cold load gets without the kernel's copy."""
+    return cold_read(files, direct=True) if _O_DIRECT else None
+
+
+def _read_file(path: Path, view: memoryview, direct: bool = False) -> None:
+    """``THREADS`` threads read ``path`` in ``REQUEST`` pieces into ``view`` (wrapping
+    around when the view is smaller than the file: only the rate matters)."""
+    flags = os.O_RDONLY | (_O_DIRECT if direct else 0)
+    fd = os.open(path, flags)
+    try:
+        size = os.fstat(fd).st_size
+        span = len(view) - len(view) % REQUEST or len(view)
+        jobs = list(range(0, size, REQUEST))
+        lock, errors = threading.Lock(), list[OSError]()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    if not jobs or errors:
+                        return
+                    offset = jobs.pop(0)
+                length = min(REQUEST, size - offset)
+                if direct:  # whole blocks only: round the tail up
+                    length = -(-length // 4096) * 4096
+                at = offset % span
+                try:
+                    os.preadv(fd, [view[at : at + min(length, len(view) - at)]], offset)
+                except OSError as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+    finally:
+        os.close(fd)
+
+
+def _fresh_mapping(size: int, kind: str) -> tuple[mmap.mmap, int] | None:
+    """A fresh anonymous mapping of ``kind`` and the offset of its first 2 MiB boundary."""
+    if kind == "hugetlb-pool":
+        page = pool_page_size()
+        length = -(-size // page) * page if page else 0
+        if not length or pool_room() < length:
+            return None
+        try:
+            return mmap.mmap(
+                -1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_HUGETLB
+            ), 0
+        except OSError:
+            return None
+    mapping = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    address = buffer_address(mapping)
+    base = -address % HUGE_PAGE
+    advice = MADV_HUGEPAGE if kind == "huge-pages" else MADV_NOHUGEPAGE
+    if not madvise(address + base, size, advice):
+        mapping.close()
+        return None
+    return mapping, base
+
+
+def _drop_cached(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _touch(buf: mmap.mmap) -> None:
+    """Fault every page in (a write, so each has its own frame)."""
+    ctypes.memset(buffer_address(buf), 1, len(buf))
+
+
+def _seconds(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def _rate(size: int, work: Callable[[], object]) -> float:
+    return size / _seconds(work) / 1e9
