@@ -21,10 +21,18 @@ def single_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, doctor_record: Path) -> Path:
     """Every test gets its own empty node cache (never the user's ~/.cache or /dev/shm)."""
     root = tmp_path / "node-cache"
     monkeypatch.setenv("PAGEFAULT_CONFIG", str(root / "absent.toml"))
     monkeypatch.setenv("PAGEFAULT_CACHE_DIR", str(root / "disk"))
     monkeypatch.setenv("PAGEFAULT_CACHE_RAM_DIR", str(root / "ram"))
+    monkeypatch.setenv("PAGEFAULT_DOCTOR_RECORD", str(doctor_record))
     return root
+
+
+@pytest.fixture(scope="session")
+def doctor_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One doctor record for the session: loads asked for their bottleneck measure the
+    node once, not once per test."""
+    return tmp_path_factory.mktemp("doctor") / "record.json"

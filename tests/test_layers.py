@@ -15,12 +15,12 @@ ROOT = Path(pagefault.__file__).parent
 
 # lowest first; a package may import its own rank only where ALSO_ALLOWED says so
 RANKS = {
-    "errors": 0, "system": 0, "_lazy": 0,
+    "errors": 0, "system": 0, "_lazy": 0, "metrics": 0,
     "formats": 1,
     "manifest": 2,
     "sources": 3, "synthetic": 3,
     "pieces": 4, "tensors": 4,
-    "cache": 5, "swarm": 6,
+    "cache": 5, "swarm": 6, "doctor": 6,
     "pipeline": 7, "compile": 7,
     "checkpoint": 8,
     "api": 9,

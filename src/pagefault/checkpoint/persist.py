@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pagefault import metrics
 from pagefault.checkpoint.plan import INDEX_NAME, SavePlan, WorkUnit, plan_units
 from pagefault.checkpoint.snapshot import Snapshot
 from pagefault.checkpoint.writers import CheckpointWriter
@@ -147,6 +148,16 @@ class Persister:
             raise
         finally:
             self.stats.persist_s = time.perf_counter() - started
+        metrics.record_save(
+            mode=self.stats.mode,
+            nbytes=self.stats.bytes,
+            phase_seconds={
+                "stall": self.stats.stall_s,
+                "snapshot": self.stats.snapshot_s,
+                "persist": self.stats.persist_s,
+                "commit": self.stats.commit_s,
+            },
+        )
 
     def _write_and_hash(self) -> None:
         writers = ThreadPoolExecutor(

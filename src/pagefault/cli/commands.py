@@ -12,6 +12,7 @@ from rich.table import Table
 from pagefault import __version__ as pagefault_version
 from pagefault import api  # lazy: torch loads only for commands that load tensors
 from pagefault.cache.config import load_config
+from pagefault.doctor.bottleneck import explain
 from pagefault.errors import PagefaultError
 from pagefault.manifest import Manifest
 from pagefault.pipeline.stats import LoadStats
@@ -201,6 +202,7 @@ def _print_stats(path: str, stats: LoadStats) -> None:
     )
     out.print(table)
     out.print(f"bytes from: {source_split(stats.bytes_by_source)}")
+    out.print(explain(stats.attribution), highlight=False)
     out.print(
         "read/verify/copy/stall: summed over I/O threads; wait: caller waiting for tensors"
         + ("" if stats.verified else "; pieces not verified")

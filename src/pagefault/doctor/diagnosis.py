@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pagefault.cache.config import load_config
 from pagefault.doctor import probes
 from pagefault.doctor.facts import boot_id, gpu_facts, node_facts
+from pagefault.doctor.page_kind import remember_kinds
+from pagefault.doctor.records import record_path
 from pagefault.system.files import write_atomic
 
-__all__ = ["SAMPLE_BYTES", "Diagnosis", "diagnose", "machine_limits", "record_path"]
+__all__ = ["SAMPLE_BYTES", "Diagnosis", "diagnose", "machine_limits"]
 
 SAMPLE_BYTES = 1 << 30  # the hot file the memory figures read (1 GiB: a few seconds)
 QUICK_BYTES = 256 << 20  # when a load needs limits the doctor has not measured yet
@@ -49,11 +50,6 @@ class Diagnosis:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def record_path() -> Path:
-    """Where this boot's figures are kept (the node cache's ``doctor`` directory)."""
-    return load_config().disk_dir.expanduser() / "doctor" / f"{boot_id()}.json"
 
 
 def diagnose(
@@ -110,11 +106,13 @@ def _measure_machine(size: int) -> Diagnosis:
     limits["memcpy"] = probes.memcpy_rate(min(size, 512 << 20))
     limits["shm_write"] = probes.shm_write(min(size, 512 << 20))
     limits.update(probes.hash_rates(min(size, 256 << 20)))
+    now = time.time()
+    remember_kinds({kind: limits[f"fresh:{kind}"] for kind in probes.PAGE_KINDS}, now)
     fresh = {k: v for k, v in limits.items() if k.startswith("fresh:") and v}
     page_kind = max(fresh, key=lambda k: fresh[k] or 0.0)[len("fresh:") :] if fresh else ""
     return Diagnosis(
         boot_id=boot_id(),
-        measured_at=time.time(),
+        measured_at=now,
         facts=node_facts(),
         limits=limits,
         page_kind=page_kind,

@@ -23,7 +23,7 @@ from pathlib import Path
 import blake3
 
 from pagefault.system.hugetlb import pool_page_size, pool_room
-from pagefault.system.mapping import MADV_HUGEPAGE, buffer_address, madvise
+from pagefault.system.mapping import MADV_HUGEPAGE, MADV_NOHUGEPAGE, buffer_address, madvise
 
 __all__ = [
     "PAGE_KINDS",
@@ -40,7 +40,6 @@ __all__ = [
 REQUEST = 64 << 20
 THREADS = 2
 HUGE_PAGE = 2 << 20
-MADV_NOHUGEPAGE = 15
 _MAP_HUGETLB = getattr(mmap, "MAP_HUGETLB", 0x40000)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 # what backs fresh memory, by the names LoadStats.pages uses

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pagefault.doctor.page_kind import fastest_pages
 from pagefault.manifest import TensorEntry
 from pagefault.tensors.dtypes import to_torch_dtype, torch_shape
 from pagefault.tensors.memory import Arena, empty_tensor, tensor_bytes
@@ -80,7 +81,7 @@ def arena_destinations(
         offsets.append(size)
         nbytes = math.prod(shape) * dtype.itemsize
         size += nbytes + (-nbytes % ARENA_ALIGNMENT)
-    arena = Arena(size)
+    arena = Arena(size, fastest_pages() if size else None)
     result = []
     for entry, shape, dtype, offset in zip(entries, shapes, dtypes, offsets, strict=True):
         source_dtype = to_torch_dtype(entry.dtype, tensor=entry.name)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
+from pagefault import metrics
 from pagefault.pipeline.executor import CompletionTracker, ParallelExecutor
 from pagefault.pipeline.stats import LoadStats
 
@@ -80,6 +81,22 @@ class TensorStream(Iterator[tuple[str, torch.Tensor]]):
             self._copy_stream.synchronize()
         self.stats.seconds = time.perf_counter() - self._started
         self.close()
+        stats = self.stats
+        metrics.record_load(
+            mode=stats.mode,
+            pages=stats.pages,
+            device=stats.device,
+            bytes_by_source=stats.bytes_by_source,
+            stage_seconds={
+                "load": stats.seconds,
+                "read": stats.read_s,
+                "verify": stats.verify_s,
+                "copy": stats.copy_s,
+                "stall": stats.stall_s,
+                "wait": stats.wait_s,
+            },
+            corrupt_pieces=stats.corrupt_pieces,
+        )
 
     def __enter__(self) -> TensorStream:
         return self

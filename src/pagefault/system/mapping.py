@@ -12,16 +12,20 @@ from pagefault.system.libc import LIBC
 
 __all__ = [
     "MADV_HUGEPAGE",
+    "MADV_NOHUGEPAGE",
     "PAGE",
     "buffer_address",
     "madvise",
     "map_file_fixed",
     "populate_read",
+    "populate_write",
 ]
 
 PAGE = mmap.PAGESIZE
 MADV_HUGEPAGE = 14
+MADV_NOHUGEPAGE = 15
 MADV_POPULATE_READ = 22  # Linux 5.14+: fault pages in without touching them from Python
+MADV_POPULATE_WRITE = 23  # Linux 5.14+: ... writable (fresh memory: allocated and zeroed)
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 _libc = LIBC
@@ -57,6 +61,20 @@ def populate_read(buf: mmap.mmap, address: int, offset: int, length: int) -> Non
         view = memoryview(buf)[offset : offset + length]
         for page in range(0, length, PAGE):
             view[page]
+
+
+def populate_write(view: memoryview) -> bool:
+    """Fault a writable view's fresh pages in, in one call, before a read fills them.
+
+    A ``preadv`` into fresh memory takes one page fault per page inside the copy; asking
+    the kernel to populate the range first does the same allocation and zeroing without
+    the per-page exception: 1.04-1.34x faster fills of 4 KiB pages on the development VM
+    (docs/benchmarks.md). False on kernels before 5.14 (the read faults them as before).
+    """
+    if not len(view):
+        return True
+    address = ctypes.addressof(ctypes.c_char.from_buffer(view))
+    return madvise(address, len(view), MADV_POPULATE_WRITE)
 
 
 def map_file_fixed(address: int, length: int, fd: int) -> None:

@@ -25,6 +25,7 @@ from pagefault.errors import SinkError
 from pagefault.system.hugetlb import pool_page_size, pool_room
 from pagefault.system.mapping import (
     MADV_HUGEPAGE,
+    MADV_NOHUGEPAGE,
     buffer_address,
     madvise,
 )
@@ -32,6 +33,7 @@ from pagefault.system.switches import parse_switch
 
 __all__ = [
     "HUGE_PAGE",
+    "HUGE_PAGES_ENV",
     "Arena",
     "empty_tensor",
     "huge_pages_wanted",
@@ -67,14 +69,18 @@ def _switch(name: str) -> bool:
 class Arena:
     """One private mapping of huge pages (reserved, or advised) for ``size`` bytes."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, pages: str | None = None) -> None:
+        """The reserved pool when it has room (an administrator set it aside for this);
+        else ``pages``, the kind a caller measured faster (``huge-pages`` or
+        ``small-pages``; None: huge pages). The ``PAGEFAULT_*`` switches veto either."""
         self.size = size
         pooled = _pool_mapping(size) if pool_wanted() else None
         self.pooled = pooled is not None
         if pooled is not None:
             self._map, self._base, self.huge_pages = pooled, 0, True
         else:
-            self._map, self._base, self.huge_pages = _advised_mapping(size)
+            huge = huge_pages_wanted() and pages != "small-pages"
+            self._map, self._base, self.huge_pages = _advised_mapping(size, huge)
 
     @property
     def pages(self) -> str:
@@ -109,9 +115,10 @@ def _pool_mapping(size: int) -> mmap.mmap | None:
         return None
 
 
-def _advised_mapping(size: int) -> tuple[mmap.mmap, int, bool]:
+def _advised_mapping(size: int, huge: bool) -> tuple[mmap.mmap, int, bool]:
     """An anonymous mapping, the offset of its first 2 MiB boundary, and whether the
-    kernel took the huge-page advice for ``size`` bytes from there."""
+    kernel took the huge-page advice for ``size`` bytes from there (``huge``; else the
+    mapping asks for small pages, even where THP is "always")."""
     try:
         mapping = mmap.mmap(
             -1, max(size, 1) + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
@@ -120,7 +127,10 @@ def _advised_mapping(size: int) -> tuple[mmap.mmap, int, bool]:
         raise SinkError(f"cannot allocate a {size}-byte CPU arena: {exc}") from exc
     address = buffer_address(mapping)
     base = -address % HUGE_PAGE
-    return mapping, base, huge_pages_wanted() and madvise(address + base, size, MADV_HUGEPAGE)
+    if not huge:
+        madvise(address + base, size, MADV_NOHUGEPAGE)
+        return mapping, base, False
+    return mapping, base, madvise(address + base, size, MADV_HUGEPAGE)
 
 
 def tensor_from_buffer(

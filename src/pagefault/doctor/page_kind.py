@@ -1,0 +1,85 @@
+"""Which fresh memory a private load asks for: the kind this node fills fastest now.
+
+Faulting fresh pages bounds a private load, and which kind is fastest is a property of
+the node and its recent history, not a constant: on the development VM transparent huge
+pages filled at 0.9 GB/s and 4 KiB pages at 3.9 GB/s in one hour, the reverse after
+other predecessors (docs/benchmarks.md). So the choice comes from measurement: a probe
+of each kind (64 MiB, about 0.1 s) kept beside the doctor's record for ``STALE_S`` and
+run again when older. A reserved pool with room always comes first (reserved pages
+never go back to the host: the fastest fresh memory measured, docs/benchmarks.md).
+``PAGEFAULT_HUGE_PAGES`` set by hand turns the policy off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pagefault.doctor import probes
+from pagefault.doctor.records import record_path
+from pagefault.system.files import write_atomic
+
+__all__ = ["PROBE_BYTES", "STALE_S", "fastest_pages", "page_kinds_path", "remember_kinds"]
+
+STALE_S = 600.0
+PROBE_BYTES = 64 << 20
+_CHOICES = ("small-pages", "huge-pages")  # the reserved pool, when it has room, comes first
+
+
+def page_kinds_path() -> Path:
+    record = record_path()
+    return record.with_name(f"{record.stem}.pages.json")
+
+
+def fastest_pages(now: float | None = None) -> str | None:
+    """``small-pages`` or ``huge-pages``: the kind to ask for when the reserved pool has
+    no room (with room, the arena takes the pool); None when a person chose by hand or
+    nothing could be measured (the arena's default)."""
+    from pagefault.tensors.memory import HUGE_PAGES_ENV  # noqa: PLC0415 - torch
+
+    if HUGE_PAGES_ENV in os.environ:
+        return None
+    now = time.time() if now is None else now
+    figures = _read(page_kinds_path())
+    if figures is None or now - figures.get("measured_at", 0.0) > STALE_S:
+        try:
+            figures = {"measured_at": now, "fresh": _probe()}
+        except OSError:
+            return None
+        _write(page_kinds_path(), figures)
+    fresh = {k: v for k, v in figures["fresh"].items() if v and k in _CHOICES}
+    return max(fresh, key=lambda k: fresh[k]) if fresh else None
+
+
+def remember_kinds(fresh: dict[str, float | None], measured_at: float) -> None:
+    """The doctor's own figures serve as the policy's until they go stale."""
+    _write(page_kinds_path(), {"measured_at": measured_at, "fresh": fresh})
+
+
+def _probe() -> dict[str, float | None]:
+    directory = Path(os.environ.get("TMPDIR", tempfile.gettempdir()))
+    hot = probes.hot_file(directory, PROBE_BYTES)
+    try:
+        return {kind: probes.fresh_fill(hot, kind) for kind in _CHOICES}
+    finally:
+        hot.unlink()
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("fresh"), dict) else None
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, [json.dumps(data).encode()], durable=False)
+    except OSError:
+        pass  # a read-only cache directory: measure again next time
