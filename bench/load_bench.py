@@ -30,6 +30,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -129,6 +130,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 hot rounds, 1 cold round")
     parser.add_argument("--wide", action="store_true", help="memory deltas and every run")
     parser.add_argument("--verbose", action="store_true", help="print each run")
+    parser.add_argument(
+        "--doctor",
+        action="store_true",
+        help="also run `pagefault doctor --refresh` after the hot rounds and compare its "
+        "read, fresh-memory and memcpy figures with the matching rows",
+    )
     args = parser.parse_args()
     if args.quick:
         args.repeat, args.cold_repeat = 3, 1
@@ -146,11 +153,53 @@ def main() -> None:
             else run_rounds(names, index, files, args.cold_repeat, True, verbose=args.verbose)
         )
         results = {"hot": hot, "cold": cold}
+        doctor = compare_doctor(hot, args.dir) if args.doctor else None
     report(results, wide=args.wide, rounds={"hot": args.repeat, "cold": args.cold_repeat})
+    if doctor is not None:
+        results["doctor"] = doctor
     if args.out:
         facts = machine_facts(size=args.size, shards=args.shards, hugetlb_pool_bytes=pool)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"machine": facts, **results}, indent=2))
+
+
+def compare_doctor(hot: list[dict], directory: Path) -> list[dict]:
+    """The doctor's figures beside the same figures from the hot rounds (issue 23: within
+    15%), measured in this run so the machine's weather is the same."""
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "PAGEFAULT_DOCTOR_RECORD": str(Path(scratch) / "record.json")}
+        done = subprocess.run(
+            [sys.executable, "-m", "pagefault", "doctor", "--refresh", "--json",
+             "--path", str(directory)],
+            capture_output=True, text=True, env=env, check=True,
+        )  # fmt: skip
+    found = json.loads(done.stdout)
+    limits = {**found["limits"], **found["paths"][str(directory)]}  # the checkpoint's own
+    rows = {r["variant"]: r for r in hot if "error" not in r}
+    fresh = rows.get("raw-preadv-fresh-memory", {})
+    pairs = [
+        ("read limit", "hot_read", "raw-preadv"),
+        (
+            f"fresh {fresh.get('pages', '?')}",
+            f"fresh:{fresh.get('pages')}",
+            "raw-preadv-fresh-memory",
+        ),
+        ("memcpy", "memcpy", "memcpy"),
+    ]
+    table = Table("figure", "doctor GB/s", "bench GB/s", "doctor / bench")
+    compared = []
+    for label, key, variant in pairs:
+        ours, bench = limits.get(key), rows.get(variant, {}).get("gbps")
+        ratio = ours / bench if ours and bench else None
+        compared.append({"figure": label, "doctor_gbps": ours, "bench_gbps": bench, "ratio": ratio})
+        table.add_row(
+            label,
+            f"{ours:.2f}" if ours else "-",
+            f"{bench:.2f}" if bench else "-",
+            f"{ratio:.2f}" if ratio else "-",
+        )
+    console.print(table)
+    return compared
 
 
 def reserve_pool(stack: ExitStack, nbytes: int) -> int:

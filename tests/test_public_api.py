@@ -44,6 +44,8 @@ EXPECTED = {
     "write_piece_manifest",
     "compile_cache",
     "CompileStats",
+    "recycle",
+    "release_recycled",
 }
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the names below load on first use: see pagefault._lazy
     from pagefault.manifest import Manifest, PieceManifest, TensorEntry
     from pagefault.pieces.download import PullResult
     from pagefault.pipeline import LoadStats, TensorStream
+    from pagefault.tensors.recycle import recycle, release_recycled
 
 _EXPORTS = {
     **_API_EXPORTS,
@@ -56,6 +57,8 @@ _EXPORTS = {
     "SaveHandle": "pagefault.checkpoint.saver",
     "TensorEntry": "pagefault.manifest",
     "TensorStream": "pagefault.pipeline.stream",
+    "recycle": "pagefault.tensors.recycle",
+    "release_recycled": "pagefault.tensors.recycle",
 }
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
@@ -92,6 +95,8 @@ __all__ = [
     "load_into",
     "make_piece_manifest",
     "pull",
+    "recycle",
+    "release_recycled",
     "save",
     "stream",
     "verify",

@@ -38,6 +38,16 @@ _LIMITS = {
 }
 
 
+_PATH_FIGURES = {
+    "cold_buffered": "cold, buffered",
+    "direct": "cold, O_DIRECT",
+    "hot_read": "hot, into faulted memory",
+    "fresh:small-pages": "hot, into fresh 4 KiB pages",
+    "fresh:huge-pages": "hot, into fresh THP",
+    "fresh:hugetlb-pool": "hot, into the pool",
+}
+
+
 @app.command()
 def doctor(
     path: Annotated[
@@ -87,8 +97,9 @@ def _print(found: Diagnosis) -> None:
     for key, label in _LIMITS.items():
         table.add_row(label, _rate(found.limits.get(key)))
     for name, figures in found.paths.items():
-        for key in ("hot_buffered", "cold_buffered", "direct"):
-            table.add_row(f"{name}: {key.replace('_', ' ')}", _rate(figures.get(key)))
+        for key, label in _PATH_FIGURES.items():
+            if key in figures:
+                table.add_row(f"{name}: {label}", _rate(figures[key]))
     for name, figures in found.uris.items():
         table.add_row(f"{name}: one stream", _rate(figures.get("one_stream")))
         table.add_row(f"{name}: 8 streams", _rate(figures.get("parallel")))

@@ -64,7 +64,7 @@ def _probe() -> dict[str, float | None]:
     directory = Path(os.environ.get("TMPDIR", tempfile.gettempdir()))
     hot = probes.hot_file(directory, PROBE_BYTES)
     try:
-        return {kind: probes.fresh_fill(hot, kind) for kind in _CHOICES}
+        return {kind: probes.fresh_fill([hot], kind) for kind in _CHOICES}
     finally:
         hot.unlink()
 

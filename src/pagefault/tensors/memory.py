@@ -30,6 +30,7 @@ from pagefault.system.mapping import (
     madvise,
 )
 from pagefault.system.switches import parse_switch
+from pagefault.tensors.recycle import take_recycled, track
 
 __all__ = [
     "HUGE_PAGE",
@@ -74,6 +75,12 @@ class Arena:
         else ``pages``, the kind a caller measured faster (``huge-pages`` or
         ``small-pages``; None: huge pages). The ``PAGEFAULT_*`` switches veto either."""
         self.size = size
+        kept = take_recycled(size)
+        self.reused = kept is not None
+        if kept is not None:  # memory a previous model faulted: no page faults this time
+            self._map, self._base = kept.mapping, kept.base
+            self.huge_pages, self.pooled = kept.huge_pages, kept.pooled
+            return
         pooled = _pool_mapping(size) if pool_wanted() else None
         self.pooled = pooled is not None
         if pooled is not None:
@@ -81,10 +88,15 @@ class Arena:
         else:
             huge = huge_pages_wanted() and pages != "small-pages"
             self._map, self._base, self.huge_pages = _advised_mapping(size, huge)
+        address = buffer_address(self._map)
+        track(self._map, address, self._base, self.huge_pages, self.pooled)
 
     @property
     def pages(self) -> str:
-        """What backs the arena: ``hugetlb-pool``, ``huge-pages`` (advised) or ``small-pages``."""
+        """What backs the arena: ``reused`` (memory handed back by ``recycle``),
+        ``hugetlb-pool``, ``huge-pages`` (advised) or ``small-pages``."""
+        if self.reused:
+            return "reused"
         return "hugetlb-pool" if self.pooled else "huge-pages" if self.huge_pages else "small-pages"
 
     def view(self, offset: int, length: int) -> memoryview:
