@@ -63,3 +63,17 @@ def test_release_gives_the_memory_back(sharded_checkpoint: Path) -> None:
     gc.collect()
     _, pages = _load(sharded_checkpoint)
     assert pages != "reused"
+
+
+def test_a_finished_stream_still_referenced_does_not_hold_the_memory(
+    sharded_checkpoint: Path,
+) -> None:
+    release_recycled()
+    stream = pagefault.stream(sharded_checkpoint, mmap=False)
+    first = dict(stream)
+    pagefault.recycle(first)
+    del first
+    gc.collect()
+    again = pagefault.stream(sharded_checkpoint, mmap=False)  # `stream` is still alive
+    dict(again)
+    assert again.stats.pages == "reused" and stream.stats.pages != "reused"

@@ -62,6 +62,9 @@ def test_the_policy_takes_the_fastest_kind_and_probes_again_when_stale(
     figures = {"small-pages": 1.0, "huge-pages": 2.0, "hugetlb-pool": 9.0}
     path.write_text(json.dumps({"measured_at": 1000.0, "fresh": figures}))
     assert fastest_pages(now=1000.0 + 10) == "huge-pages"  # the pool is not the policy's
+    figures["huge-pages"] = 1.4  # faster, but not by the margin: the steadier kind
+    path.write_text(json.dumps({"measured_at": 1000.0, "fresh": figures}))
+    assert fastest_pages(now=1000.0 + 10) == "small-pages"
     assert fastest_pages(now=1000.0 + page_kind.STALE_S + 1) in ("small-pages", "huge-pages")
     assert json.loads(path.read_text())["measured_at"] > 1000.0 + page_kind.STALE_S  # probed
     monkeypatch.setenv("PAGEFAULT_HUGE_PAGES", "1")

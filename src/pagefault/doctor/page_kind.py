@@ -4,9 +4,10 @@ Faulting fresh pages bounds a private load, and which kind is fastest is a prope
 the node and its recent history, not a constant: on the development VM transparent huge
 pages filled at 0.9 GB/s and 4 KiB pages at 3.9 GB/s in one hour, the reverse after
 other predecessors (docs/benchmarks.md). So the choice comes from measurement: a probe
-of each kind (64 MiB, about 0.1 s) kept beside the doctor's record for ``STALE_S`` and
-run again when older. A reserved pool with room always comes first (reserved pages
-never go back to the host: the fastest fresh memory measured, docs/benchmarks.md).
+of each kind (256 MiB, about 0.3 s) kept beside the doctor's record for ``STALE_S`` and
+run again when older; huge pages must win it by ``THP_MARGIN``. A reserved pool with
+room always comes first (reserved pages never go back to the host: the fastest fresh
+memory measured, docs/benchmarks.md).
 ``PAGEFAULT_HUGE_PAGES`` set by hand turns the policy off.
 """
 
@@ -23,10 +24,22 @@ from pagefault.doctor import probes
 from pagefault.doctor.records import record_path
 from pagefault.system.files import write_atomic
 
-__all__ = ["PROBE_BYTES", "STALE_S", "fastest_pages", "page_kinds_path", "remember_kinds"]
+__all__ = [
+    "PROBE_BYTES",
+    "STALE_S",
+    "THP_MARGIN",
+    "fastest_pages",
+    "page_kinds_path",
+    "remember_kinds",
+]
 
 STALE_S = 600.0
-PROBE_BYTES = 64 << 20
+PROBE_BYTES = 256 << 20
+# Transparent huge pages only when the probe finds them clearly faster: on the development
+# VM 4 KiB pages filled at 2.6-3.5 GB/s every time while THP swung between 1.1 and 11.7
+# GB/s for the same 2 GiB, and a 64 MiB probe favoured THP even when 2 GiB then took
+# 1.1 GB/s; at 256 MiB and this margin the probe picked right or nearly (docs/benchmarks.md).
+THP_MARGIN = 1.5
 _CHOICES = ("small-pages", "huge-pages")  # the reserved pool, when it has room, comes first
 
 
@@ -51,8 +64,10 @@ def fastest_pages(now: float | None = None) -> str | None:
         except OSError:
             return None
         _write(page_kinds_path(), figures)
-    fresh = {k: v for k, v in figures["fresh"].items() if v and k in _CHOICES}
-    return max(fresh, key=lambda k: fresh[k]) if fresh else None
+    small, huge = (figures["fresh"].get(kind) or 0.0 for kind in _CHOICES)
+    if not small and not huge:
+        return None
+    return "huge-pages" if huge > THP_MARGIN * small else "small-pages"
 
 
 def remember_kinds(fresh: dict[str, float | None], measured_at: float) -> None:

@@ -79,9 +79,12 @@ class ParallelExecutor:
             self._stopped = True
 
     def join(self) -> None:
+        """Wait for the workers, then let go of the runner: it holds the destinations'
+        views, which would keep a finished load's memory from being recycled."""
         for worker in self._workers:
             if worker.is_alive():
                 worker.join()
+        self._run_task = _finished
 
     def _take(self) -> ReadTask | None:
         with self._lock:
@@ -100,3 +103,8 @@ class ParallelExecutor:
                 self._tracker.fail(exc)
                 return
             self._tracker.mark_done(task)
+
+
+def _finished(task: ReadTask) -> None:
+    """The runner of an executor whose workers are done: nothing is left to run."""
+    raise RuntimeError(f"{task} after the load finished")

@@ -72,6 +72,7 @@ class TensorStream(Iterator[tuple[str, torch.Tensor]]):
         self._executor.cancel()
         self._executor.join()
         self._on_close()
+        self._tensors = ()  # the caller has them: a finished stream keeps no memory alive
 
     def _finish(self) -> None:
         if self._closed:
