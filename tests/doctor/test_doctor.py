@@ -16,6 +16,7 @@ from pagefault.doctor.diagnosis import diagnose
 from pagefault.doctor.page_kind import fastest_pages, page_kinds_path
 from pagefault.system.hugetlb import pool_page_size
 from pagefault.tensors.memory import Arena
+from pagefault.testing import HTTPOrigin
 
 
 @pytest.fixture
@@ -99,3 +100,14 @@ def test_pool_reserve_status_release() -> None:
 def test_pool_errors_are_typed() -> None:
     done = CliRunner().invoke(app, ["pool", "reserve", "4MiB", "--node", "999", "--json"])
     assert done.exit_code == 2 and json.loads(done.output)["type"] == "ConfigError"
+
+
+def test_a_uri_capped_per_connection_is_measured_and_advised(
+    own_record: Path, sharded_checkpoint: Path
+) -> None:
+    with HTTPOrigin(sharded_checkpoint.parent, bandwidth=8 << 20) as origin:
+        uri = f"{origin.url}/{sharded_checkpoint.name}"
+        found = diagnose(uri=uri, sample_bytes=64 << 20)
+    figures = found.uris[uri]
+    assert figures["parallel"] > 2 * figures["one_stream"]
+    assert any("caps each connection" in line for line in found.advice)

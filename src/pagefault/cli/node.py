@@ -3,6 +3,7 @@ reserved huge-page pool."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,27 +67,18 @@ def doctor(
     if path is not None and not path.exists():
         fail(ConfigError(f"--path {path}: no such file or directory"), as_json=as_json)
     show = not (quiet or as_json) and console.is_terminal
-    with console.status("measuring this node", spinner="dots") if show else _quiet() as status:
+    status_line = console.status("measuring this node", spinner="dots") if show else None
+    with status_line or nullcontext():
 
         def progress(what: str) -> None:
-            if status is not None:
-                status.update(what)
+            if status_line is not None:
+                status_line.update(what)
 
         found = diagnose(path=path, uri=uri, refresh=refresh, progress=progress)
     if as_json:
         emit_json(found.to_dict())
         return
     _print(found)
-
-
-class _quiet:
-    """A stand-in for ``console.status`` when nothing is drawn."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
 
 
 def _print(found: Diagnosis) -> None:

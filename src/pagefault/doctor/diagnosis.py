@@ -166,7 +166,7 @@ def _measure_uri(uri: str) -> dict[str, Any]:
     try:
         source = max(sources, key=lambda s: s.size())
         size = min(source.size(), URI_BYTES)
-        piece = 8 << 20
+        piece = max(1 << 20, min(8 << 20, size // (2 * URI_STREAMS)))  # work for every stream
         offsets = list(range(0, size, piece))
 
         def read(offset: int) -> None:
