@@ -21,6 +21,7 @@ from pagefault.tensors.memory import Arena, empty_tensor, tensor_bytes
 
 __all__ = [
     "ARENA_ALIGNMENT",
+    "FRESH_PAGES",
     "Destination",
     "arena_destinations",
     "device_destinations",
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 ARENA_ALIGNMENT = 64  # cache line; also satisfies every dtype's alignment
+# arena memory no process has touched yet: populated before each read fills it
+# (system.mapping.populate_write); reused and pool pages are populated already or cheap
+FRESH_PAGES = frozenset({"small-pages", "huge-pages"})
 _CONVERTIBLE = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 
 
@@ -40,6 +44,7 @@ class Destination:
     tensor: torch.Tensor
     source_dtype: torch.dtype
     direct: memoryview | None
+    fresh: bool = False  # ``direct`` is fresh arena memory: populate it before the read
 
     @property
     def staged(self) -> bool:
@@ -89,7 +94,7 @@ def arena_destinations(
         direct = (
             arena.view(offset, entry.nbytes) if dtype == source_dtype and entry.nbytes else None
         )
-        result.append(Destination(tensor, source_dtype, direct))
+        result.append(Destination(tensor, source_dtype, direct, fresh=arena.pages in FRESH_PAGES))
     return result, arena
 
 

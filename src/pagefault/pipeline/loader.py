@@ -56,8 +56,6 @@ __all__ = ["LoadOptions", "Target", "open_stream"]
 # A load_into target: an existing tensor to fill, or the dtype to allocate it with.
 Target = torch.Tensor | torch.dtype
 _STAGED_MAX_SEGMENTS = 256
-# arenas of fresh memory, populated before each read (system.mapping.populate_write)
-_FRESH_PAGES = frozenset({"small-pages", "huge-pages"})
 _CACHE_SAMPLES = 16  # per file, to tell a cold load from a warm one
 _CACHE_SAMPLE_BYTES = 1 << 20
 
@@ -251,7 +249,6 @@ def _open_read(
         copy_stream=copy_stream,
         verifier=verifier,
         on_progress=_also_tell(read_ahead, on_progress),
-        prefault=stats.pages in _FRESH_PAGES,
     )
     return _start(
         plan.tasks,
@@ -329,7 +326,7 @@ def _allocate(
 ) -> list[Destination]:
     if device.type == "cpu":
         destinations, arena = arena_destinations(entries, dtypes)
-        stats.pages = arena.pages
+        stats.pages = arena.pages if entries else ""  # load_into's own tensors only: none
         return destinations
     _check_device(device)
     stats.pages = "device"

@@ -35,12 +35,9 @@ class ReadRunner:
         copy_stream: torch.cuda.Stream | None = None,
         verifier: PieceVerifier | None = None,
         on_progress: ProgressCallback | None = None,
-        prefault: bool = False,
     ) -> None:
-        """``prefault``: direct destinations are fresh memory, populated before each read."""
         self._sources = sources
         self._verifier = verifier
-        self._prefault = prefault
         self._destinations = destinations
         self._stats = stats
         self._ring = ring
@@ -53,10 +50,9 @@ class ReadRunner:
         try:
             buffers, positions = self._buffers(task, slot)
             started = time.perf_counter()
-            if self._prefault:  # one buffer per segment; staged ones are reused memory
-                for segment, buffer in zip(task.segments, buffers, strict=True):
-                    if self._destinations[segment.tensor].direct is not None:
-                        populate_write(buffer)
+            for segment, buffer in zip(task.segments, buffers, strict=True):
+                if self._destinations[segment.tensor].fresh:  # one buffer per segment
+                    populate_write(buffer)
             self._sources[task.file_index].read_into(task.file_offset, buffers)
             read_done = time.perf_counter()
             if self._verifier is not None:

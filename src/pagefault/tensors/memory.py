@@ -75,7 +75,7 @@ class Arena:
         else ``pages``, the kind a caller measured faster (``huge-pages`` or
         ``small-pages``; None: huge pages). The ``PAGEFAULT_*`` switches veto either."""
         self.size = size
-        kept = take_recycled(size)
+        kept = take_recycled(size) if size else None
         self.reused = kept is not None
         if kept is not None:  # memory a previous model faulted: no page faults this time
             self._map, self._base = kept.mapping, kept.base
