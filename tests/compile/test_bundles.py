@@ -138,3 +138,18 @@ def test_the_node_keeps_only_the_newest_bundles(tmp_path: Path) -> None:
     kept = sorted(p.name for p in (tmp_path / "node" / "k").glob("*.tar"))
     assert len(kept) == 2 and f"{digest_of(b'bundle 4')}.tar" in kept
     assert store.get("k", store.latest("k") or "") == b"bundle 4"
+
+
+def test_without_a_node_cache_only_the_store_holds_bundles(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    with compile_cache("no-node", store=store, cache=False) as cold:
+        (cold.directory / "kernel.so").write_bytes(b"\x7fELF built")  # what inductor leaves
+        scratch = cold.directory
+    assert cold.stats.published == [store]
+    assert not scratch.exists()  # the scratch directory went with the block
+    assert not (isolated_cache / "disk" / "compile").exists()
+    with compile_cache("no-node", store=store, cache=False) as warm:
+        assert (warm.directory / "kernel.so").read_bytes() == b"\x7fELF built"
+    assert warm.stats.hit == store

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +30,8 @@ from typing import Any
 
 import torch
 
+from pagefault.cache import NodeCache
+from pagefault.cache.config import load_config
 from pagefault.compile.directory import CachedDirectory
 from pagefault.compile.key import CompileKey, compile_key
 from pagefault.compile.stores import BundleStore, DirectoryStore, compile_root, open_store
@@ -62,10 +66,17 @@ class CompileStats:
 class CompileCache:
     """The context manager :func:`compile_cache` returns; ``stats`` after the block."""
 
-    def __init__(self, key: CompileKey, *, store: BundleStore | None, root: Path) -> None:
+    def __init__(self, key: CompileKey, *, store: BundleStore | None, root: Path | None) -> None:
+        """``root``: the node cache's compile area; None keeps nothing on the node (inductor
+        works in a scratch directory removed on exit, bundles come from ``store`` only)."""
         self.key = key
-        self.directory = root / key.digest / "inductor"
-        stores: list[BundleStore] = [DirectoryStore(root / "bundles")]
+        self._scratch = (
+            Path(tempfile.mkdtemp(prefix="pagefault-compile-")) if root is None else None
+        )
+        base = root if root is not None else self._scratch
+        assert base is not None
+        self.directory = base / key.digest / "inductor"
+        stores: list[BundleStore] = [DirectoryStore(root / "bundles")] if root is not None else []
         if store is not None:
             stores.append(store)
         self._cached = CachedDirectory(
@@ -108,6 +119,8 @@ class CompileCache:
                 self.stats.published_bytes = self._cached.published_bytes
         finally:
             self._settings.close()
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
             if self._previous is None:
                 os.environ.pop(_CACHE_ENV, None)
             else:
@@ -116,14 +129,20 @@ class CompileCache:
 
 
 def compile_cache(
-    name: str, *, store: str | None = None, device: str | torch.device | None = None
+    name: str,
+    *,
+    store: str | None = None,
+    cache: bool | NodeCache | None = None,
+    device: str | torch.device | None = None,
 ) -> CompileCache:
     """Cache ``torch.compile``'s artifacts under ``name`` on this node and in ``store``.
 
     ``store`` (or ``PAGEFAULT_COMPILE_STORE``): ``redis://``, ``file://``, ``s3://``,
-    ``gs://`` or ``az://``, shared by every node. ``device``: what the code is compiled
-    for (default: CUDA when available, else the CPU), part of the key with the torch,
-    Triton and Python versions.
+    ``gs://`` or ``az://``, shared by every node. ``cache``: the node cache, as for
+    ``pagefault.load`` (None: the configured one unless ``PAGEFAULT_CACHE=off``; False:
+    none, so only the store is used; a ``NodeCache``: that one). ``device``: what the
+    code is compiled for (default: CUDA when available, else the CPU), part of the key
+    with the torch, Triton and Python versions.
 
     >>> with pagefault.compile_cache("llama-8b") as cached:  # doctest: +SKIP
     ...     model = torch.compile(model)
@@ -131,7 +150,16 @@ def compile_cache(
     >>> cached.stats.hit  # doctest: +SKIP
     'redis://cache:6379/0'
     """
-    return CompileCache(compile_key(name, device), store=open_store(store), root=compile_root())
+    return CompileCache(compile_key(name, device), store=open_store(store), root=_root(cache))
+
+
+def _root(cache: bool | NodeCache | None) -> Path | None:
+    """The compile area of the node cache ``cache`` names, or None for none."""
+    if isinstance(cache, NodeCache):
+        return cache.config.disk_dir.expanduser() / "compile"
+    if cache is False or (cache is None and not load_config().enabled):
+        return None
+    return compile_root()
 
 
 def _clear_inductor_memory() -> None:
