@@ -5,8 +5,8 @@ nothing and rates come from ``rate()``: bytes by where they came from (``local``
 ``ram`` and ``disk`` tiers of the node cache, ``peers``, ``origin``: the cache's hit
 ratio is ``(ram + disk) / (ram + disk + peers + origin)``), seconds by stage (summed over
 I/O threads, as in ``LoadStats``), loads by mode and page kind, pieces caught corrupt,
-and saves' bytes and seconds. A swarm agent serves its own per-model figures on
-``/metrics`` of its API (:mod:`pagefault.swarm.metrics`).
+and saves' bytes and seconds. A swarm agent's ``/metrics`` serves these beside its own
+per-model figures (:mod:`pagefault.swarm.metrics`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from prometheus_client import REGISTRY, Counter, start_http_server
 from prometheus_client.registry import CollectorRegistry
 
-__all__ = ["record_load", "record_save", "serve"]
+__all__ = ["record_load", "record_save", "register_into", "serve"]
 
 _LOAD_BYTES = Counter("pagefault_load_bytes", "Bytes loaded, by where they came from", ["source"])
 _LOAD_SECONDS = Counter(
@@ -57,6 +57,20 @@ def record_save(*, mode: str, nbytes: int, phase_seconds: Mapping[str, float]) -
     for phase, seconds in phase_seconds.items():
         _SAVE_SECONDS.labels(phase).inc(seconds)
     _SAVES.labels(mode).inc()
+
+
+def register_into(registry: CollectorRegistry) -> None:
+    """Also expose these counters through ``registry`` (an agent's ``/metrics``)."""
+    for counter in (
+        _LOAD_BYTES,
+        _LOAD_SECONDS,
+        _LOADS,
+        _CORRUPT,
+        _SAVE_BYTES,
+        _SAVE_SECONDS,
+        _SAVES,
+    ):
+        registry.register(counter)
 
 
 def serve(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY) -> None:

@@ -90,6 +90,7 @@ def test_unreachable_coordinator_means_direct_from_the_origin(model: Path) -> No
     pieces = result["nodes"]["n1"]["pieces"]
     assert metrics[("pagefault_swarm_pieces", swarm, "held")] == pieces
     assert metrics[("pagefault_swarm_piece_wait_seconds_count", swarm, "")] == pieces
+    assert ("pagefault_save_bytes_total", "", "") in metrics  # pagefault.metrics rides along
 
 
 def _scrape(bed: SwarmTestbed, node: Host) -> dict[tuple[str, str, str], float]:

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from pagefault.cache import CacheConfig, NodeCache, load_config
 from pagefault.errors import ControlError
+from pagefault.metrics import register_into
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials
 from pagefault.swarm.job import ModelJob, swarm_id
@@ -76,6 +77,7 @@ class Agent:
         self.cache = NodeCache(cache_config) if cache_config.enabled else None
         self.metrics = CollectorRegistry()
         self.metrics.register(AgentCollector(lambda: list(self.jobs.values())))
+        register_into(self.metrics)  # loads and saves made in this process too
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._credentials: tuple[bytes, NodeCredentials] | None = None
