@@ -9,8 +9,6 @@ kernel settings) measures afresh. Directory and URI figures are kept per path an
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +19,7 @@ from typing import Any
 
 from pagefault.doctor import probes
 from pagefault.doctor.facts import boot_id, gpu_facts, node_facts
-from pagefault.doctor.page_kind import remember_kinds
+from pagefault.doctor.page_kind import choose, remember_kinds
 from pagefault.doctor.records import record_path
 from pagefault.system.files import write_atomic
 
@@ -42,7 +40,7 @@ class Diagnosis:
     measured_at: float
     facts: dict[str, Any]
     limits: dict[str, float | None]  # hot_read, fresh:<kind>, memcpy, shm_write, sha256, ...
-    page_kind: str  # the fastest fresh-memory kind this node offers
+    page_kind: str  # the fresh memory a private load gets here (pool, else the policy's)
     paths: dict[str, dict[str, Any]] = field(default_factory=dict)
     uris: dict[str, dict[str, Any]] = field(default_factory=dict)
     gpu: dict[str, Any] | None = None
@@ -96,21 +94,18 @@ def machine_limits(*, sample_bytes: int = QUICK_BYTES) -> Diagnosis:
 
 
 def _measure_machine(size: int) -> Diagnosis:
-    directory = Path(os.environ.get("TMPDIR", tempfile.gettempdir()))
-    hot = probes.hot_file(directory, size)
-    try:
+    with probes.hot_sample(size) as hot:
         limits: dict[str, float | None] = {"hot_read": _median(partial(probes.hot_read, [hot]))}
         for kind in probes.PAGE_KINDS:
             limits[f"fresh:{kind}"] = _median(partial(probes.fresh_fill, [hot], kind))
-    finally:
-        hot.unlink()
     limits["memcpy"] = probes.memcpy_rate(min(size, 512 << 20))
     limits["shm_write"] = probes.shm_write(min(size, 512 << 20))
     limits.update(probes.hash_rates(min(size, 256 << 20)))
     now = time.time()
-    remember_kinds({kind: limits[f"fresh:{kind}"] for kind in probes.PAGE_KINDS}, now)
-    fresh = {k: v for k, v in limits.items() if k.startswith("fresh:") and v}
-    page_kind = max(fresh, key=lambda k: fresh[k] or 0.0)[len("fresh:") :] if fresh else ""
+    fresh = {kind: limits[f"fresh:{kind}"] for kind in probes.PAGE_KINDS}
+    remember_kinds(fresh, now)
+    # what a private load gets: the pool when it has room, else the policy's choice
+    page_kind = "hugetlb-pool" if fresh["hugetlb-pool"] else choose(fresh) or ""
     return Diagnosis(
         boot_id=boot_id(),
         measured_at=now,
@@ -218,7 +213,7 @@ def advise(found: Diagnosis) -> list[str]:
             f"{hot:.1f}): `pagefault pool reserve {size}`, or load with mmap=True"
         )
     if found.page_kind:
-        advice.append(f"private loads use {found.page_kind} (the fastest fresh memory here)")
+        advice.append(f"private loads use {found.page_kind} (measured faster here)")
     sha, b3 = limits.get("sha256") or 0.0, limits.get("blake3") or 0.0
     if sha and b3 > 2 * sha:
         advice.append(

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "PROBE_BYTES",
     "STALE_S",
     "THP_MARGIN",
+    "choose",
     "fastest_pages",
     "page_kinds_path",
     "remember_kinds",
@@ -64,7 +65,13 @@ def fastest_pages(now: float | None = None) -> str | None:
         except OSError:
             return None
         _write(page_kinds_path(), figures)
-    small, huge = (figures["fresh"].get(kind) or 0.0 for kind in _CHOICES)
+    return choose(figures["fresh"])
+
+
+def choose(fresh: Mapping[str, float | None]) -> str | None:
+    """The kind to ask for given fill rates by kind (GB/s): huge pages only when they
+    win by ``THP_MARGIN``; None when neither was measured."""
+    small, huge = (fresh.get(kind) or 0.0 for kind in _CHOICES)
     if not small and not huge:
         return None
     return "huge-pages" if huge > THP_MARGIN * small else "small-pages"
@@ -76,12 +83,8 @@ def remember_kinds(fresh: dict[str, float | None], measured_at: float) -> None:
 
 
 def _probe() -> dict[str, float | None]:
-    directory = Path(os.environ.get("TMPDIR", tempfile.gettempdir()))
-    hot = probes.hot_file(directory, PROBE_BYTES)
-    try:
+    with probes.hot_sample(PROBE_BYTES) as hot:
         return {kind: probes.fresh_fill([hot], kind) for kind in _CHOICES}
-    finally:
-        hot.unlink()
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ CLI's light process.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import mmap
@@ -17,7 +18,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import blake3
@@ -31,8 +32,8 @@ __all__ = [
     "direct_read",
     "fresh_fill",
     "hash_rates",
-    "hot_file",
     "hot_read",
+    "hot_sample",
     "memcpy_rate",
     "shm_write",
 ]
@@ -46,15 +47,20 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 PAGE_KINDS = ("small-pages", "huge-pages", "hugetlb-pool")
 
 
-def hot_file(directory: Path, size: int) -> Path:
-    """A ``size``-byte file in ``directory`` whose pages the page cache holds (the
-    caller deletes it). One random MiB repeated: hashing and copies see real bytes."""
+@contextlib.contextmanager
+def hot_sample(size: int, directory: Path | None = None) -> Iterator[Path]:
+    """A ``size``-byte file (in ``directory``, default the temp directory) whose pages
+    the page cache holds, removed after the block. One random MiB repeated: hashing and
+    copies see real bytes."""
     block = os.urandom(1 << 20)
     fd, name = tempfile.mkstemp(prefix=".pagefault-doctor-", dir=directory)
-    with os.fdopen(fd, "wb") as f:
-        for _ in range(size >> 20):
-            f.write(block)
-    return Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for _ in range(size >> 20):
+                f.write(block)
+        yield Path(name)
+    finally:
+        os.unlink(name)
 
 
 def hot_read(files: Sequence[Path]) -> float:
