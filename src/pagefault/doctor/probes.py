@@ -23,8 +23,8 @@ from pathlib import Path
 
 import blake3
 
-from pagefault.system.hugetlb import pool_page_size, pool_room
-from pagefault.system.mapping import MADV_HUGEPAGE, MADV_NOHUGEPAGE, buffer_address, madvise
+from pagefault.system.anonymous import HUGE_PAGE, aligned_mapping, pool_mapping
+from pagefault.system.mapping import buffer_address
 
 __all__ = [
     "PAGE_KINDS",
@@ -40,8 +40,6 @@ __all__ = [
 
 REQUEST = 64 << 20
 THREADS = 2
-HUGE_PAGE = 2 << 20
-_MAP_HUGETLB = getattr(mmap, "MAP_HUGETLB", 0x40000)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 # what backs fresh memory, by the names LoadStats.pages uses
 PAGE_KINDS = ("small-pages", "huge-pages", "hugetlb-pool")
@@ -190,23 +188,13 @@ def _read_file(path: Path, view: memoryview, direct: bool = False) -> None:
 
 
 def _fresh_mapping(size: int, kind: str) -> tuple[mmap.mmap, int] | None:
-    """A fresh anonymous mapping of ``kind`` and the offset of its first 2 MiB boundary."""
+    """A fresh mapping of ``kind``, as the arena makes it, and the offset of its first
+    2 MiB boundary; None when this node cannot give that kind now."""
     if kind == "hugetlb-pool":
-        page = pool_page_size()
-        length = -(-size // page) * page if page else 0
-        if not length or pool_room() < length:
-            return None
-        try:
-            return mmap.mmap(
-                -1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_HUGETLB
-            ), 0
-        except OSError:
-            return None
-    mapping = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    address = buffer_address(mapping)
-    base = -address % HUGE_PAGE
-    advice = MADV_HUGEPAGE if kind == "huge-pages" else MADV_NOHUGEPAGE
-    if not madvise(address + base, size, advice):
+        pooled = pool_mapping(size)
+        return (pooled, 0) if pooled is not None else None
+    mapping, base, huge = aligned_mapping(size, kind == "huge-pages")
+    if kind == "huge-pages" and not huge:
         mapping.close()
         return None
     return mapping, base

@@ -22,13 +22,8 @@ import os
 import torch
 
 from pagefault.errors import SinkError
-from pagefault.system.hugetlb import pool_page_size, pool_room
-from pagefault.system.mapping import (
-    MADV_HUGEPAGE,
-    MADV_NOHUGEPAGE,
-    buffer_address,
-    madvise,
-)
+from pagefault.system.anonymous import HUGE_PAGE, aligned_mapping, pool_mapping
+from pagefault.system.mapping import buffer_address, madvise
 from pagefault.system.switches import parse_switch
 from pagefault.tensors.recycle import take_recycled, track
 
@@ -44,10 +39,8 @@ __all__ = [
     "tensor_from_buffer",
 ]
 
-HUGE_PAGE = 2 * 1024 * 1024
 HUGE_PAGES_ENV = "PAGEFAULT_HUGE_PAGES"
 HUGETLB_ENV = "PAGEFAULT_HUGETLB"
-_MAP_HUGETLB = getattr(mmap, "MAP_HUGETLB", 0x40000)  # Python < 3.13 lacks the constant
 
 
 def huge_pages_wanted() -> bool:
@@ -81,7 +74,7 @@ class Arena:
             self._map, self._base = kept.mapping, kept.base
             self.huge_pages, self.pooled = kept.huge_pages, kept.pooled
             return
-        pooled = _pool_mapping(size) if pool_wanted() else None
+        pooled = pool_mapping(size) if pool_wanted() else None
         self.pooled = pooled is not None
         if pooled is not None:
             self._map, self._base, self.huge_pages = pooled, 0, True
@@ -107,42 +100,11 @@ class Arena:
         return tensor_from_buffer(self._map, self._base + offset, dtype, shape)
 
 
-def _pool_mapping(size: int) -> mmap.mmap | None:
-    """A mapping of reserved huge pages when the pool has room for ``size``, else None.
-
-    Without ``MAP_NORESERVE`` the kernel reserves every page at mmap time (ENOMEM when
-    another process took them first), so no later fault can fail for want of a page.
-    The one exception is a child after fork(): a write's copy-on-write needs a spare
-    pool page, and without one the child loses the page (README, "Reserved huge pages").
-    """
-    page = pool_page_size()
-    if page == 0 or size == 0:
-        return None
-    length = -(-size // page) * page  # munmap of hugetlb memory takes whole pages
-    if pool_room() < length:
-        return None
-    try:
-        return mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_HUGETLB)
-    except OSError:
-        return None
-
-
 def _advised_mapping(size: int, huge: bool) -> tuple[mmap.mmap, int, bool]:
-    """An anonymous mapping, the offset of its first 2 MiB boundary, and whether the
-    kernel took the huge-page advice for ``size`` bytes from there (``huge``; else the
-    mapping asks for small pages, even where THP is "always")."""
     try:
-        mapping = mmap.mmap(
-            -1, max(size, 1) + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-        )
+        return aligned_mapping(size, huge)
     except (OSError, OverflowError) as exc:
         raise SinkError(f"cannot allocate a {size}-byte CPU arena: {exc}") from exc
-    address = buffer_address(mapping)
-    base = -address % HUGE_PAGE
-    if not huge:
-        madvise(address + base, size, MADV_NOHUGEPAGE)
-        return mapping, base, False
-    return mapping, base, madvise(address + base, size, MADV_HUGEPAGE)
 
 
 def tensor_from_buffer(
