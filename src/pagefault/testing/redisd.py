@@ -11,7 +11,12 @@ import time
 
 import redis
 
-__all__ = ["LocalRedis"]
+__all__ = ["LocalRedis", "redis_argv"]
+
+
+def redis_argv(port: int, bind: str = "127.0.0.1") -> list[str]:
+    """``redis-server`` on ``bind:port`` without persistence: a restart loses everything."""
+    return ["redis-server", "--port", str(port), "--bind", bind, "--save", "", "--appendonly", "no"]
 
 
 class LocalRedis:
@@ -34,9 +39,7 @@ class LocalRedis:
 
     def start(self, timeout: float = 10) -> None:
         """Start the server and return once it answers PING."""
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no"]
-        self._process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        self._process = subprocess.Popen(redis_argv(self.port), stdout=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url, socket_timeout=1)
         deadline = time.monotonic() + timeout
         while True:

@@ -31,6 +31,7 @@ from pagefault.swarm.jsonhttp import call
 from pagefault.swarm.topology import DEFAULT_STRIPES
 from pagefault.testing.http_origin import STATS_PATH
 from pagefault.testing.netns import DEFAULT_QUEUEING, Host, Testbed
+from pagefault.testing.redisd import redis_argv
 
 __all__ = ["FleetConfig", "SwarmTestbed", "load_and_digest"]
 
@@ -142,21 +143,7 @@ class SwarmTestbed:
         self._await_fleet()
 
     def start_redis(self) -> None:
-        self.redis = self._spawn(
-            self.ctl,
-            "redis",
-            [
-                "redis-server",
-                "--port",
-                str(REDIS_PORT),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-        )
+        self.redis = self._spawn(self.ctl, "redis", redis_argv(REDIS_PORT))
 
     def start_agent(self, node: Host) -> None:
         argv = [
