@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from pagefault.cache import NodeCache, load_config
+from pagefault.cache import CacheChoice, node_cache
 from pagefault.cache.resolve import cached_description, cached_sources, catalog_entry
 from pagefault.sources import ResolvedModel, resolve
 from pagefault.sources.chain import ChainSource, Link, SourceCounters
@@ -24,8 +24,6 @@ from pagefault.swarm.config import configured_agent
 __all__ = ["AgentChoice", "CacheChoice", "node_cache", "open_model", "swarm_agent"]
 
 PathLike = str | os.PathLike[str]
-# None: the configured default (on unless PAGEFAULT_CACHE=off); False: bypass; True: on.
-CacheChoice = bool | NodeCache | None
 # None: the configured agent (PAGEFAULT_AGENT or [swarm] agent), if any; False: none;
 # a URL: that agent.
 AgentChoice = str | bool | None
@@ -60,16 +58,6 @@ def open_model(
     chains = _chains(description, swarm, counters)
     sources, provenance = cached_sources(entry, chains, node, counters, streaming=swarm is not None)
     return open_description(description, sources, provenance=provenance)
-
-
-def node_cache(cache: CacheChoice) -> NodeCache | None:
-    """The cache a call asked for, or None when it should not use one."""
-    if isinstance(cache, NodeCache):
-        return cache
-    if cache is False:
-        return None
-    config = load_config()
-    return NodeCache(config) if cache or config.enabled else None
 
 
 def swarm_agent(agent: AgentChoice) -> str | None:

@@ -19,7 +19,7 @@ from pagefault.cache.locks import FileLock, Lease, live_leases
 from pagefault.cache.tier import PieceFile, PieceTier
 from pagefault.errors import CacheError
 
-__all__ = ["CacheHit", "NodeCache"]
+__all__ = ["CacheChoice", "CacheHit", "NodeCache", "node_cache"]
 
 log = logging.getLogger("pagefault.cache")
 
@@ -120,3 +120,18 @@ class NodeCache:
             if key not in self._warned:
                 self._warned.add(key)
                 log.warning(message)
+
+
+# None: the configured default (on unless PAGEFAULT_CACHE=off); False: bypass; True: on.
+CacheChoice = bool | NodeCache | None
+
+
+def node_cache(cache: CacheChoice) -> NodeCache | None:
+    """The cache a call asked for (``cache=`` of loads and of ``compile_cache``), or None
+    when it should not use one."""
+    if isinstance(cache, NodeCache):
+        return cache
+    if cache is False:
+        return None
+    config = load_config()
+    return NodeCache(config) if cache or config.enabled else None

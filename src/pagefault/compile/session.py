@@ -30,11 +30,10 @@ from typing import Any
 
 import torch
 
-from pagefault.cache import NodeCache
-from pagefault.cache.config import load_config
+from pagefault.cache import CacheChoice, node_cache
 from pagefault.compile.directory import CachedDirectory
 from pagefault.compile.key import CompileKey, compile_key
-from pagefault.compile.stores import BundleStore, DirectoryStore, compile_root, open_store
+from pagefault.compile.stores import BundleStore, DirectoryStore, open_store
 from pagefault.compile.vec_isa import vec_isa_settled
 
 __all__ = ["CompileCache", "CompileStats", "compile_cache"]
@@ -132,7 +131,7 @@ def compile_cache(
     name: str,
     *,
     store: str | None = None,
-    cache: bool | NodeCache | None = None,
+    cache: CacheChoice = None,
     device: str | torch.device | None = None,
 ) -> CompileCache:
     """Cache ``torch.compile``'s artifacts under ``name`` on this node and in ``store``.
@@ -153,13 +152,10 @@ def compile_cache(
     return CompileCache(compile_key(name, device), store=open_store(store), root=_root(cache))
 
 
-def _root(cache: bool | NodeCache | None) -> Path | None:
+def _root(cache: CacheChoice) -> Path | None:
     """The compile area of the node cache ``cache`` names, or None for none."""
-    if isinstance(cache, NodeCache):
-        return cache.config.disk_dir.expanduser() / "compile"
-    if cache is False or (cache is None and not load_config().enabled):
-        return None
-    return compile_root()
+    node = node_cache(cache)
+    return node.config.disk_dir.expanduser() / "compile" if node is not None else None
 
 
 def _clear_inductor_memory() -> None:
