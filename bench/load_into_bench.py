@@ -14,10 +14,8 @@ Usage: ``python bench/load_into_bench.py [--dir /tmp/pagefault-bench] [--rounds 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from torch import nn
 import pagefault
 from pagefault.tensors.dtypes import to_torch_dtype, torch_shape
 from pagefault.tensors.memory import tensor_bytes
+from variants import parallel_preadv
 
 
 def build(manifest: pagefault.Manifest) -> nn.Module:
@@ -47,31 +46,20 @@ def build(manifest: pagefault.Manifest) -> nn.Module:
 
 
 def raw(manifest: pagefault.Manifest, module: nn.Module, directory: Path) -> float:
+    """Each tensor's range read straight into its parameter (two threads)."""
     params = dict(module.named_parameters())
-    jobs = sorted(manifest.tensors, key=lambda e: (e.file_index, e.start))
-    fds = [os.open(directory / f.name, os.O_RDONLY) for f in manifest.files]
-    lock = threading.Lock()
-
-    def worker() -> None:
-        while True:
-            with lock:
-                if not jobs:
-                    return
-                entry = jobs.pop(0)
-            if entry.nbytes:
-                view = tensor_bytes(params[entry.name].data)
-                os.preadv(fds[entry.file_index], [view], entry.start)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - started
-    for fd in fds:
-        os.close(fd)
-    return seconds
+    entries = sorted(manifest.tensors, key=lambda e: (e.file_index, e.start))
+    return parallel_preadv(
+        [
+            (
+                directory / manifest.files[e.file_index].name,
+                e.start,
+                tensor_bytes(params[e.name].data),
+            )
+            for e in entries
+            if e.nbytes
+        ]
+    )
 
 
 def main() -> None:

@@ -44,18 +44,11 @@ def raw_preadv(index: Path) -> object:
     """The machine limit: 2 threads, 64 MiB preadv into a prefaulted buffer."""
     files = shard_files(index)
     sizes = [f.stat().st_size for f in files]
-    # Page-aligned private memory, written so every page is already faulted. (A bytearray
-    # here starts 16 bytes past a page boundary and read 1.3-2x slower: misaligned copies,
+    # Page-aligned private memory with every page faulted. (A bytearray here starts 16
+    # bytes past a page boundary and read 1.3-2x slower: misaligned copies,
     # docs/benchmarks.md; every load's destination is 64-byte aligned.)
-    buffer = mmap.mmap(-1, max(sizes), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    ctypes.memset(ctypes.addressof(ctypes.c_char.from_buffer(buffer)), 1, len(buffer))
-    view = memoryview(buffer)
-    jobs = [
-        (f, off, min(REQUEST, size - off), off)
-        for f, size in zip(files, sizes, strict=True)
-        for off in range(0, size, REQUEST)
-    ]
-    return parallel_preadv(files, jobs, view)
+    view = memoryview(touched(max(sizes)))
+    return parallel_preadv(_requests(files, sizes, view, [0] * len(files)))
 
 
 def raw_preadv_fresh(index: Path) -> object:
@@ -70,12 +63,7 @@ def raw_preadv_fresh(index: Path) -> object:
     started = time.perf_counter()
     arena = Arena(sum(sizes), pages)
     bases = [sum(sizes[:i]) for i in range(len(files))]
-    jobs = [
-        (f, off, min(REQUEST, size - off), base + off)
-        for f, size, base in zip(files, sizes, bases, strict=True)
-        for off in range(0, size, REQUEST)
-    ]
-    parallel_preadv(files, jobs, arena.view(0, sum(sizes)))
+    parallel_preadv(_requests(files, sizes, arena.view(0, sum(sizes)), bases))
     return Timed(time.perf_counter() - started, {"pages": arena.pages})
 
 
@@ -83,10 +71,7 @@ def memcpy_model(index: Path) -> object:
     """One thread copying the model's size between two buffers already faulted (the
     doctor's memcpy figure, measured on the same bytes)."""
     size = sum(f.stat().st_size for f in shard_files(index))
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS  # what loads get (not shared tmpfs pages)
-    source, target = mmap.mmap(-1, size, flags=flags), mmap.mmap(-1, size, flags=flags)
-    for buf in (source, target):
-        ctypes.memset(ctypes.addressof(ctypes.c_char.from_buffer(buf)), 1, size)
+    source, target = touched(size), touched(size)
     src = ctypes.addressof(ctypes.c_char.from_buffer(source))
     dst = ctypes.addressof(ctypes.c_char.from_buffer(target))
     started = time.perf_counter()
@@ -94,18 +79,37 @@ def memcpy_model(index: Path) -> object:
     return time.perf_counter() - started
 
 
-def parallel_preadv(files: list[Path], jobs: list[tuple], view: memoryview) -> float:
-    """Two threads read (file, offset, length, destination offset) jobs into ``view``."""
+def touched(size: int) -> mmap.mmap:
+    """Private anonymous memory (what loads get, not shared tmpfs pages), every page
+    written so it is faulted in."""
+    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    ctypes.memset(ctypes.addressof(ctypes.c_char.from_buffer(buffer)), 1, size)
+    return buffer
+
+
+def _requests(
+    files: list[Path], sizes: list[int], view: memoryview, bases: list[int]
+) -> list[tuple[Path, int, memoryview]]:
+    """Each file in REQUEST pieces, file ``i`` landing at ``bases[i]`` of ``view``."""
+    return [
+        (f, off, view[base + off : base + off + min(REQUEST, size - off)])
+        for f, size, base in zip(files, sizes, bases, strict=True)
+        for off in range(0, size, REQUEST)
+    ]
+
+
+def parallel_preadv(jobs: list[tuple[Path, int, memoryview]]) -> float:
+    """Two threads read (file, offset, destination) jobs in order; the seconds taken."""
     lock = threading.Lock()
-    fds = {f: os.open(f, os.O_RDONLY) for f in files}
+    fds = {path: os.open(path, os.O_RDONLY) for path, _, _ in jobs}
 
     def worker() -> None:
         while True:
             with lock:
                 if not jobs:
                     return
-                path, offset, length, at = jobs.pop(0)
-            os.preadv(fds[path], [view[at : at + length]], offset)
+                path, offset, destination = jobs.pop(0)
+            os.preadv(fds[path], [destination], offset)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(2)]
@@ -113,7 +117,10 @@ def parallel_preadv(files: list[Path], jobs: list[tuple], view: memoryview) -> f
         t.start()
     for t in threads:
         t.join()
-    return time.perf_counter() - started  # excludes the buffer's allocation
+    seconds = time.perf_counter() - started  # excludes the buffers' allocation
+    for fd in fds.values():
+        os.close(fd)
+    return seconds
 
 
 def pagefault_load(mmap: bool) -> Callable[[Path], object]:
