@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,6 +20,7 @@ from pagefault.doctor import probes
 from pagefault.doctor.facts import boot_id, gpu_facts, node_facts
 from pagefault.doctor.page_kind import choose, remember_kinds
 from pagefault.doctor.records import record_path
+from pagefault.pieces.engine import map_pieces
 from pagefault.system.files import write_atomic
 
 __all__ = ["SAMPLE_BYTES", "Diagnosis", "diagnose", "machine_limits"]
@@ -170,8 +170,7 @@ def _measure_uri(uri: str) -> dict[str, Any]:
 
         def timed(streams: int) -> float:
             started = time.perf_counter()
-            with ThreadPoolExecutor(streams) as pool:
-                list(pool.map(read, offsets))
+            map_pieces(read, offsets, threads=streams, name="doctor-uri")
             return size / (time.perf_counter() - started) / 1e9
 
         return {"bytes": size, "one_stream": timed(1), "parallel": timed(URI_STREAMS)}

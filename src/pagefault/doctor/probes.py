@@ -16,13 +16,13 @@ import hashlib
 import mmap
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import blake3
 
+from pagefault.pieces.engine import map_pieces
 from pagefault.system.anonymous import HUGE_PAGE, aligned_mapping, pool_mapping
 from pagefault.system.mapping import buffer_address
 
@@ -153,36 +153,19 @@ def _read_all(files: Sequence[Path], view: memoryview) -> None:
 def _read_file(path: Path, view: memoryview, direct: bool = False) -> None:
     """``THREADS`` threads read ``path`` in ``REQUEST`` pieces into ``view`` (wrapping
     around when the view is smaller than the file: only the rate matters)."""
-    flags = os.O_RDONLY | (_O_DIRECT if direct else 0)
-    fd = os.open(path, flags)
+    fd = os.open(path, os.O_RDONLY | (_O_DIRECT if direct else 0))
     try:
         size = os.fstat(fd).st_size
         span = len(view) - len(view) % REQUEST or len(view)
-        jobs = list(range(0, size, REQUEST))
-        lock, errors = threading.Lock(), list[OSError]()
 
-        def worker() -> None:
-            while True:
-                with lock:
-                    if not jobs or errors:
-                        return
-                    offset = jobs.pop(0)
-                length = min(REQUEST, size - offset)
-                if direct:  # whole blocks only: round the tail up
-                    length = -(-length // 4096) * 4096
-                at = offset % span
-                try:
-                    os.preadv(fd, [view[at : at + min(length, len(view) - at)]], offset)
-                except OSError as exc:
-                    errors.append(exc)
+        def read(offset: int) -> None:
+            length = min(REQUEST, size - offset)
+            if direct:  # whole blocks only: round the tail up
+                length = -(-length // 4096) * 4096
+            at = offset % span
+            os.preadv(fd, [view[at : at + min(length, len(view) - at)]], offset)
 
-        threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        map_pieces(read, range(0, size, REQUEST), threads=THREADS, name="doctor-read")
     finally:
         os.close(fd)
 
