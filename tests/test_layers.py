@@ -24,7 +24,8 @@ RANKS = {
     "pipeline": 7, "compile": 7,
     "checkpoint": 8,
     "api": 9,
-    "cli": 10, "testing": 10, "integrations": 10, "__init__": 10, "__main__": 11,
+    "paging": 10,
+    "cli": 11, "testing": 10, "integrations": 11, "__init__": 11, "__main__": 12,
 }  # fmt: skip
 
 

@@ -46,6 +46,9 @@ EXPECTED = {
     "CompileStats",
     "recycle",
     "release_recycled",
+    "paged",
+    "PagedModel",
+    "PagedStats",
 }
 
 

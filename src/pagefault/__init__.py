@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the names below load on first use: see pagefault._lazy
     from pagefault.checkpoint import SaveHandle
     from pagefault.compile import CompileStats, compile_cache
     from pagefault.manifest import Manifest, PieceManifest, TensorEntry
+    from pagefault.paging import PagedModel, PagedStats, paged
     from pagefault.pieces.download import PullResult
     from pagefault.pipeline import LoadStats, TensorStream
     from pagefault.tensors.recycle import recycle, release_recycled
@@ -52,11 +53,14 @@ _EXPORTS = {
     "LoadStats": "pagefault.pipeline.stats",
     "Manifest": "pagefault.manifest",
     "NodeCache": "pagefault.cache",
+    "PagedModel": "pagefault.paging",
+    "PagedStats": "pagefault.paging",
     "PieceManifest": "pagefault.manifest",
     "PullResult": "pagefault.pieces.download",
     "SaveHandle": "pagefault.checkpoint.saver",
     "TensorEntry": "pagefault.manifest",
     "TensorStream": "pagefault.pipeline.stream",
+    "paged": "pagefault.paging",
     "recycle": "pagefault.tensors.recycle",
     "release_recycled": "pagefault.tensors.recycle",
 }
@@ -78,6 +82,8 @@ __all__ = [
     "Manifest",
     "NodeCache",
     "NotFound",
+    "PagedModel",
+    "PagedStats",
     "PagefaultError",
     "PieceManifest",
     "PullResult",
@@ -94,6 +100,7 @@ __all__ = [
     "load",
     "load_into",
     "make_piece_manifest",
+    "paged",
     "pull",
     "recycle",
     "release_recycled",

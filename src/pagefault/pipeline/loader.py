@@ -79,8 +79,13 @@ def open_stream(
     *,
     targets: Mapping[str, Target] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    close_model: bool = True,
 ) -> TensorStream:
-    """Start loading ``model`` (or only the tensors named in ``targets``); stream the results."""
+    """Start loading ``model`` (or only the tensors named in ``targets``); stream the results.
+
+    The stream closes ``model`` when it ends, unless ``close_model`` is False: a caller
+    that reads the same model again and again (paged weights) keeps its sources open.
+    """
     entries = _selected(model.manifest.tensors, targets)
     stats = LoadStats(
         device=str(options.device),
@@ -98,7 +103,14 @@ def open_stream(
             model, entries, options, stats, verifier=verifier, on_progress=on_progress
         )
     return _open_read(
-        model, entries, options, stats, targets=targets, verifier=verifier, on_progress=on_progress
+        model,
+        entries,
+        options,
+        stats,
+        targets=targets,
+        verifier=verifier,
+        on_progress=on_progress,
+        close_model=close_model,
     )
 
 
@@ -208,6 +220,7 @@ def _open_read(
     targets: Mapping[str, Target] | None,
     verifier: PieceVerifier | None,
     on_progress: Callable[[int], None] | None,
+    close_model: bool,
 ) -> TensorStream:
     destinations = _destinations(entries, options, targets, stats)
     staged = any(d.staged and d.tensor.numel() for d in destinations)
@@ -261,6 +274,7 @@ def _open_read(
         model=model,
         copy_stream=copy_stream,
         read_ahead=read_ahead,
+        close_model=close_model,
     )
 
 
@@ -338,10 +352,13 @@ def _check_device(device: torch.device) -> None:
         raise SinkError(f"device {device} requested but torch.cuda.is_available() is False")
 
 
-def _finish(model: ResolvedModel, stats: LoadStats, read_ahead: ReadAhead) -> None:
+def _finish(
+    model: ResolvedModel, stats: LoadStats, read_ahead: ReadAhead, *, close_model: bool
+) -> None:
     read_ahead.stop()  # before the sources close: a hint would reopen a closed file
     stats.bytes_by_source, stats.corrupt_pieces = _bytes_by_source(model, stats)
-    model.close()
+    if close_model:
+        model.close()
 
 
 def _threads(model: ResolvedModel, options: LoadOptions) -> int | None:
@@ -380,6 +397,7 @@ def _start(
     model: ResolvedModel,
     read_ahead: ReadAhead,
     copy_stream: torch.cuda.Stream | None = None,
+    close_model: bool = True,
 ) -> TensorStream:
     tracker = CompletionTracker(tensor_bytes)
     executor = ParallelExecutor(tasks, runner, threads=threads, tracker=tracker)
@@ -389,7 +407,7 @@ def _start(
         tracker=tracker,
         executor=executor,
         stats=stats,
-        on_close=lambda: _finish(model, stats, read_ahead),
+        on_close=lambda: _finish(model, stats, read_ahead, close_model=close_model),
         copy_stream=copy_stream,
     )
     executor.start()

@@ -1,0 +1,137 @@
+"""Paged weights: run a model larger than its memory budget, or serve while it loads.
+
+``paged(model, source, budget=...)`` keeps the embeddings, head and norms resident and
+streams each decoder layer through a bounded pool of reused slots, reading ahead in
+execution order. With ``budget=None`` every layer gets memory of its own, ``paged``
+returns at once, and the first forward runs while later layers are still arriving.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from pagefault.api.chain import CacheChoice, open_model
+from pagefault.api.loading import parse_device, parse_dtype
+from pagefault.api.parameters import checked_shape, match_checkpoint, module_tensors
+from pagefault.errors import ConfigError, SinkError
+from pagefault.pipeline import LoadOptions
+from pagefault.system.sizes import parse_size
+
+from .groups import Layout, layout_groups
+from .model import PagedModel
+from .pager import Pager
+from .slots import SlotPool
+from .stats import PagedStats
+
+__all__ = ["PagedModel", "PagedStats", "paged"]
+
+
+def paged(
+    model: nn.Module,
+    source: str | os.PathLike[str],
+    *,
+    budget: int | str | None,
+    device: str | torch.device = "cpu",
+    prefetch: int | None = None,
+    cache: CacheChoice = None,
+    dtype: torch.dtype | str | None = None,
+    threads: int | None = None,
+    verify: bool | None = None,
+) -> PagedModel:
+    """Page ``model``'s decoder layers from ``source`` through ``budget`` bytes of weights.
+
+    Args:
+        model: an ``nn.Module`` built on ``meta`` (``accelerate.init_empty_weights()``)
+            or materialized. Its largest repeated ``ModuleList`` is paged, one child at a
+            time; everything else stays resident. Hooks are added to it: afterwards
+            ``model(...)`` and ``model.generate(...)`` work unchanged.
+        source: anything :func:`pagefault.load` takes (file, index, directory, remote
+            URI through the node cache and swarm agent).
+        budget: bytes (or ``"512MiB"``) for every resident weight byte: the resident
+            part plus the slots. At least the resident part plus the largest layer.
+            ``None``: the whole model, served while loading.
+        device: ``"cpu"`` or ``"cuda[:N]"``; where the weights and slots live.
+        prefetch: layers to read ahead; ``None`` picks enough to hide a layer's read
+            behind a layer's compute (measured), within the slots the budget buys.
+        cache, verify, threads: as for :func:`pagefault.load`.
+        dtype: convert floating-point weights to this dtype; default: the module's own.
+
+    Raises ``ConfigError`` for a budget too small (naming the layer and the minimum) and
+    ``LoadIntoError`` for missing, unexpected or mis-shaped tensors, before any forward.
+
+    >>> with accelerate.init_empty_weights():  # doctest: +SKIP
+    ...     model = AutoModelForCausalLM.from_config(config)
+    >>> with pagefault.paged(model, "s3://bucket/llama", budget="4GiB") as pm:  # doctest: +SKIP
+    ...     pm.generate(input_ids, max_new_tokens=16)
+    """
+    target = parse_device(device)
+    limit = _parse_budget(budget)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise SinkError(f"device {target} requested but torch.cuda.is_available() is False")
+    tensors = module_tensors(model)
+    resolved = open_model(source, cache)
+    try:
+        chosen, _ = match_checkpoint(model, resolved.manifest, tensors, strict=True, source=source)
+        for name in chosen:
+            checked_shape(name, tensors[name].tensor, resolved.manifest)
+        layout = layout_groups(
+            model, tensors, chosen=chosen, manifest=resolved.manifest, dtype=parse_dtype(dtype)
+        )
+        slots = _slot_count(layout, limit)
+        pool = SlotPool(count=slots, slot_bytes=layout.slot_bytes, device=target) if limit else None
+    except BaseException:
+        resolved.close()
+        raise
+    pager = Pager(resolved, LoadOptions(device=target, threads=threads, verify=verify))
+    stats = PagedStats(
+        budget=limit,
+        resident_bytes=layout.resident_bytes,
+        slot_bytes=pool.slot_bytes if pool else layout.slot_bytes,
+        slots=slots,
+        groups=len(layout.groups),
+        pages=pool.pages if pool else "per-group",
+        prefetch_depth=min(prefetch, slots - 1) if prefetch is not None else slots - 1,
+    )
+    paged_model = PagedModel(
+        model,
+        layout=layout,
+        tensors=tensors,
+        pager=pager,
+        pool=pool,
+        stats=stats,
+        prefetch=prefetch,
+        device=target,
+    )
+    try:
+        return paged_model.start()
+    except BaseException:
+        paged_model.close()
+        raise
+
+
+def _parse_budget(budget: int | str | None) -> int | None:
+    if budget is None:
+        return None
+    try:
+        return parse_size(budget)
+    except ValueError as exc:
+        raise ConfigError(f"budget={budget!r}: {exc}") from exc
+
+
+def _slot_count(layout: Layout, budget: int | None) -> int:
+    """Slots the budget buys, at most one per layer; the whole model when it has none."""
+    if not layout.groups:
+        raise ConfigError("paged(): no layer of the model has tensors in the checkpoint")
+    if budget is None:
+        return len(layout.groups)
+    minimum, largest = layout.minimum_budget()
+    if budget < minimum:
+        raise ConfigError(
+            f"budget={budget} bytes is below the minimum {minimum} bytes: the resident part "
+            f"({layout.resident_bytes} bytes: embeddings, head, norms, buffers) plus the "
+            f"largest layer, {largest} ({layout.slot_bytes} bytes)"
+        )
+    return min(len(layout.groups), (budget - layout.resident_bytes) // layout.slot_bytes)

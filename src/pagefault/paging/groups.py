@@ -1,0 +1,163 @@
+"""Split a module's checkpoint tensors into pageable groups and an always-resident rest.
+
+The default groups are the children of the model's largest repeated ``ModuleList``
+(one decoder layer each): inference runs them in a fixed order and each holds an equal
+share of the weights, so they page well. Everything else (embeddings, final norm, head)
+and any tensor tied across groups stays resident, so tied weights stay tied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pagefault.api.parameters import ModuleTensor, alias_groups
+from pagefault.errors import ConfigError
+from pagefault.manifest import Manifest
+from pagefault.pipeline.destinations import ARENA_ALIGNMENT, target_dtype
+from pagefault.tensors.dtypes import torch_shape
+
+__all__ = ["GroupTensor", "Layout", "PageGroup", "layout_groups", "repeated_layers"]
+
+
+@dataclass(frozen=True)
+class GroupTensor:
+    """One checkpoint tensor, its tied names, and where it sits inside its group's slot."""
+
+    name: str
+    aliases: tuple[str, ...]
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class PageGroup:
+    """One unit of paging: a submodule and the tensors it pages in together."""
+
+    index: int
+    name: str
+    module: nn.Module
+    tensors: tuple[GroupTensor, ...]
+    nbytes: int  # aligned: the slot room it needs
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The resident part and the pageable groups, in module (expected execution) order."""
+
+    resident: PageGroup
+    groups: tuple[PageGroup, ...]
+    other_bytes: int  # buffers not in the checkpoint (rotary tables): resident too
+
+    @property
+    def slot_bytes(self) -> int:
+        return max((g.nbytes for g in self.groups), default=0)
+
+    @property
+    def resident_bytes(self) -> int:
+        return self.resident.nbytes + self.other_bytes
+
+    def minimum_budget(self) -> tuple[int, str]:
+        """The smallest budget that runs, and the group that sets it."""
+        largest = max(self.groups, key=lambda g: g.nbytes, default=None)
+        name = largest.name if largest else "(no pageable groups)"
+        return self.resident_bytes + self.slot_bytes, name
+
+
+def repeated_layers(module: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The ``ModuleList`` of two or more children holding the most parameter bytes."""
+    best: tuple[int, str, nn.ModuleList] | None = None
+    for name, child in module.named_modules():
+        if isinstance(child, nn.ModuleList) and len(child) >= 2:
+            size = sum(p.numel() * p.element_size() for p in child.parameters())
+            if best is None or size > best[0]:
+                best = (size, name, child)
+    if best is None:
+        raise ConfigError(
+            f"{type(module).__name__} has no ModuleList of two or more layers to page; "
+            "paged() pages the children of the model's largest repeated ModuleList"
+        )
+    return best[1], best[2]
+
+
+def layout_groups(
+    module: nn.Module,
+    tensors: dict[str, ModuleTensor],
+    *,
+    chosen: list[str],
+    manifest: Manifest,
+    dtype: torch.dtype | None,
+) -> Layout:
+    """Assign each chosen checkpoint tensor to a layer's group or to the resident part.
+
+    A tensor's dtype is ``dtype`` for floating-point tensors when given, else the
+    module's own (as ``load_into`` converts).
+    """
+    aliases = alias_groups(tensors)
+    prefix, layers = repeated_layers(module)
+    names = [f"{prefix}.{i}" if prefix else str(i) for i in range(len(layers))]
+    members: list[list[str]] = [[] for _ in layers]
+    resident: list[str] = []
+    for name in chosen:
+        owners = {_layer_of(alias, names) for alias in aliases[name]}
+        only = owners.pop() if len(owners) == 1 else None
+        (resident if only is None else members[only]).append(name)
+    build = _GroupBuilder(tensors, aliases, manifest, dtype)
+    groups = tuple(
+        build(i, names[i], layers[i], members[i]) for i in range(len(layers)) if members[i]
+    )
+    loaded = {alias for name in chosen for alias in aliases[name]}
+    other = sum(
+        t.tensor.numel() * t.tensor.element_size()
+        for n, t in tensors.items()
+        if n not in loaded and not t.tensor.is_meta
+    )
+    other += _non_persistent_bytes(module)
+    return Layout(build(-1, "(resident)", module, resident), groups, other)
+
+
+def _layer_of(name: str, layer_names: list[str]) -> int | None:
+    for i, layer in enumerate(layer_names):
+        if name.startswith(layer + "."):
+            return i
+    return None
+
+
+def _non_persistent_bytes(module: nn.Module) -> int:
+    total = 0
+    for owner in module.modules():
+        for attr in owner._non_persistent_buffers_set:
+            buf = owner._buffers.get(attr)
+            if buf is not None and not buf.is_meta:
+                total += buf.numel() * buf.element_size()
+    return total
+
+
+@dataclass(frozen=True)
+class _GroupBuilder:
+    tensors: dict[str, ModuleTensor]
+    aliases: dict[str, list[str]]
+    manifest: Manifest
+    dtype: torch.dtype | None
+
+    def __call__(self, index: int, name: str, module: nn.Module, members: list[str]) -> PageGroup:
+        laid: list[GroupTensor] = []
+        size = 0
+        for member in members:
+            entry = self.manifest.tensor(member)
+            own = self.tensors[member].tensor.dtype
+            converts = self.dtype is not None and target_dtype(entry, self.dtype) == self.dtype
+            wanted = self.dtype if converts and self.dtype is not None else own
+            shape = torch_shape(entry.dtype, entry.shape, tensor=member)
+            tensor = GroupTensor(member, tuple(self.aliases[member]), wanted, shape, size)
+            laid.append(tensor)
+            size += tensor.nbytes + (-tensor.nbytes % ARENA_ALIGNMENT)
+        return PageGroup(index, name, module, tuple(laid), size)

@@ -1,0 +1,231 @@
+"""Paged weights: exact outputs at every budget, the eviction policy, serve while loading,
+and the errors, on tiny Transformers models (Llama; GPT-2 with tied embeddings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+import pagefault
+from pagefault.paging.residency import Residency
+from pagefault.testing.http_origin import HTTPOrigin
+
+from .helpers import tiny_llama_config
+
+transformers = pytest.importorskip("transformers")
+accelerate = pytest.importorskip("accelerate")
+
+IDS = torch.randint(0, 128, (1, 10), generator=torch.Generator().manual_seed(3))
+
+
+def _saved(tmp_path: Path, model: nn.Module, *, shard: str = "200KB") -> nn.Module:
+    model.save_pretrained(tmp_path, max_shard_size=shard)
+    return model.eval()
+
+
+def _llama(layers: int = 6) -> Any:
+    return tiny_llama_config(transformers, num_hidden_layers=layers, num_key_value_heads=2)
+
+
+def _empty(cls: Any, config: Any) -> nn.Module:
+    with accelerate.init_empty_weights():
+        model = cls(config)
+    model.tie_weights()
+    return model.eval()
+
+
+def _weight_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+@pytest.fixture
+def llama(tmp_path: Path) -> tuple[nn.Module, Path]:
+    torch.manual_seed(0)
+    return _saved(tmp_path, transformers.LlamaForCausalLM(_llama())), tmp_path
+
+
+@pytest.mark.parametrize("fraction", [None, 0.5, 1.0, 2.0])
+def test_llama_generates_exactly_at_every_budget(llama: tuple[nn.Module, Path], fraction) -> None:
+    reference, path = llama
+    budget = None if fraction is None else int(_weight_bytes(reference) * fraction)
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    with torch.no_grad():
+        want = reference.generate(IDS, max_new_tokens=6, do_sample=False)
+        want_logits = reference(IDS).logits
+        with pagefault.paged(model, path, budget=budget) as pm:
+            got = model.generate(IDS, max_new_tokens=6, do_sample=False)
+            assert torch.equal(got, want)
+            assert torch.equal(pm(IDS).logits, want_logits)
+            stats = pm.stats
+    assert stats.groups == 6
+    if fraction == 0.5:  # fewer slots than layers: every forward streams every layer
+        assert stats.slots < stats.groups
+        assert stats.evictions > 0 and stats.misses == 0
+        assert stats.bytes_streamed >= stats.forwards * stats.groups * stats.slot_bytes * 0.9
+        assert stats.resident_bytes + stats.slots * stats.slot_bytes <= budget
+        assert len(stats.stall_s) == stats.forwards == 7
+
+
+def test_minimum_budget_runs_one_layer_at_a_time(llama: tuple[nn.Module, Path]) -> None:
+    reference, path = llama
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    with pytest.raises(pagefault.ConfigError) as tiny:
+        pagefault.paged(model, path, budget=1000)
+    message = str(tiny.value)
+    assert "model.layers.0" in message and "minimum" in message
+    minimum = int(message.split("minimum ")[1].split(" ", maxsplit=1)[0])
+    with pagefault.paged(model, path, budget=minimum, prefetch=3) as pm, torch.no_grad():
+        assert torch.equal(pm(IDS).logits, reference(IDS).logits)
+        assert pm.stats.slots == 1 and pm.stats.prefetch_depth == 0
+
+
+def test_gpt2_tied_embeddings_stay_tied_and_exact(tmp_path: Path) -> None:
+    config = transformers.GPT2Config(n_embd=64, n_layer=4, n_head=4, vocab_size=128, n_positions=64)
+    torch.manual_seed(0)
+    reference = _saved(tmp_path, transformers.GPT2LMHeadModel(config))
+    model = _empty(transformers.GPT2LMHeadModel, config)
+    budget = int(_weight_bytes(reference) * 0.6)
+    with pagefault.paged(model, tmp_path, budget=budget) as pm, torch.no_grad():
+        got = model.generate(IDS, max_new_tokens=5, do_sample=False, pad_token_id=0)
+        assert torch.equal(
+            got, reference.generate(IDS, max_new_tokens=5, do_sample=False, pad_token_id=0)
+        )
+        assert model.lm_head.weight is model.transformer.wte.weight
+        assert pm.stats.slots < pm.stats.groups
+
+
+def test_dtype_converts_floating_weights(llama: tuple[nn.Module, Path]) -> None:
+    reference, path = llama
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    with pagefault.paged(model, path, budget="10MiB", dtype="bfloat16") as pm, torch.no_grad():
+        pm(IDS)  # a layer is bound to its slot when it first runs
+        weight = model.model.layers[2].mlp.up_proj.weight
+        assert weight.dtype == torch.bfloat16
+        assert torch.equal(weight, reference.model.layers[2].mlp.up_proj.weight.bfloat16())
+
+
+class Reversed(nn.Module):
+    """Runs its layers last to first: the first forward must learn that order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(16, 16) for _ in range(6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in reversed(self.layers):
+            x = layer(x)
+        return x
+
+
+def test_execution_order_is_learned_on_the_first_forward(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    reference = Reversed()
+    save_file(reference.state_dict(), tmp_path / "model.safetensors")
+    with torch.device("meta"):
+        model = Reversed()
+    layer = 16 * 16 * 4 + 16 * 4
+    x = torch.randn(2, 16)
+    with pagefault.paged(model, tmp_path, budget=3 * layer) as pm, torch.no_grad():
+        assert torch.equal(pm(x), reference(x))
+        first = pm.stats.misses
+        for _ in range(3):
+            assert torch.equal(pm(x), reference(x))
+    assert first > 0  # module order was the wrong guess
+    assert pm.stats.misses == first  # once learned, every layer was read ahead of its use
+
+
+def test_source_failing_mid_forward_raises_from_that_forward(llama) -> None:
+    reference, path = llama
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    minimum_ish = int(_weight_bytes(reference) * 0.5)
+    with pagefault.paged(model, path, budget=minimum_ish) as pm, torch.no_grad():
+        pm(IDS)
+        for shard in path.glob("*.safetensors"):
+            shard.write_bytes(shard.read_bytes()[:100])  # truncated under the open reader
+        with pytest.raises(pagefault.SourceError):
+            for _ in range(3):  # slots still holding layers may serve one forward
+                pm(IDS)
+
+
+def test_forward_after_close_raises(llama) -> None:
+    reference, path = llama
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    pm = pagefault.paged(model, path, budget=None)
+    with torch.no_grad():
+        pm(IDS)
+        pm.close()
+        with pytest.raises(pagefault.SinkError, match="closed"):
+            model(IDS)
+    assert model.model.layers[0].mlp.up_proj.weight.is_meta  # the memory went back
+
+
+def test_mismatches_raise_before_any_forward(llama) -> None:
+    reference, path = llama
+    other = transformers.LlamaForCausalLM(tiny_llama_config(transformers, num_hidden_layers=7))
+    with pytest.raises(pagefault.LoadIntoError, match=r"missing 9: model\.layers\.6"):
+        pagefault.paged(_empty(type(other), other.config), path, budget=None)
+    wider = tiny_llama_config(transformers, num_hidden_layers=6, intermediate_size=96)
+    with pytest.raises(pagefault.LoadIntoError, match="shape"):
+        pagefault.paged(_empty(type(other), wider), path, budget=None)
+    with pytest.raises(pagefault.ConfigError, match="budget='lots'"):
+        pagefault.paged(_empty(type(other), reference.config), path, budget="lots")
+
+
+def test_a_model_without_repeated_layers_is_refused(tmp_path: Path) -> None:
+    save_file(nn.Linear(4, 4).state_dict(), tmp_path / "model.safetensors")
+    with pytest.raises(pagefault.ConfigError, match="ModuleList"):
+        pagefault.paged(nn.Linear(4, 4), tmp_path, budget=None)
+
+
+def test_serves_while_loading_from_a_slow_origin(llama) -> None:
+    reference, path = llama
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    with HTTPOrigin(path, bandwidth=400_000) as origin, torch.no_grad():
+        pm = pagefault.paged(model, f"{origin.url}/", budget=None, cache=False)
+        assert pm.loading  # returned before the weights arrived
+        assert torch.equal(pm(IDS).logits, reference(IDS).logits)
+        assert not pm.loading  # the first forward needed every layer
+        assert torch.equal(pm(IDS).logits, reference(IDS).logits)  # hooks drop themselves here
+        assert not model._forward_pre_hooks and not model.model.layers[3]._forward_pre_hooks
+        pm.close()
+
+
+def test_residency_evicts_what_is_needed_furthest_ahead() -> None:
+    slots = Residency(groups=5, slots=3)
+    assert [slots.place(g, required=False) for g in range(3)] == [(0, None), (1, None), (2, None)]
+    assert slots.place(3, required=False) is None  # every held group is needed sooner
+    slots.running = 1
+    assert slots.upcoming(1, 2) == [2, 3]
+    assert slots.place(3, required=False) == (0, 0)  # group 0 just ran: needed last
+    slots.running = 3
+    assert slots.place(4, required=False) == (2, 2)  # 2 ran just before 3 (running): needed last
+    assert slots.upcoming(4, 9) == [0, 1, 2, 3]  # wraps into the next forward
+
+
+def test_residency_never_evicts_the_running_group() -> None:
+    slots = Residency(groups=3, slots=1)
+    slots.place(0, required=True)
+    slots.running = 0
+    assert slots.place(1, required=True) is None
+    slots.running = 1
+    assert slots.place(1, required=True) == (0, 0)
+    with pytest.raises(ValueError, match="permutation"):
+        slots.set_order([0, 0, 1])
+
+
+@pytest.mark.cuda
+def test_cuda_paging_is_exact(llama) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    reference, path = llama
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    budget = int(_weight_bytes(reference) * 0.5)
+    with pagefault.paged(model, path, budget=budget, device="cuda") as pm, torch.no_grad():
+        got = pm(IDS.cuda()).logits.cpu()
+        got = pm(IDS.cuda()).logits.cpu()
+    torch.testing.assert_close(got, reference(IDS).logits, rtol=1e-4, atol=1e-4)
