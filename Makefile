@@ -1,4 +1,4 @@
-.PHONY: test lint bench bench-compile bench-ready bench-quick bench-remote bench-cache bench-save bench-save-quick bench-swarm bench-swarm-load
+.PHONY: test lint bench bench-paged bench-compile bench-ready bench-quick bench-remote bench-cache bench-save bench-save-quick bench-swarm bench-swarm-load
 
 test:
 	python -m pytest
@@ -32,6 +32,9 @@ bench-swarm:
 
 bench-compile:
 	python bench/compile_bench.py --out bench/results/compile-cpu.json
+
+bench-paged:
+	python bench/paged_bench.py --rounds 3 --png docs/paged.png --out bench/results/paged-cpu.json
 
 bench-ready:
 	python bench/ready_bench.py --png docs/ready.png --out bench/results/ready-cpu.json

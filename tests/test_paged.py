@@ -3,6 +3,7 @@ and the errors, on tiny Transformers models (Llama; GPT-2 with tied embeddings).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from torch import nn
 
 import pagefault
 from pagefault.paging.residency import Residency
+from pagefault.sources.local import LocalFileSource
 from pagefault.testing.http_origin import HTTPOrigin
 
 from .helpers import tiny_llama_config
@@ -49,20 +51,23 @@ def llama(tmp_path: Path) -> tuple[nn.Module, Path]:
     return _saved(tmp_path, transformers.LlamaForCausalLM(_llama())), tmp_path
 
 
+@pytest.mark.parametrize("mmap", [None, False])
 @pytest.mark.parametrize("fraction", [None, 0.5, 1.0, 2.0])
-def test_llama_generates_exactly_at_every_budget(llama: tuple[nn.Module, Path], fraction) -> None:
+def test_llama_generates_exactly_at_every_budget(llama, fraction, mmap) -> None:
     reference, path = llama
     budget = None if fraction is None else int(_weight_bytes(reference) * fraction)
     model = _empty(transformers.LlamaForCausalLM, reference.config)
     with torch.no_grad():
         want = reference.generate(IDS, max_new_tokens=6, do_sample=False)
         want_logits = reference(IDS).logits
-        with pagefault.paged(model, path, budget=budget) as pm:
+        with pagefault.paged(model, path, budget=budget, mmap=mmap) as pm:
             got = model.generate(IDS, max_new_tokens=6, do_sample=False)
             assert torch.equal(got, want)
             assert torch.equal(pm(IDS).logits, want_logits)
             stats = pm.stats
     assert stats.groups == 6
+    slots = "per-group" if budget is None else ("small-pages", "huge-pages", "hugetlb-pool")
+    assert stats.pages == "file-mapping" if mmap is None else stats.pages in slots
     if fraction == 0.5:  # fewer slots than layers: every forward streams every layer
         assert stats.slots < stats.groups
         assert stats.evictions > 0 and stats.misses == 0
@@ -140,16 +145,36 @@ def test_execution_order_is_learned_on_the_first_forward(tmp_path: Path) -> None
 
 
 def test_source_failing_mid_forward_raises_from_that_forward(llama) -> None:
+    """Slots (``mmap=False``): a mapped file truncated under its reader is SIGBUS for any
+    mmap-based loader; a read into slots turns it into an error."""
     reference, path = llama
     model = _empty(transformers.LlamaForCausalLM, reference.config)
     minimum_ish = int(_weight_bytes(reference) * 0.5)
-    with pagefault.paged(model, path, budget=minimum_ish) as pm, torch.no_grad():
+    with pagefault.paged(model, path, budget=minimum_ish, mmap=False) as pm, torch.no_grad():
         pm(IDS)
         for shard in path.glob("*.safetensors"):
             shard.write_bytes(shard.read_bytes()[:100])  # truncated under the open reader
         with pytest.raises(pagefault.SourceError):
             for _ in range(3):  # slots still holding layers may serve one forward
                 pm(IDS)
+
+
+def test_mapping_a_file_that_shrank_is_an_error_not_sigbus(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(b"x" * (1 << 20))
+    with LocalFileSource(path) as source:
+        mapping = source.map_private()
+        os.truncate(path, 4096)
+        with pytest.raises(pagefault.SourceError, match="shrank"):
+            source.populate(mapping, 8192, 65536)
+        mapping.close()
+
+
+def test_mmap_true_needs_local_files_without_conversion(llama) -> None:
+    reference, path = llama
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    with pytest.raises(pagefault.SinkError, match="dtype conversion"):
+        pagefault.paged(model, path, budget=None, mmap=True, dtype="bfloat16")
 
 
 def test_forward_after_close_raises(llama) -> None:

@@ -18,11 +18,13 @@ from pagefault.api.loading import parse_device, parse_dtype
 from pagefault.api.parameters import checked_shape, match_checkpoint, module_tensors
 from pagefault.errors import ConfigError, SinkError
 from pagefault.pipeline import LoadOptions
+from pagefault.sources import MappableSource, ResolvedModel
 from pagefault.system.sizes import parse_size
 
 from .groups import Layout, layout_groups
 from .model import PagedModel
 from .pager import Pager
+from .readers import MappedReader, StreamReader
 from .slots import SlotPool
 from .stats import PagedStats
 
@@ -38,6 +40,7 @@ def paged(
     prefetch: int | None = None,
     cache: CacheChoice = None,
     dtype: torch.dtype | str | None = None,
+    mmap: bool | None = None,
     threads: int | None = None,
     verify: bool | None = None,
 ) -> PagedModel:
@@ -58,6 +61,10 @@ def paged(
             behind a layer's compute (measured), within the slots the budget buys.
         cache, verify, threads: as for :func:`pagefault.load`.
         dtype: convert floating-point weights to this dtype; default: the module's own.
+        mmap: ``None`` (default): local files on CPU with no conversion are paged as
+            views of the file's pages (zero-copy: a layer is mapped in and dropped
+            again, the budget bounding how many are mapped); other sources read into
+            reused slot memory. ``False``: always slots. ``True``: require mapping.
 
     Raises ``ConfigError`` for a budget too small (naming the layer and the minimum) and
     ``LoadIntoError`` for missing, unexpected or mis-shaped tensors, before any forward.
@@ -81,18 +88,23 @@ def paged(
             model, tensors, chosen=chosen, manifest=resolved.manifest, dtype=parse_dtype(dtype)
         )
         slots = _slot_count(layout, limit)
-        pool = SlotPool(count=slots, slot_bytes=layout.slot_bytes, device=target) if limit else None
+        mapped = _maps(resolved, layout, target, mmap=mmap, verify=verify)
+        pool = None
+        if limit is not None and not mapped:
+            pool = SlotPool(count=slots, slot_bytes=layout.slot_bytes, device=target)
     except BaseException:
         resolved.close()
         raise
-    pager = Pager(resolved, LoadOptions(device=target, threads=threads, verify=verify))
+    options = LoadOptions(device=target, mmap=False, threads=threads, verify=verify)
+    reader = MappedReader(resolved) if mapped else StreamReader(resolved, options)
+    pager = Pager(resolved, reader)
     stats = PagedStats(
         budget=limit,
         resident_bytes=layout.resident_bytes,
-        slot_bytes=pool.slot_bytes if pool else layout.slot_bytes,
+        slot_bytes=layout.slot_bytes,
         slots=slots,
         groups=len(layout.groups),
-        pages=pool.pages if pool else "per-group",
+        pages="file-mapping" if mapped else pool.pages if pool else "per-group",
         prefetch_depth=min(prefetch, slots - 1) if prefetch is not None else slots - 1,
     )
     paged_model = PagedModel(
@@ -110,6 +122,29 @@ def paged(
     except BaseException:
         paged_model.close()
         raise
+
+
+def _maps(
+    model: ResolvedModel,
+    layout: Layout,
+    device: torch.device,
+    *,
+    mmap: bool | None,
+    verify: bool | None,
+) -> bool:
+    """Whether layers are paged as views of the files' pages (see ``mmap``)."""
+    why = (
+        f"device {device}" if device.type != "cpu"
+        else "a dtype conversion" if layout.converts
+        else "verify=True (pieces are checked as they are read)" if verify
+        else "a source that is not a local file" if not all(
+            isinstance(s, MappableSource) for s in model.sources
+        )
+        else None
+    )  # fmt: skip
+    if mmap is True and why is not None:
+        raise SinkError(f"mmap=True needs local files on CPU with no conversion; this has {why}")
+    return mmap is not False and why is None
 
 
 def _parse_budget(budget: int | str | None) -> int | None:

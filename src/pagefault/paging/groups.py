@@ -18,7 +18,7 @@ from pagefault.api.parameters import ModuleTensor, alias_groups
 from pagefault.errors import ConfigError
 from pagefault.manifest import Manifest
 from pagefault.pipeline.destinations import ARENA_ALIGNMENT, target_dtype
-from pagefault.tensors.dtypes import torch_shape
+from pagefault.tensors.dtypes import to_torch_dtype, torch_shape
 
 __all__ = ["GroupTensor", "Layout", "PageGroup", "layout_groups", "repeated_layers"]
 
@@ -30,6 +30,7 @@ class GroupTensor:
     name: str
     aliases: tuple[str, ...]
     dtype: torch.dtype
+    source_dtype: torch.dtype  # the checkpoint's
     shape: tuple[int, ...]
     offset: int
 
@@ -60,6 +61,12 @@ class Layout:
     @property
     def slot_bytes(self) -> int:
         return max((g.nbytes for g in self.groups), default=0)
+
+    @property
+    def converts(self) -> bool:
+        """Whether some tensor's dtype differs from the checkpoint's (no zero-copy then)."""
+        groups = (self.resident, *self.groups)
+        return any(t.dtype != t.source_dtype for g in groups for t in g.tensors)
 
     @property
     def resident_bytes(self) -> int:
@@ -157,7 +164,8 @@ class _GroupBuilder:
             converts = self.dtype is not None and target_dtype(entry, self.dtype) == self.dtype
             wanted = self.dtype if converts and self.dtype is not None else own
             shape = torch_shape(entry.dtype, entry.shape, tensor=member)
-            tensor = GroupTensor(member, tuple(self.aliases[member]), wanted, shape, size)
+            source = to_torch_dtype(entry.dtype, tensor=member)
+            tensor = GroupTensor(member, tuple(self.aliases[member]), wanted, source, shape, size)
             laid.append(tensor)
             size += tensor.nbytes + (-tensor.nbytes % ARENA_ALIGNMENT)
         return PageGroup(index, name, module, tuple(laid), size)

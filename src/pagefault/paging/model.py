@@ -83,7 +83,9 @@ class PagedModel:
 
     def start(self) -> PagedModel:
         """Queue the resident part and the first groups; hook the module."""
-        resident = self._submit(RESIDENT, self._in_place(self._layout.resident))
+        resident = self._submit(
+            RESIDENT, self._layout.resident, self._own_memory(self._layout.resident)
+        )
         self._fetches[RESIDENT] = resident
         if self._pool is not None:
             resident.wait()  # a wrong source or a full disk shows here, not mid-forward
@@ -184,23 +186,30 @@ class PagedModel:
         if victim is not None:
             self._evict(victim)
         group = self._layout.groups[index]
-        targets = self._in_place(group) if self._pool is None else self._pool.views(slot, group)
-        fetch = self._submit(index, targets, after=self._slot_events.pop(slot, None))
+        targets = self._own_memory(group) if self._pool is None else self._pool.views(slot, group)
+        fetch = self._submit(index, group, targets, after=self._slot_events.pop(slot, None))
         self._fetches[index] = fetch
         return fetch
 
     def _submit(
-        self, index: int, targets: Mapping[str, Target], after: torch.cuda.Event | None = None
+        self,
+        index: int,
+        group: PageGroup,
+        targets: Mapping[str, Target] | None,
+        after: torch.cuda.Event | None = None,
     ) -> Fetch:
         self.stats.fetches += index != RESIDENT
-        return self._pager.submit(Fetch(index, targets, after=after))
+        names = frozenset(t.name for t in group.tensors)
+        return self._pager.submit(Fetch(index, names, targets, after=after))
 
     def _evict(self, index: int) -> None:
         self.stats.evictions += 1
-        self._fetches.pop(index, None)
+        fetch = self._fetches.pop(index, None)
         if index in self._bound:
             self._bound.discard(index)
             self._unbind(self._layout.groups[index])
+        if fetch is not None:
+            self._pager.release(fetch)
 
     def _wait(self, index: int) -> float:
         fetch = self._fetches[index]
@@ -230,14 +239,12 @@ class PagedModel:
                 self._tensors, list(t.aliases), torch.empty(t.shape, dtype=t.dtype, device="meta")
             )
 
-    def _in_place(self, group: PageGroup) -> dict[str, Target]:
-        """Targets for memory of a group's own: its existing tensors, or fresh ones."""
-        targets: dict[str, Target] = {}
-        for t in group.tensors:
-            own = self._tensors[t.name].tensor
-            keep = not own.is_meta and own.dtype == t.dtype and own.device == self._device
-            targets[t.name] = own.detach() if keep else t.dtype
-        return targets
+    def _own_memory(self, group: PageGroup) -> dict[str, Target] | None:
+        """Targets for memory of the group's own: None lets the load choose (a view of
+        the file's mapping, or an arena); dtypes when some tensor is converted."""
+        if all(t.dtype == t.source_dtype for t in group.tensors):
+            return None
+        return {t.name: t.dtype for t in group.tensors}
 
     def _depth(self) -> int:
         """Groups to read ahead: enough to hide a group's read behind compute, within the slots."""

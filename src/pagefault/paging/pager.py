@@ -1,10 +1,9 @@
-"""The pager: one background thread that reads groups into their memory, in request order.
+"""The pager: one background thread that brings groups in, in request order.
 
-Each fetch is one ordinary pipeline load of a few tensors (vectored reads straight into
-slot memory on CPU; the pinned staging ring and a side stream for CUDA) over the model's
-sources, which stay open between fetches. Fetches run first in, first out, so a slot can
-be handed to a new group while the old group's fetch is still queued or running: the
-new one starts after it. Errors are kept on the fetch and raised by whoever waits for it.
+Fetches run first in, first out, so a slot can be handed to a new group while the old
+group's fetch is still queued or running: the new one starts after it. Errors are kept
+on the fetch and raised by whoever waits for it. How a fetch reads is its reader's
+business (``readers.py``).
 """
 
 from __future__ import annotations
@@ -12,24 +11,26 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
 from pagefault.errors import SinkError
-from pagefault.pipeline import LoadOptions, Target, TensorStream, open_stream
+from pagefault.pipeline import Target
 from pagefault.sources import ResolvedModel
 
-__all__ = ["Fetch", "Pager"]
+__all__ = ["Fetch", "GroupReader", "Pager", "closed_error"]
 
 
 @dataclass
 class Fetch:
-    """One group's read: where its tensors go, and what came of it."""
+    """One group's read: which tensors, where they go, and what came of it."""
 
     group: int
-    targets: Mapping[str, Target]
+    names: frozenset[str]
+    targets: Mapping[str, Target] | None = None  # None: memory of the reader's choosing
     after: torch.cuda.Event | None = None  # the slot's last compute must finish first
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     error: BaseException | None = None
@@ -46,16 +47,34 @@ class Fetch:
         return time.perf_counter() - started
 
 
-class Pager:
-    """Runs fetches on one thread; ``close`` stops the current one and drops the rest."""
+class GroupReader(Protocol):
+    """Reads fetches on the pager's thread; ``release`` runs on the caller's."""
 
-    def __init__(self, model: ResolvedModel, options: LoadOptions) -> None:
+    def read(self, fetch: Fetch) -> None:
+        """Fill ``fetch.tensors`` and ``fetch.nbytes``, or raise."""
+        ...
+
+    def release(self, fetch: Fetch) -> None:
+        """The fetch's tensors are no longer used: give their memory back if it is ours."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop the read under way (called from another thread); later reads raise."""
+        ...
+
+
+def closed_error() -> SinkError:
+    return SinkError("the paged model was closed; its weights are no longer loaded")
+
+
+class Pager:
+    """Runs fetches on one thread; ``close`` stops the current one and fails the rest."""
+
+    def __init__(self, model: ResolvedModel, reader: GroupReader) -> None:
         self._model = model
-        self._options = options
-        self._queue: queue.SimpleQueue[Fetch | None] = queue.SimpleQueue()
-        self._current: TensorStream | None = None
+        self.reader = reader
+        self._queue: queue.SimpleQueue[Fetch | Callable[[], None] | None] = queue.SimpleQueue()
         self._closed = False
-        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="pagefault-pager", daemon=True)
         self._thread.start()
 
@@ -63,54 +82,43 @@ class Pager:
         self._queue.put(fetch)
         return fetch
 
+    def release(self, fetch: Fetch) -> None:
+        """Give a dropped fetch's memory back: now, or right after it lands if in flight."""
+        if fetch.done.is_set():
+            self.reader.release(fetch)
+        else:
+            self._queue.put(lambda: self.reader.release(fetch))
+
     def close(self) -> None:
-        """Stop reading, wait for the thread, fail whatever was still queued."""
-        with self._lock:
-            self._closed = True
-            if self._current is not None:
-                self._current.close()
+        """Stop reading, wait for the thread, close the model's sources."""
+        self._closed = True
+        self.reader.cancel()
         self._queue.put(None)
         self._thread.join()
         self._model.close()
 
     def _run(self) -> None:
-        while (fetch := self._queue.get()) is not None:
-            if self._closed:
-                fetch.error = _closed_error()
-                fetch.done.set()
-                continue
-            self._read(fetch)
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, Fetch):
+                self._read(item)
+            elif not self._closed:
+                item()
         while not self._queue.empty():  # after close: nothing may wait forever
             leftover = self._queue.get()
-            if leftover is not None:
-                leftover.error = _closed_error()
+            if isinstance(leftover, Fetch):
+                leftover.error = closed_error()
                 leftover.done.set()
 
     def _read(self, fetch: Fetch) -> None:
         started = time.perf_counter()
         try:
+            if self._closed:
+                raise closed_error()
             if fetch.after is not None:
                 fetch.after.synchronize()
-            with self._lock:
-                if self._closed:
-                    raise _closed_error()
-                stream = open_stream(
-                    self._model, self._options, targets=fetch.targets, close_model=False
-                )
-                self._current = stream
-            with stream:
-                fetch.tensors = dict(stream)
-            if self._closed and len(fetch.tensors) < len(fetch.targets):
-                raise _closed_error()
-            fetch.nbytes = stream.stats.bytes
+            self.reader.read(fetch)
         except BaseException as exc:  # handed to the waiting forward, never lost
             fetch.error = exc
         finally:
-            with self._lock:
-                self._current = None
             fetch.seconds = time.perf_counter() - started
             fetch.done.set()
-
-
-def _closed_error() -> BaseException:
-    return SinkError("the paged model was closed; its weights are no longer loaded")

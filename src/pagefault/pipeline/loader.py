@@ -17,7 +17,7 @@ models that publish one; ``True`` demands a manifest, also for local files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -78,15 +78,17 @@ def open_stream(
     options: LoadOptions,
     *,
     targets: Mapping[str, Target] | None = None,
+    only: Collection[str] | None = None,
     on_progress: Callable[[int], None] | None = None,
     close_model: bool = True,
 ) -> TensorStream:
-    """Start loading ``model`` (or only the tensors named in ``targets``); stream the results.
+    """Start loading ``model`` (or the tensors named in ``targets``, or in ``only``, with
+    memory of the load's choosing); stream the results.
 
     The stream closes ``model`` when it ends, unless ``close_model`` is False: a caller
     that reads the same model again and again (paged weights) keeps its sources open.
     """
-    entries = _selected(model.manifest.tensors, targets)
+    entries = _selected(model.manifest.tensors, targets if targets is not None else only)
     stats = LoadStats(
         device=str(options.device),
         bytes=sum(e.nbytes for e in entries),
@@ -146,10 +148,8 @@ def _piece_size(
     return checked if checked is not None and checked <= request_size else None
 
 
-def _selected(
-    tensors: Sequence[TensorEntry], targets: Mapping[str, Target] | None
-) -> list[TensorEntry]:
-    return list(tensors) if targets is None else [t for t in tensors if t.name in targets]
+def _selected(tensors: Sequence[TensorEntry], names: Collection[str] | None) -> list[TensorEntry]:
+    return list(tensors) if names is None else [t for t in tensors if t.name in names]
 
 
 def _use_mapping(

@@ -51,7 +51,12 @@ class LocalFileSource:
             raise SourceError(f"{self.name}: cannot map file: {exc}") from exc
 
     def populate(self, mapping: mmap.mmap, offset: int, length: int) -> None:
-        populate_read(mapping, buffer_address(mapping), offset, length)
+        try:
+            populate_read(mapping, buffer_address(mapping), offset, length)
+        except OSError as exc:
+            raise SourceError(
+                f"{self.name}: bytes [{offset}, {offset + length}) cannot be mapped: {exc.strerror}"
+            ) from exc
 
     def prefetch(self, offset: int, length: int) -> None:
         # One WILLNEED call reads at most the device's readahead window (read_ahead_kb,

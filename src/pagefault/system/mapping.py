@@ -6,6 +6,7 @@ ctypes calls release the GIL, so I/O threads can fault pages in parallel.
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 
 from pagefault.system.libc import LIBC
@@ -15,6 +16,7 @@ __all__ = [
     "MADV_NOHUGEPAGE",
     "PAGE",
     "buffer_address",
+    "drop_pages",
     "madvise",
     "map_file_fixed",
     "populate_read",
@@ -22,6 +24,7 @@ __all__ = [
 ]
 
 PAGE = mmap.PAGESIZE
+MADV_DONTNEED = 4
 MADV_HUGEPAGE = 14
 MADV_NOHUGEPAGE = 15
 MADV_POPULATE_READ = 22  # Linux 5.14+: fault pages in without touching them from Python
@@ -55,12 +58,30 @@ def madvise(address: int, length: int, advice: int) -> bool:
 
 
 def populate_read(buf: mmap.mmap, address: int, offset: int, length: int) -> None:
-    """Make ``[offset, offset + length)`` of a mapping resident without copying it."""
+    """Make ``[offset, offset + length)`` of a mapping resident without copying it.
+
+    Raises ``OSError(EFAULT)`` where the range lies past the end of a file that shrank
+    since it was mapped: touching those pages would kill the process with SIGBUS.
+    """
     if length and not madvise(address + offset, length, MADV_POPULATE_READ):
+        if ctypes.get_errno() == errno.EFAULT:
+            raise OSError(errno.EFAULT, "the mapped file shrank: the range is past its end")
         # Older kernels: touch one byte per page (reads only, so nothing is copied).
         view = memoryview(buf)[offset : offset + length]
         for page in range(0, length, PAGE):
             view[page]
+
+
+def drop_pages(buf: mmap.mmap, offset: int, length: int) -> None:
+    """Unmap the whole pages inside ``[offset, offset + length)`` of a private file mapping.
+
+    Our resident set shrinks; the page cache keeps the bytes, and a later touch maps
+    them again. Pages straddling the range's ends stay (a neighbour may be using them).
+    """
+    start = offset + (-offset % PAGE)
+    end = (offset + length) - (offset + length) % PAGE
+    if end > start:
+        madvise(buffer_address(buf) + start, end - start, MADV_DONTNEED)
 
 
 def populate_write(view: memoryview) -> bool:

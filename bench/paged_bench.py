@@ -1,0 +1,363 @@
+"""Paged weights (issue 20): time per token under a memory budget, and serving while loading.
+
+A Llama-shaped model with random bf16 weights (>= 2 GiB, >= 8 decoder layers, sharded
+safetensors), batch 1, greedy ``generate`` of 16 tokens. Every run is a fresh process
+(``--worker``); rounds interleave the variants so none always follows the same one.
+
+* ``resident``: ``load_into`` the whole model, then generate: the reference tokens and
+  logits, and the resident time per token.
+* ``paged``: ``pagefault.paged(budget=fraction x weights)`` for each fraction of the sweep
+  (local files: layers are views of the page cache, mapped in and dropped again).
+* ``slots``: the same at 25% with ``mmap=False``: every layer read (copied) into reused
+  slot memory, the path remote and cached sources take.
+* ``no-prefetch``: 25%, ``prefetch=0``: each layer is brought in when it runs.
+* ``accelerate``: ``infer_auto_device_map(max_memory={"cpu": budget})`` and
+  ``load_checkpoint_and_dispatch(offload_folder=...)``, as accelerate's docs set it up.
+* ``stream``: the time to read every weight once (parallel ``preadv`` into touched memory).
+* cold, after dropping the page cache: ``serve`` (``paged(budget=None)`` until the first
+  token), ``load-then-forward`` (``load_into`` then the same first token), ``stream``.
+
+Steady state is the median decode step after the second. Peak RSS growth is the
+process's high-water mark (reset after the model is built on ``meta``) minus its RSS then.
+
+Usage: ``python bench/paged_bench.py [--rounds 3] [--png docs/paged.png] [--out FILE]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).parent
+DEFAULT_DIR = Path("/tmp/pagefault-paged-bench")
+CONFIG = {
+    "vocab_size": 32000,
+    "hidden_size": 2048,
+    "intermediate_size": 5632,
+    "num_hidden_layers": 22,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 4,
+    "torch_dtype": "bfloat16",
+}
+PROMPT = 32
+NEW_TOKENS = 16
+SWEEP = (0.10, 0.25, 0.50, 1.00)
+GiB = 1 << 30
+
+
+# -- the checkpoint -------------------------------------------------------------------
+
+
+def ensure_checkpoint(directory: Path) -> Path:
+    """Write the random model once; later runs reuse it."""
+    if (directory / "model.safetensors.index.json").exists():
+        return directory
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(**CONFIG)
+    model = transformers.LlamaForCausalLM(config).to(torch.bfloat16)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=directory.name + "."))
+    model.save_pretrained(staging, max_shard_size="1GB")
+    staging.rename(directory)
+    return directory
+
+
+def weight_bytes(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.glob("*.safetensors"))
+
+
+# -- one measurement, in its own process --------------------------------------------
+
+
+def worker(mode: str, directory: Path, budget: int | None) -> dict[str, Any]:
+    import torch
+    import transformers
+    from accelerate import init_empty_weights
+
+    import pagefault
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig.from_pretrained(directory)
+    with init_empty_weights():
+        model = transformers.LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    ids = torch.randint(
+        0, config.vocab_size, (1, PROMPT), generator=torch.Generator().manual_seed(1)
+    )
+    baseline = _reset_peak()
+    stamps: list[float] = []
+    started = time.perf_counter()
+    result: dict[str, Any] = {"mode": mode, "budget": budget}
+    paged = None
+    if mode in {"resident", "load-then-forward"}:
+        pagefault.load_into(model, directory)
+    elif mode in {"paged", "no-prefetch", "serve", "slots"}:
+        prefetch = 0 if mode == "no-prefetch" else None
+        mmap = False if mode == "slots" else None
+        paged = pagefault.paged(model, directory, budget=budget, prefetch=prefetch, mmap=mmap)
+    elif mode == "accelerate":
+        model = _accelerate(model, directory, budget or 0)
+    result["setup_s"] = time.perf_counter() - started
+    model.register_forward_hook(lambda *_: stamps.append(time.perf_counter()))
+    new = 1 if mode in {"serve", "load-then-forward"} else NEW_TOKENS
+    with torch.no_grad():
+        out = model.generate(
+            ids,
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
+    result["first_token_s"] = stamps[0] - started
+    steps = [b - a for a, b in itertools.pairwise(stamps)]
+    result["prefill_s"] = stamps[0] - started - result["setup_s"]
+    result["per_token_s"] = statistics.median(steps[2:]) if len(steps) > 2 else None
+    result["tokens"] = out.sequences[0, PROMPT:].tolist()
+    digest = hashlib.sha256()
+    for step in out.logits:
+        digest.update(step.float().numpy().tobytes())
+    result["logits_sha256"] = digest.hexdigest()
+    result["peak_growth"] = _peak() - baseline
+    if paged is not None:
+        result["stats"] = {k: v for k, v in paged.stats.to_dict().items() if k != "stall_s"} | {
+            "stall_s_median": statistics.median(paged.stats.stall_s or [0.0])
+        }
+        paged.close()
+    return result
+
+
+def _accelerate(model: Any, directory: Path, budget: int) -> Any:
+    from accelerate import infer_auto_device_map, load_checkpoint_and_dispatch
+
+    device_map = infer_auto_device_map(
+        model,
+        max_memory={"cpu": budget},
+        no_split_module_classes=["LlamaDecoderLayer"],
+    )
+    folder = tempfile.mkdtemp(prefix="pagefault-accelerate-offload-")
+    return load_checkpoint_and_dispatch(
+        model, str(directory), device_map=device_map, offload_folder=folder
+    )
+
+
+def stream_seconds(directory: Path) -> float:
+    """Read every weight byte once into memory already faulted (the read limit)."""
+    sys.path.insert(0, str(BENCH_DIR))
+    from variants import REQUEST, parallel_preadv, touched
+
+    files = sorted(directory.glob("*.safetensors"))
+    size = sum(f.stat().st_size for f in files)
+    buffer = memoryview(touched(size))
+    jobs, base = [], 0
+    for f in files:
+        length = f.stat().st_size
+        for off in range(0, length, REQUEST):
+            jobs.append((f, off, buffer[base + off : base + min(off + REQUEST, length)]))
+        base += length
+    return parallel_preadv(jobs)
+
+
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak() -> int:
+    Path("/proc/self/clear_refs").write_text("5\n")  # VmHWM := VmRSS
+    return _status("VmRSS")
+
+
+def _peak() -> int:
+    return _status("VmHWM")
+
+
+# -- the driver -----------------------------------------------------------------------
+
+
+def run(mode: str, directory: Path, budget: int | None = None, *, cold: bool = False) -> dict:
+    if cold:
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    else:
+        for f in directory.glob("*.safetensors"):
+            subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
+    argv = [sys.executable, __file__, "--worker", mode, "--dir", str(directory)]
+    if budget is not None:
+        argv += ["--budget", str(budget)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{mode} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def predicted(per_token_resident: float, stream_s: float, total: int, stats: dict) -> float:
+    """The model of docs/benchmarks.md: max(compute, bytes read per token / read rate)."""
+    streamed = 0.0 if stats["slots"] >= stats["groups"] else stats["groups"] * stats["slot_bytes"]
+    return max(per_token_resident, streamed / (total / stream_s))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--worker")
+    parser.add_argument("--budget", type=int)
+    parser.add_argument("--png", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.worker:
+        if args.worker == "stream":
+            print(json.dumps({"mode": "stream", "seconds": stream_seconds(args.dir)}))
+        else:
+            print(json.dumps(worker(args.worker, args.dir, args.budget)))
+        return
+    directory = ensure_checkpoint(args.dir)
+    total = weight_bytes(directory)
+    print(
+        f"model: {total / GiB:.2f} GiB, {CONFIG['num_hidden_layers']} layers, {os.cpu_count()} CPUs"
+    )
+    hot: dict[str, list[dict]] = {}
+    variants = [("resident", None), ("stream", None)]
+    variants += [(f"paged {f:.0%}", int(total * f)) for f in SWEEP]
+    quarter = int(total * 0.25)
+    variants += [(f"{name} 25%", quarter) for name in ("slots", "no-prefetch", "accelerate")]
+    for round_ in range(args.rounds):
+        order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
+        for name, budget in order if round_ % 2 == 0 else reversed(order):
+            mode = name.split()[0]
+            result = run(mode, directory, budget)
+            hot.setdefault(name, []).append(result)
+            print(f"  hot {name}: {_brief(result)}", flush=True)
+    cold: dict[str, list[dict]] = {}
+    for round_ in range(args.rounds):
+        names = ["serve", "load-then-forward", "stream", "paged 25%"]
+        for name in names if round_ % 2 == 0 else reversed(names):
+            budget = int(total * 0.25) if name == "paged 25%" else None
+            result = run(name.split()[0], directory, budget, cold=True)
+            cold.setdefault(name, []).append(result)
+            print(f"  cold {name}: {_brief(result)}", flush=True)
+    report = summarize(hot, cold, total)
+    print(json.dumps(report["summary"], indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"hot": hot, "cold": cold, **report}, indent=2))
+    if args.png:
+        plot(report, args.png)
+
+
+def _brief(result: dict) -> str:
+    if result["mode"] == "stream":
+        return f"{result['seconds']:.2f} s"
+    per = result.get("per_token_s")
+    token = f"{per:.3f} s/token, " if per else ""
+    peak = result["peak_growth"] / GiB
+    return f"{token}first token {result['first_token_s']:.2f} s, peak +{peak:.2f} GiB"
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def summarize(hot: dict[str, list[dict]], cold: dict[str, list[dict]], total: int) -> dict:
+    reference = hot["resident"][0]
+    exact = {
+        name: all(
+            r["tokens"] == reference["tokens"] and r["logits_sha256"] == reference["logits_sha256"]
+            for r in runs
+        )
+        for name, runs in hot.items()
+        if name not in {"stream"}
+    }
+    resident = _median(hot["resident"], "per_token_s")
+    stream = _median(hot["stream"], "seconds")
+    sweep = []
+    for fraction in SWEEP:
+        runs = hot[f"paged {fraction:.0%}"]
+        per = _median(runs, "per_token_s")
+        limit = max(resident, stream)
+        sweep.append({
+            "budget_fraction": fraction,
+            "budget": runs[0]["budget"],
+            "per_token_s": per,
+            "predicted_s": predicted(resident, stream, total, runs[0]["stats"]),
+            "vs_limit": per / limit,
+            "peak_growth": max(r["peak_growth"] for r in runs),
+            "slots": runs[0]["stats"]["slots"],
+            "stall_s_median": statistics.median(r["stats"]["stall_s_median"] for r in runs),
+            "prefetch_depth": runs[0]["stats"]["prefetch_depth"],
+        })  # fmt: skip
+    quarter = sweep[1]
+    accelerate = _median(hot["accelerate 25%"], "per_token_s")
+    no_prefetch = _median(hot["no-prefetch 25%"], "per_token_s")
+    serve = _median(cold["serve"], "first_token_s")
+    load_then = _median(cold["load-then-forward"], "first_token_s")
+    cold_read = _median(cold["stream"], "seconds")
+    prefill = _median(hot["resident"], "prefill_s")
+    group_read = cold_read * _layer_share(hot["paged 25%"][0]["stats"])
+    summary = {
+        "weights_bytes": total,
+        "exact": exact,
+        "resident_per_token_s": resident,
+        "stream_all_s": stream,
+        "sweep": sweep,
+        "paged25_vs_limit": quarter["per_token_s"] / max(resident, stream),
+        "paged25_peak_growth_minus_budget": quarter["peak_growth"] - quarter["budget"],
+        "accelerate25_per_token_s": accelerate,
+        "speedup_vs_accelerate": accelerate / quarter["per_token_s"],
+        "slots25_per_token_s": _median(hot["slots 25%"], "per_token_s"),
+        "no_prefetch25_per_token_s": no_prefetch,
+        "speedup_vs_no_prefetch": no_prefetch / quarter["per_token_s"],
+        "cold_serve_first_token_s": serve,
+        "cold_load_then_forward_s": load_then,
+        "serve_vs_load_then_forward": serve / load_then,
+        "cold_read_all_s": cold_read,
+        "resident_prefill_s": prefill,
+        "serve_bound_s": 1.15 * max(cold_read, prefill) + group_read,
+        "cold_paged25_first_token_s": _median(cold["paged 25%"], "first_token_s"),
+    }
+    return {"summary": summary}
+
+
+def _layer_share(stats: dict) -> float:
+    """One layer's share of the weights (every layer is the same size here)."""
+    return stats["slot_bytes"] / (stats["resident_bytes"] + stats["groups"] * stats["slot_bytes"])
+
+
+def plot(report: dict, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = report["summary"]["sweep"]
+    x = [100 * s["budget_fraction"] for s in sweep]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(x, [s["per_token_s"] for s in sweep], "o-", label="measured (median)")
+    ax.plot(x, [s["predicted_s"] for s in sweep], "s--", label="model: max(compute, bytes/rate)")
+    accelerate = report["summary"]["accelerate25_per_token_s"]
+    ax.plot([25], [accelerate], "x", markersize=10, label="accelerate offload, 25%")
+    ax.set_xlabel("budget (% of weight bytes)")
+    ax.set_ylabel("seconds per token")
+    ax.set_title("paged Llama (2.2 GiB bf16), batch 1, CPU")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""How the pager brings a group's tensors in: two readers behind one small interface.
+
+* ``StreamReader``: one pipeline load per group (slot memory, conversions, remote and
+  cached sources, verification, CUDA staging).
+* ``MappedReader``: local files on CPU, zero-copy. Each file is mapped once; a group is
+  made resident by populating its byte ranges and released by dropping them again, so
+  the process holds only the groups the budget allows while the page cache keeps the
+  bytes. A pipeline load per group costs 2.4 ms of threads and planning on the 2-vCPU
+  VM (hot, 90 MB layer) where populating the range costs 0.2-0.7 ms, and with compute
+  on both CPUs that overhead is paid on every layer of every token.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from pagefault.manifest import TensorEntry
+from pagefault.pipeline import LoadOptions, TensorStream, open_stream
+from pagefault.pipeline.mapped import mapped_tensors
+from pagefault.sources import MappableSource, PageCacheSource, ResolvedModel
+from pagefault.system.mapping import drop_pages
+
+from .pager import Fetch, closed_error
+
+__all__ = ["MappedReader", "StreamReader"]
+
+
+class StreamReader:
+    """A pipeline load per fetch, over sources that stay open between fetches."""
+
+    def __init__(self, model: ResolvedModel, options: LoadOptions) -> None:
+        self._model = model
+        self._options = options
+        self._lock = threading.Lock()
+        self._current: TensorStream | None = None
+        self._cancelled = False
+
+    def read(self, fetch: Fetch) -> None:
+        with self._lock:
+            if self._cancelled:
+                raise closed_error()
+            stream = open_stream(
+                self._model,
+                self._options,
+                targets=fetch.targets,
+                only=fetch.names,
+                close_model=False,
+            )
+            self._current = stream
+        try:
+            with stream:
+                fetch.tensors = dict(stream)
+        finally:
+            with self._lock:
+                self._current = None
+        if len(fetch.tensors) < len(fetch.names):
+            raise closed_error()  # closed part-way
+        fetch.nbytes = stream.stats.bytes
+
+    def release(self, fetch: Fetch) -> None:
+        """Slots are reused and fresh memory goes with its last tensor: nothing to do."""
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._current is not None:
+                self._current.close()
+
+
+class MappedReader:
+    """Views of private file mappings, populated per group and dropped on release."""
+
+    def __init__(self, model: ResolvedModel) -> None:
+        self._sources = [s for s in model.sources if isinstance(s, MappableSource)]
+        self._maps = [source.map_private() for source in self._sources]
+        self._manifest = model.manifest
+        self._cancelled = False
+
+    def read(self, fetch: Fetch) -> None:
+        if self._cancelled:
+            raise closed_error()
+        entries = [e for e in self._manifest.tensors if e.name in fetch.names]
+        ranges = _ranges(entries)
+        for file, start, end in ranges:
+            source = self._sources[file]
+            if isinstance(source, PageCacheSource):
+                source.prefetch(start, end - start)  # cold: the disk gets the whole group at once
+        for file, start, end in ranges:
+            self._sources[file].populate(self._maps[file], start, end - start)
+        views = mapped_tensors(self._maps, entries)
+        fetch.tensors = {e.name: t for e, t in zip(entries, views, strict=True)}
+        fetch.nbytes = sum(end - start for _, start, end in ranges)
+
+    def release(self, fetch: Fetch) -> None:
+        entries = [e for e in self._manifest.tensors if e.name in fetch.names]
+        for file, start, end in _ranges(entries):
+            drop_pages(self._maps[file], start, end - start)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+
+def _ranges(entries: Sequence[TensorEntry]) -> list[tuple[int, int, int]]:
+    """The entries' bytes as (file, start, end) runs, neighbours merged."""
+    runs: list[tuple[int, int, int]] = []
+    for entry in sorted(entries, key=lambda e: (e.file_index, e.start)):
+        if runs and runs[-1][0] == entry.file_index and runs[-1][2] == entry.start:
+            runs[-1] = (entry.file_index, runs[-1][1], entry.end)
+        else:
+            runs.append((entry.file_index, entry.start, entry.end))
+    return runs
