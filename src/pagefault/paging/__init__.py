@@ -95,8 +95,9 @@ def paged(
     except BaseException:
         resolved.close()
         raise
-    options = LoadOptions(device=target, mmap=False, threads=threads, verify=verify)
-    reader = MappedReader(resolved) if mapped else StreamReader(resolved, options)
+    reader = _reader(
+        resolved, target, mapped=mapped, serving=limit is None, threads=threads, verify=verify
+    )
     pager = Pager(resolved, reader)
     stats = PagedStats(
         budget=limit,

@@ -82,19 +82,31 @@ class PagedModel:
     # -- set-up (called once by ``paged``) ---------------------------------------------
 
     def start(self) -> PagedModel:
-        """Queue the resident part and the first groups; hook the module."""
-        resident = self._submit(
-            RESIDENT, self._layout.resident, self._own_memory(self._layout.resident)
-        )
-        self._fetches[RESIDENT] = resident
-        if self._pool is not None:
-            resident.wait()  # a wrong source or a full disk shows here, not mid-forward
+        """Queue the resident part and the first groups; hook the module.
+
+        With no budget everything goes in one load, in execution order, and this returns
+        at once; otherwise the resident part is read first (a wrong source or a full disk
+        shows here, not mid-forward) and the slots fill behind it.
+        """
+        layout = self._layout
+        resident = self._new_fetch(RESIDENT, layout.resident, self._own_memory(layout.resident))
+        if self._serving:
+            groups = [self._schedule(i, submit=False) for i in range(len(layout.groups))]
+            self._pager.submit(resident, *[g for g in groups if g is not None])
+        else:
+            self._pager.submit(resident)
+            self._wait(RESIDENT)
             self._bind(RESIDENT)
-        for index in range(len(self._layout.groups)):
-            if self._schedule(index, required=False) is None:
-                break
+            for index in range(len(layout.groups)):
+                if self._schedule(index) is None:
+                    break
         self._hook()
         return self
+
+    @property
+    def _serving(self) -> bool:
+        """No budget: serve while loading, every group in memory of its own."""
+        return self.stats.budget is None
 
     def _hook(self) -> None:
         add = self._handles.append
@@ -103,7 +115,7 @@ class PagedModel:
         for index, group in enumerate(self._layout.groups):
             add(group.module.register_forward_pre_hook(self._hook_for(self._before_group, index)))
             add(group.module.register_forward_hook(self._hook_for(self._after_group, index)))
-        if self._pool is None:
+        if self._serving:
             for owner in self._resident_owners():
                 add(owner.register_forward_pre_hook(self._before_resident))
 
@@ -111,7 +123,7 @@ class PagedModel:
 
     def _before_forward(self, module: nn.Module, args: Any) -> None:
         self._check_open()
-        if self._pool is None and self._everything_landed():
+        if self._serving and self._everything_landed():
             self._settle()
             return
         self._stall = 0.0
@@ -177,7 +189,7 @@ class PagedModel:
             if upcoming not in self._fetches and self._schedule(upcoming) is None:
                 break
 
-    def _schedule(self, index: int, *, required: bool = False) -> Fetch | None:
+    def _schedule(self, index: int, *, required: bool = False, submit: bool = True) -> Fetch | None:
         """Give group ``index`` a slot (evicting if the policy says so) and queue its read."""
         placed = self._residency.place(index, required=required)
         if placed is None:
@@ -187,11 +199,12 @@ class PagedModel:
             self._evict(victim)
         group = self._layout.groups[index]
         targets = self._own_memory(group) if self._pool is None else self._pool.views(slot, group)
-        fetch = self._submit(index, group, targets, after=self._slot_events.pop(slot, None))
-        self._fetches[index] = fetch
+        fetch = self._new_fetch(index, group, targets, after=self._slot_events.pop(slot, None))
+        if submit:
+            self._pager.submit(fetch)
         return fetch
 
-    def _submit(
+    def _new_fetch(
         self,
         index: int,
         group: PageGroup,
@@ -199,8 +212,9 @@ class PagedModel:
         after: torch.cuda.Event | None = None,
     ) -> Fetch:
         self.stats.fetches += index != RESIDENT
-        names = frozenset(t.name for t in group.tensors)
-        return self._pager.submit(Fetch(index, names, targets, after=after))
+        names = tuple(t.name for t in group.tensors)
+        fetch = self._fetches[index] = Fetch(index, names, targets, after=after)
+        return fetch
 
     def _evict(self, index: int) -> None:
         self.stats.evictions += 1

@@ -29,7 +29,7 @@ class Fetch:
     """One group's read: which tensors, where they go, and what came of it."""
 
     group: int
-    names: frozenset[str]
+    names: tuple[str, ...]  # in the order they are wanted
     targets: Mapping[str, Target] | None = None  # None: memory of the reader's choosing
     after: torch.cuda.Event | None = None  # the slot's last compute must finish first
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -50,8 +50,9 @@ class Fetch:
 class GroupReader(Protocol):
     """Reads fetches on the pager's thread; ``release`` runs on the caller's."""
 
-    def read(self, fetch: Fetch) -> None:
-        """Fill ``fetch.tensors`` and ``fetch.nbytes``, or raise."""
+    def read_batch(self, fetches: list[Fetch]) -> None:
+        """Fill each fetch's ``tensors`` and ``nbytes`` and set its ``done`` as soon as it
+        is complete, in order, or raise (the pager fails those not done)."""
         ...
 
     def release(self, fetch: Fetch) -> None:
@@ -73,14 +74,17 @@ class Pager:
     def __init__(self, model: ResolvedModel, reader: GroupReader) -> None:
         self._model = model
         self.reader = reader
-        self._queue: queue.SimpleQueue[Fetch | Callable[[], None] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[Fetch] | Callable[[], None] | None] = (
+            queue.SimpleQueue()
+        )
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="pagefault-pager", daemon=True)
         self._thread.start()
 
-    def submit(self, fetch: Fetch) -> Fetch:
-        self._queue.put(fetch)
-        return fetch
+    def submit(self, *fetches: Fetch) -> None:
+        """Queue fetches to be read as one batch (one load for a whole model: its read-ahead
+        and threads span every group), each done as soon as its own tensors are."""
+        self._queue.put(list(fetches))
 
     def release(self, fetch: Fetch) -> None:
         """Give a dropped fetch's memory back: now, or right after it lands if in flight."""
@@ -99,26 +103,35 @@ class Pager:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            if isinstance(item, Fetch):
+            if isinstance(item, list):
                 self._read(item)
             elif not self._closed:
                 item()
         while not self._queue.empty():  # after close: nothing may wait forever
             leftover = self._queue.get()
-            if isinstance(leftover, Fetch):
-                leftover.error = closed_error()
-                leftover.done.set()
+            if isinstance(leftover, list):
+                _fail(leftover, closed_error())
 
-    def _read(self, fetch: Fetch) -> None:
+    def _read(self, batch: list[Fetch]) -> None:
         started = time.perf_counter()
         try:
             if self._closed:
                 raise closed_error()
-            if fetch.after is not None:
-                fetch.after.synchronize()
-            self.reader.read(fetch)
+            for fetch in batch:
+                if fetch.after is not None:
+                    fetch.after.synchronize()
+            self.reader.read_batch(batch)
         except BaseException as exc:  # handed to the waiting forward, never lost
-            fetch.error = exc
+            _fail(batch, exc)
         finally:
-            fetch.seconds = time.perf_counter() - started
+            for fetch in batch:
+                if not fetch.done.is_set():
+                    fetch.seconds = time.perf_counter() - started
+                    fetch.done.set()
+
+
+def _fail(batch: list[Fetch], error: BaseException) -> None:
+    for fetch in batch:
+        if not fetch.done.is_set():
+            fetch.error = error
             fetch.done.set()

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 from pagefault.manifest import TensorEntry
@@ -27,7 +28,7 @@ __all__ = ["MappedReader", "StreamReader"]
 
 
 class StreamReader:
-    """A pipeline load per fetch, over sources that stay open between fetches."""
+    """Pipeline loads over sources that stay open between them; a batch is one load."""
 
     def __init__(self, model: ResolvedModel, options: LoadOptions) -> None:
         self._model = model
@@ -36,27 +37,35 @@ class StreamReader:
         self._current: TensorStream | None = None
         self._cancelled = False
 
-    def read(self, fetch: Fetch) -> None:
+    def read_batch(self, fetches: list[Fetch]) -> None:
+        owner = {name: fetch for fetch in fetches for name in fetch.names}
+        waiting = {id(fetch): len(fetch.names) for fetch in fetches}
+        targets = {k: v for fetch in fetches for k, v in (fetch.targets or {}).items()}
+        started = time.perf_counter()
         with self._lock:
             if self._cancelled:
                 raise closed_error()
-            stream = open_stream(
+            self._current = open_stream(
                 self._model,
                 self._options,
-                targets=fetch.targets,
-                only=fetch.names,
+                targets=targets or None,
+                only=list(owner),
                 close_model=False,
             )
-            self._current = stream
         try:
-            with stream:
-                fetch.tensors = dict(stream)
+            _done_if_complete(fetches, waiting, started)  # a group with no tensors
+            with self._current as stream:
+                for name, tensor in stream:
+                    fetch = owner[name]
+                    fetch.tensors[name] = tensor
+                    fetch.nbytes += self._model.manifest.tensor(name).nbytes
+                    waiting[id(fetch)] -= 1
+                    _done_if_complete([fetch], waiting, started)
         finally:
             with self._lock:
                 self._current = None
-        if len(fetch.tensors) < len(fetch.names):
+        if any(waiting.values()):
             raise closed_error()  # closed part-way
-        fetch.nbytes = stream.stats.bytes
 
     def release(self, fetch: Fetch) -> None:
         """Slots are reused and fresh memory goes with its last tensor: nothing to do."""
@@ -68,6 +77,13 @@ class StreamReader:
                 self._current.close()
 
 
+def _done_if_complete(fetches: list[Fetch], waiting: dict[int, int], started: float) -> None:
+    for fetch in fetches:
+        if not waiting[id(fetch)] and not fetch.done.is_set():
+            fetch.seconds = time.perf_counter() - started
+            fetch.done.set()
+
+
 class MappedReader:
     """Views of private file mappings, populated per group and dropped on release."""
 
@@ -77,7 +93,14 @@ class MappedReader:
         self._manifest = model.manifest
         self._cancelled = False
 
-    def read(self, fetch: Fetch) -> None:
+    def read_batch(self, fetches: list[Fetch]) -> None:
+        for fetch in fetches:
+            started = time.perf_counter()
+            self._read(fetch)
+            fetch.seconds = time.perf_counter() - started
+            fetch.done.set()
+
+    def _read(self, fetch: Fetch) -> None:
         if self._cancelled:
             raise closed_error()
         entries = [e for e in self._manifest.tensors if e.name in fetch.names]

@@ -17,7 +17,7 @@ models that publish one; ``True`` demands a manifest, also for local files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -78,12 +78,14 @@ def open_stream(
     options: LoadOptions,
     *,
     targets: Mapping[str, Target] | None = None,
-    only: Collection[str] | None = None,
+    only: Sequence[str] | None = None,
     on_progress: Callable[[int], None] | None = None,
     close_model: bool = True,
 ) -> TensorStream:
-    """Start loading ``model`` (or the tensors named in ``targets``, or in ``only``, with
-    memory of the load's choosing); stream the results.
+    """Start loading ``model``: every tensor in file order, or those named in ``targets``
+    (in their order), or in ``only`` (in its order, with memory of the load's choosing);
+    stream the results in that order. A caller that runs layers as they arrive asks for
+    execution order (the file's order is often ``layers.1``, ``layers.10``, ...).
 
     The stream closes ``model`` when it ends, unless ``close_model`` is False: a caller
     that reads the same model again and again (paged weights) keeps its sources open.
@@ -148,8 +150,11 @@ def _piece_size(
     return checked if checked is not None and checked <= request_size else None
 
 
-def _selected(tensors: Sequence[TensorEntry], names: Collection[str] | None) -> list[TensorEntry]:
-    return list(tensors) if names is None else [t for t in tensors if t.name in names]
+def _selected(tensors: Sequence[TensorEntry], names: Iterable[str] | None) -> list[TensorEntry]:
+    if names is None:
+        return list(tensors)
+    by_name = {t.name: t for t in tensors}
+    return [by_name[name] for name in names]
 
 
 def _use_mapping(
