@@ -95,9 +95,13 @@ def paged(
     except BaseException:
         resolved.close()
         raise
-    reader = _reader(
-        resolved, target, mapped=mapped, serving=limit is None, threads=threads, verify=verify
+    # Serving: one load of everything (mapped when it may be). Paging: views of the
+    # files' pages dropped on eviction, else reads into slots.
+    options = LoadOptions(
+        device=target, mmap=None if mapped else False, threads=threads, verify=verify
     )
+    paging_views = mapped and limit is not None
+    reader = MappedReader(resolved) if paging_views else StreamReader(resolved, options)
     pager = Pager(resolved, reader)
     stats = PagedStats(
         budget=limit,
