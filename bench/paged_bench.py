@@ -10,7 +10,8 @@ safetensors), batch 1, greedy ``generate`` of 16 tokens. Every run is a fresh pr
   (local files: layers are views of the page cache, mapped in and dropped again).
 * ``slots``: the same at 25% with ``mmap=False``: every layer read (copied) into reused
   slot memory, the path remote and cached sources take.
-* ``no-prefetch``: 25%, ``prefetch=0``: each layer is brought in when it runs.
+* ``no-prefetch``, ``slots-no-prefetch``: 25%, ``prefetch=0``: each layer is brought in
+  when it runs (mapped, and read into slots).
 * ``accelerate``: ``infer_auto_device_map(max_memory={"cpu": budget})`` and
   ``load_checkpoint_and_dispatch(offload_folder=...)``, as accelerate's docs set it up.
 * ``stream``: the time to read every weight once (parallel ``preadv`` into touched memory).
@@ -29,8 +30,9 @@ import argparse
 import hashlib
 import itertools
 import json
-import shutil
+import mmap
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -108,9 +110,9 @@ def worker(mode: str, directory: Path, budget: int | None) -> dict[str, Any]:
     paged = None
     if mode in {"resident", "load-then-forward"}:
         pagefault.load_into(model, directory)
-    elif mode in {"paged", "no-prefetch", "serve", "slots"}:
-        prefetch = 0 if mode == "no-prefetch" else None
-        mmap = False if mode == "slots" else None
+    elif mode in {"paged", "no-prefetch", "serve", "slots", "slots-no-prefetch"}:
+        prefetch = 0 if mode.endswith("no-prefetch") else None
+        mmap = False if mode.startswith("slots") else None
         paged = pagefault.paged(model, directory, budget=budget, prefetch=prefetch, mmap=mmap)
     elif mode == "accelerate":
         model = _accelerate(model, directory, budget or 0)
@@ -199,8 +201,7 @@ def run(mode: str, directory: Path, budget: int | None = None, *, cold: bool = F
         subprocess.run(["sync"], check=True)
         Path("/proc/sys/vm/drop_caches").write_text("1\n")
     else:
-        for f in directory.glob("*.safetensors"):
-            subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
+        warm(directory)
     argv = [sys.executable, __file__, "--worker", mode, "--dir", str(directory)]
     if budget is not None:
         argv += ["--budget", str(budget)]
@@ -208,6 +209,27 @@ def run(mode: str, directory: Path, budget: int | None = None, *, cold: bool = F
     if done.returncode:
         raise SystemExit(f"{mode} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def warm(directory: Path) -> None:
+    """Fill the page cache as a first paged pass does: faults on a huge-page-advised
+    mapping (2 MiB folios). Pages ``cat`` caches are small folios, which a mapping must
+    map one by one: the mapped variants run slower after it (docs/benchmarks.md)."""
+    from pagefault.system.mapping import (
+        MADV_HUGEPAGE,
+        MADV_POPULATE_READ,
+        buffer_address,
+        madvise,
+    )
+
+    for path in sorted(directory.glob("*.safetensors")):
+        with path.open("rb") as handle:
+            size = path.stat().st_size
+            mapping = mmap.mmap(handle.fileno(), size, flags=mmap.MAP_PRIVATE)
+            address = buffer_address(mapping)
+            madvise(address, size, MADV_HUGEPAGE)
+            madvise(address, size, MADV_POPULATE_READ)
+            mapping.close()
 
 
 def predicted(per_token_resident: float, stream_s: float, total: int, stats: dict) -> float:
@@ -240,7 +262,8 @@ def main() -> None:
     variants = [("resident", None), ("stream", None)]
     variants += [(f"paged {f:.0%}", int(total * f)) for f in SWEEP]
     quarter = int(total * 0.25)
-    variants += [(f"{name} 25%", quarter) for name in ("slots", "no-prefetch", "accelerate")]
+    baselines = ("slots", "slots-no-prefetch", "no-prefetch", "accelerate")
+    variants += [(f"{name} 25%", quarter) for name in baselines]
     for round_ in range(args.rounds):
         order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
         for name, budget in order if round_ % 2 == 0 else reversed(order):
@@ -325,6 +348,9 @@ def summarize(hot: dict[str, list[dict]], cold: dict[str, list[dict]], total: in
         "accelerate25_per_token_s": accelerate,
         "speedup_vs_accelerate": accelerate / quarter["per_token_s"],
         "slots25_per_token_s": _median(hot["slots 25%"], "per_token_s"),
+        "slots_no_prefetch25_per_token_s": _median(hot["slots-no-prefetch 25%"], "per_token_s"),
+        "slots_speedup_vs_no_prefetch": _median(hot["slots-no-prefetch 25%"], "per_token_s")
+        / _median(hot["slots 25%"], "per_token_s"),
         "no_prefetch25_per_token_s": no_prefetch,
         "speedup_vs_no_prefetch": no_prefetch / quarter["per_token_s"],
         "cold_serve_first_token_s": serve,

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import pagefault
+from pagefault.paging.depth import DepthTrial, modelled_depth
 from pagefault.paging.residency import Residency
 from pagefault.sources.local import LocalFileSource
 from pagefault.testing.http_origin import HTTPOrigin
@@ -60,7 +61,7 @@ def test_llama_generates_exactly_at_every_budget(llama, fraction, mmap) -> None:
     with torch.no_grad():
         want = reference.generate(IDS, max_new_tokens=6, do_sample=False)
         want_logits = reference(IDS).logits
-        with pagefault.paged(model, path, budget=budget, mmap=mmap) as pm:
+        with pagefault.paged(model, path, budget=budget, mmap=mmap, prefetch=1) as pm:
             got = model.generate(IDS, max_new_tokens=6, do_sample=False)
             assert torch.equal(got, want)
             assert torch.equal(pm(IDS).logits, want_logits)
@@ -135,7 +136,7 @@ def test_execution_order_is_learned_on_the_first_forward(tmp_path: Path) -> None
         model = Reversed()
     layer = 16 * 16 * 4 + 16 * 4
     x = torch.randn(2, 16)
-    with pagefault.paged(model, tmp_path, budget=3 * layer) as pm, torch.no_grad():
+    with pagefault.paged(model, tmp_path, budget=3 * layer, prefetch=2) as pm, torch.no_grad():
         assert torch.equal(pm(x), reference(x))
         first = pm.stats.misses
         for _ in range(3):
@@ -230,6 +231,31 @@ def test_residency_evicts_what_is_needed_furthest_ahead() -> None:
     slots.running = 3
     assert slots.place(4, required=False) == (2, 2)  # 2 ran just before 3 (running): needed last
     assert slots.upcoming(4, 9) == [0, 1, 2, 3]  # wraps into the next forward
+
+
+def test_auto_prefetch_times_the_modelled_depth_against_none(llama) -> None:
+    reference, path = llama
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    with pagefault.paged(model, path, budget=int(_weight_bytes(reference) * 0.5)) as pm:
+        with torch.no_grad():
+            for _ in range(6):
+                assert torch.equal(pm(IDS).logits, reference(IDS).logits)
+        stats = pm.stats
+    assert set(stats.prefetch_trial_s) == {0, 1}  # 3 slots: the model says read 1 ahead
+    assert stats.prefetch_depth == min(stats.prefetch_trial_s, key=stats.prefetch_trial_s.get)
+    assert stats.misses >= 2 * stats.groups - 4  # the depth-0 forwards brought layers in late
+
+
+def test_depth_trial_keeps_the_faster_depth() -> None:
+    trial = DepthTrial(3, rounds=2)
+    for depth, seconds in [(3, 1.0), (0, 0.5), (3, 1.2), (0, 0.6)]:
+        assert trial.chosen() is None and trial.next_depth() == depth
+        trial.record(depth, seconds)
+    assert trial.next_depth() is None and trial.chosen() == 0
+    assert DepthTrial(0).next_depth() is None  # one slot: nothing to try
+    assert modelled_depth(read_s=0.03, compute_s=0.01, room=5) == 3
+    assert modelled_depth(read_s=0.001, compute_s=0.01, room=5) == 1
+    assert modelled_depth(read_s=0.3, compute_s=0.01, room=2) == 2
 
 
 def test_residency_never_evicts_the_running_group() -> None:

@@ -98,7 +98,7 @@ def match_checkpoint(
     unexpected = [name for name in present if name not in tensors]
     keys = _excuse(module, IncompatibleKeys(missing, unexpected))
     if strict and (keys.missing_keys or keys.unexpected_keys):
-        raise LoadIntoError(_mismatch_message(keys, source))
+        raise LoadIntoError(_mismatch_message(keys, source, untied=_untied(module, keys)))
     return chosen, keys
 
 
@@ -179,8 +179,20 @@ def _patterns(module: nn.Module, attribute: str) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p})" for p in sorted(found))) if found else None
 
 
-def _mismatch_message(keys: IncompatibleKeys, source: object) -> str:
+def _untied(module: nn.Module, keys: IncompatibleKeys) -> bool:
+    """A Transformers model built on meta whose tied weights were not tied yet."""
+    config = getattr(module, "config", None)
+    return bool(
+        keys.missing_keys
+        and hasattr(module, "tie_weights")
+        and getattr(config, "tie_word_embeddings", False)
+    )
+
+
+def _mismatch_message(keys: IncompatibleKeys, source: object, *, untied: bool) -> str:
     parts = [f"module and checkpoint {source} do not match (pass strict=False to load anyway)"]
+    if untied:
+        parts.append("the model ties its embeddings: call model.tie_weights() first")
     kinds = (
         ("missing", keys.missing_keys, "the module has them, the checkpoint does not"),
         ("unexpected", keys.unexpected_keys, "in the checkpoint, not in the module"),

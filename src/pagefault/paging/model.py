@@ -10,7 +10,6 @@ have landed the hooks remove themselves: no per-forward cost afterwards.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from pagefault.api.parameters import ModuleTensor, assign
 from pagefault.errors import SinkError
 from pagefault.pipeline import Target
 
+from .depth import DepthTrial, modelled_depth
 from .groups import Layout, PageGroup
 from .pager import Fetch, Pager
 from .residency import Residency
@@ -70,6 +70,8 @@ class PagedModel:
         self._handles: list[RemovableHandle] = []
         self._lock = threading.RLock()
         self._observed: list[int] | None = None
+        self._trial: DepthTrial | None = None
+        self._forward_started = 0.0
         self._stall = 0.0
         self._group_started = 0.0
         self._closed = False
@@ -127,19 +129,23 @@ class PagedModel:
             self._settle()
             return
         self._stall = 0.0
+        self._forward_started = time.perf_counter()
         if self.stats.forwards == 0:
             self._observed = []
+        if self._trial is not None and (depth := self._trial.next_depth()) is not None:
+            self.stats.prefetch_depth = depth
 
     def _after_forward(self, module: nn.Module, args: Any, output: Any) -> None:
-        self.stats.forwards += 1
-        self.stats.stall_s.append(self._stall)
+        stats = self.stats
+        stats.forwards += 1
+        stats.stall_s.append(self._stall)
         with self._lock:
             if self._observed is not None:
                 seen = list(dict.fromkeys(self._observed))
                 self._observed = None
                 if len(seen) == len(self._layout.groups):
                     self._residency.set_order(seen)
-            self.stats.prefetch_depth = self._depth()
+            self._tune(time.perf_counter() - self._forward_started)
             if self._residency.running is not None:  # the next forward, in the order now known
                 self._read_ahead(self._residency.running)
 
@@ -260,17 +266,25 @@ class PagedModel:
             return None
         return {t.name: t.dtype for t in group.tensors}
 
-    def _depth(self) -> int:
-        """Groups to read ahead: enough to hide a group's read behind compute, within the slots."""
-        room = max(0, self.stats.slots - 1)
-        if self._prefetch is not None:
-            return min(self._prefetch, room)
+    def _tune(self, seconds: float) -> None:
+        """``prefetch=None``: after the first forward, try the modelled depth against none."""
         stats = self.stats
-        if not stats.group_runs or not stats.fetches or stats.compute_s <= 0:
-            return room
-        read = stats.read_s / max(1, stats.fetches)
-        compute = stats.compute_s / stats.group_runs
-        return min(room, max(1, math.ceil(read / compute)))
+        if self._prefetch is not None or self._serving:
+            return
+        if self._trial is None:
+            stats.prefetch_depth = modelled_depth(
+                read_s=stats.read_s / max(1, stats.fetches),
+                compute_s=stats.compute_s / max(1, stats.group_runs),
+                room=stats.slots - 1,
+            )
+            self._trial = DepthTrial(stats.prefetch_depth)
+            return
+        if self._trial.next_depth() is not None:
+            self._trial.record(stats.prefetch_depth, seconds)
+            chosen = self._trial.chosen()
+            if chosen is not None:
+                stats.prefetch_depth = chosen
+                stats.prefetch_trial_s = dict(self._trial.seconds)
 
     def _everything_landed(self) -> bool:
         return len(self._fetches) == len(self._layout.groups) + 1 and all(

@@ -5,7 +5,10 @@
 * ``MappedReader``: local files on CPU, zero-copy. Each file is mapped once; a group is
   made resident by populating its byte ranges and released by dropping them again, so
   the process holds only the groups the budget allows while the page cache keeps the
-  bytes. A pipeline load per group costs 2.4 ms of threads and planning on the 2-vCPU
+  bytes. The mappings ask for huge pages: pages a fault reads in then arrive as 2 MiB
+  folios mapped by one PMD each, and putting a 946 MB shard back took 0.8-0.9 ms against
+  2.4-4 ms without the advice and 40 ms per 512 MB for pages ``read()`` had cached (small
+  folios). A pipeline load per group costs 2.4 ms of threads and planning on the 2-vCPU
   VM (hot, 90 MB layer) where populating the range costs 0.2-0.7 ms, and with compute
   on both CPUs that overhead is paid on every layer of every token.
 """
@@ -20,7 +23,7 @@ from pagefault.manifest import TensorEntry
 from pagefault.pipeline import LoadOptions, TensorStream, open_stream
 from pagefault.pipeline.mapped import mapped_tensors
 from pagefault.sources import MappableSource, PageCacheSource, ResolvedModel
-from pagefault.system.mapping import drop_pages
+from pagefault.system.mapping import MADV_HUGEPAGE, buffer_address, drop_pages, madvise
 
 from .pager import Fetch, closed_error
 
@@ -90,6 +93,8 @@ class MappedReader:
     def __init__(self, model: ResolvedModel) -> None:
         self._sources = [s for s in model.sources if isinstance(s, MappableSource)]
         self._maps = [source.map_private() for source in self._sources]
+        for mapping in self._maps:  # cold pages come in as 2 MiB folios, mapped by one PMD
+            madvise(buffer_address(mapping), len(mapping), MADV_HUGEPAGE)
         self._manifest = model.manifest
         self._cancelled = False
 

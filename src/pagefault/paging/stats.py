@@ -28,6 +28,7 @@ class PagedStats:
     read_s: float = 0.0  # the pager's time reading groups
     compute_s: float = 0.0  # time spent inside the paged groups' forwards (host clock)
     group_runs: int = 0
+    prefetch_trial_s: dict[int, float] = field(default_factory=dict)  # depth -> seconds timed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
