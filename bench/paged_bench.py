@@ -88,7 +88,7 @@ def weight_bytes(directory: Path) -> int:
 # -- one measurement, in its own process --------------------------------------------
 
 
-def worker(mode: str, directory: Path, budget: int | None) -> dict[str, Any]:
+def worker(mode: str, directory: Path, budget: int | None, device: str) -> dict[str, Any]:
     import torch
     import transformers
     from accelerate import init_empty_weights
@@ -106,14 +106,17 @@ def worker(mode: str, directory: Path, budget: int | None) -> dict[str, Any]:
     baseline = _reset_peak()
     stamps: list[float] = []
     started = time.perf_counter()
-    result: dict[str, Any] = {"mode": mode, "budget": budget}
+    result: dict[str, Any] = {"mode": mode, "budget": budget, "device": device}
     paged = None
+    ids = ids.to(device)
     if mode in {"resident", "load-then-forward"}:
-        pagefault.load_into(model, directory)
+        pagefault.load_into(model, directory, device=device)
     elif mode in {"paged", "no-prefetch", "serve", "slots", "slots-no-prefetch"}:
         prefetch = 0 if mode.endswith("no-prefetch") else None
         mmap = False if mode.startswith("slots") else None
-        paged = pagefault.paged(model, directory, budget=budget, prefetch=prefetch, mmap=mmap)
+        paged = pagefault.paged(
+            model, directory, budget=budget, prefetch=prefetch, mmap=mmap, device=device
+        )
     elif mode == "accelerate":
         model = _accelerate(model, directory, budget or 0)
     result["setup_s"] = time.perf_counter() - started
@@ -135,7 +138,7 @@ def worker(mode: str, directory: Path, budget: int | None) -> dict[str, Any]:
     result["tokens"] = out.sequences[0, PROMPT:].tolist()
     digest = hashlib.sha256()
     for step in out.logits:
-        digest.update(step.float().numpy().tobytes())
+        digest.update(step.float().cpu().numpy().tobytes())
     result["logits_sha256"] = digest.hexdigest()
     result["peak_growth"] = _peak() - baseline
     if paged is not None:
@@ -196,13 +199,15 @@ def _peak() -> int:
 # -- the driver -----------------------------------------------------------------------
 
 
-def run(mode: str, directory: Path, budget: int | None = None, *, cold: bool = False) -> dict:
+def run(
+    mode: str, directory: Path, budget: int | None = None, *, cold: bool = False, device: str
+) -> dict:
     if cold:
         subprocess.run(["sync"], check=True)
         Path("/proc/sys/vm/drop_caches").write_text("1\n")
     else:
         warm(directory)
-    argv = [sys.executable, __file__, "--worker", mode, "--dir", str(directory)]
+    argv = [sys.executable, __file__, "--worker", mode, "--dir", str(directory), "--device", device]
     if budget is not None:
         argv += ["--budget", str(budget)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -242,6 +247,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cold-rounds", type=int, default=5)
+    parser.add_argument(
+        "--device", default="cpu", help="cuda: the GPU check (resident vs paged on the device)"
+    )
     parser.add_argument("--worker")
     parser.add_argument("--budget", type=int)
     parser.add_argument("--png", type=Path)
@@ -251,7 +260,7 @@ def main() -> None:
         if args.worker == "stream":
             print(json.dumps({"mode": "stream", "seconds": stream_seconds(args.dir)}))
         else:
-            print(json.dumps(worker(args.worker, args.dir, args.budget)))
+            print(json.dumps(worker(args.worker, args.dir, args.budget, args.device)))
         return
     directory = ensure_checkpoint(args.dir)
     total = weight_bytes(directory)
@@ -263,23 +272,24 @@ def main() -> None:
     variants += [(f"paged {f:.0%}", int(total * f)) for f in SWEEP]
     quarter = int(total * 0.25)
     baselines = ("slots", "slots-no-prefetch", "no-prefetch", "accelerate")
-    variants += [(f"{name} 25%", quarter) for name in baselines]
+    if args.device == "cpu":  # on a GPU every paged variant already reads into slots
+        variants += [(f"{name} 25%", quarter) for name in baselines]
     for round_ in range(args.rounds):
         order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
         for name, budget in order if round_ % 2 == 0 else reversed(order):
             mode = name.split()[0]
-            result = run(mode, directory, budget)
+            result = run(mode, directory, budget, device=args.device)
             hot.setdefault(name, []).append(result)
             print(f"  hot {name}: {_brief(result)}", flush=True)
     cold: dict[str, list[dict]] = {}
-    for round_ in range(args.rounds):
+    for round_ in range(args.cold_rounds):
         names = ["serve", "load-then-forward", "stream", "paged 25%"]
         for name in names if round_ % 2 == 0 else reversed(names):
             budget = int(total * 0.25) if name == "paged 25%" else None
-            result = run(name.split()[0], directory, budget, cold=True)
+            result = run(name.split()[0], directory, budget, cold=True, device=args.device)
             cold.setdefault(name, []).append(result)
             print(f"  cold {name}: {_brief(result)}", flush=True)
-    report = summarize(hot, cold, total)
+    report = summarize(hot, cold, total) if args.device == "cpu" else summarize_device(hot, cold)
     print(json.dumps(report["summary"], indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -332,11 +342,11 @@ def summarize(hot: dict[str, list[dict]], cold: dict[str, list[dict]], total: in
     quarter = sweep[1]
     accelerate = _median(hot["accelerate 25%"], "per_token_s")
     no_prefetch = _median(hot["no-prefetch 25%"], "per_token_s")
-    serve = _median(cold["serve"], "first_token_s")
-    load_then = _median(cold["load-then-forward"], "first_token_s")
-    cold_read = _median(cold["stream"], "seconds")
     prefill = _median(hot["resident"], "prefill_s")
-    group_read = cold_read * _layer_share(hot["paged 25%"][0]["stats"])
+    share = _layer_share(hot["paged 25%"][0]["stats"])
+    rounds = list(zip(cold["serve"], cold["load-then-forward"], cold["stream"], strict=True))
+    # the disk's speed swings 2-3x within minutes: compare within each cold round
+    bounds = [1.15 * max(r["seconds"], prefill) + r["seconds"] * share for _, _, r in rounds]
     summary = {
         "weights_bytes": total,
         "exact": exact,
@@ -353,14 +363,36 @@ def summarize(hot: dict[str, list[dict]], cold: dict[str, list[dict]], total: in
         / _median(hot["slots 25%"], "per_token_s"),
         "no_prefetch25_per_token_s": no_prefetch,
         "speedup_vs_no_prefetch": no_prefetch / quarter["per_token_s"],
-        "cold_serve_first_token_s": serve,
-        "cold_load_then_forward_s": load_then,
-        "serve_vs_load_then_forward": serve / load_then,
-        "cold_read_all_s": cold_read,
+        "cold_serve_first_token_s": _median(cold["serve"], "first_token_s"),
+        "cold_load_then_forward_s": _median(cold["load-then-forward"], "first_token_s"),
+        "cold_read_all_s": _median(cold["stream"], "seconds"),
         "resident_prefill_s": prefill,
-        "serve_bound_s": 1.15 * max(cold_read, prefill) + group_read,
+        "serve_vs_load_then_forward": statistics.median(
+            s["first_token_s"] / lt["first_token_s"] for s, lt, _ in rounds
+        ),
+        "serve_vs_bound": statistics.median(
+            s["first_token_s"] / bound for (s, _, _), bound in zip(rounds, bounds, strict=True)
+        ),
         "cold_paged25_first_token_s": _median(cold["paged 25%"], "first_token_s"),
     }
+    return {"summary": summary}
+
+
+def summarize_device(hot: dict[str, list[dict]], cold: dict[str, list[dict]]) -> dict:
+    """The GPU check: paged on the device against the model resident there."""
+    resident = hot["resident"][0]
+    summary: dict[str, Any] = {"resident_per_token_s": _median(hot["resident"], "per_token_s")}
+    for name, runs in hot.items():
+        if name.startswith("paged"):
+            summary[name] = {
+                "per_token_s": _median(runs, "per_token_s"),
+                "vs_resident": _median(runs, "per_token_s") / summary["resident_per_token_s"],
+                "same_tokens": all(r["tokens"] == resident["tokens"] for r in runs),
+            }
+    summary["cold_serve_vs_load_then_forward"] = statistics.median(
+        s["first_token_s"] / lt["first_token_s"]
+        for s, lt in zip(cold["serve"], cold["load-then-forward"], strict=True)
+    )
     return {"summary": summary}
 
 
@@ -370,6 +402,8 @@ def _layer_share(stats: dict) -> float:
 
 
 def plot(report: dict, png: Path) -> None:
+    if "sweep" not in report["summary"]:
+        return
     import matplotlib
 
     matplotlib.use("Agg")

@@ -221,6 +221,25 @@ def test_serves_while_loading_from_a_slow_origin(llama) -> None:
         pm.close()
 
 
+def test_pages_a_remote_model_through_the_node_cache(llama, tmp_path: Path) -> None:
+    reference, path = llama
+    node = pagefault.NodeCache(
+        pagefault.CacheConfig(
+            disk_dir=tmp_path / "disk", ram_dir=tmp_path / "ram", piece_size=256 << 10
+        )
+    )
+    budget = int(_weight_bytes(reference) * 0.5)
+    with HTTPOrigin(path) as origin, torch.no_grad():
+        for _ in range(2):  # the second time every piece comes from the cache
+            model = _empty(transformers.LlamaForCausalLM, reference.config)
+            with pagefault.paged(model, f"{origin.url}/", budget=budget, cache=node) as pm:
+                assert torch.equal(pm(IDS).logits, reference(IDS).logits)
+                assert torch.equal(pm(IDS).logits, reference(IDS).logits)
+                assert pm.stats.pages != "file-mapping"  # cache mappings are not dropped
+        served = origin.bytes_sent
+    assert served < 1.2 * _weight_bytes(reference)  # the origin served each byte about once
+
+
 def test_residency_evicts_what_is_needed_furthest_ahead() -> None:
     slots = Residency(groups=5, slots=3)
     assert [slots.place(g, required=False) for g in range(3)] == [(0, None), (1, None), (2, None)]

@@ -18,7 +18,7 @@ from pagefault.api.loading import parse_device, parse_dtype
 from pagefault.api.parameters import checked_shape, match_checkpoint, module_tensors
 from pagefault.errors import ConfigError, SinkError
 from pagefault.pipeline import LoadOptions
-from pagefault.sources import MappableSource, ResolvedModel
+from pagefault.sources import LocalFileSource, MappableSource, ResolvedModel
 from pagefault.system.sizes import parse_size
 
 from .groups import Layout, layout_groups
@@ -88,7 +88,9 @@ def paged(
             model, tensors, chosen=chosen, manifest=resolved.manifest, dtype=parse_dtype(dtype)
         )
         slots = _slot_count(layout, limit)
-        mapped = _maps(resolved, layout, target, mmap=mmap, verify=verify)
+        mapped = _maps(
+            resolved, layout, target, mmap=mmap, verify=verify, paging=limit is not None
+        )
         pool = None
         if limit is not None and not mapped:
             pool = SlotPool(count=slots, slot_bytes=layout.slot_bytes, device=target)
@@ -136,14 +138,18 @@ def _maps(
     *,
     mmap: bool | None,
     verify: bool | None,
+    paging: bool,
 ) -> bool:
-    """Whether layers are paged as views of the files' pages (see ``mmap``)."""
+    """Whether layers are views of mapped pages (see ``mmap``). Paging drops a layer's
+    pages and maps them again, which only a plain file's mapping survives: a node-cache
+    mapping holds pieces read into anonymous memory, and dropping those loses them."""
+    kind = LocalFileSource if paging else MappableSource
     why = (
         f"device {device}" if device.type != "cpu"
         else "a dtype conversion" if layout.converts
         else "verify=True (pieces are checked as they are read)" if verify
         else "a source that is not a local file" if not all(
-            isinstance(s, MappableSource) for s in model.sources
+            isinstance(s, kind) for s in model.sources
         )
         else None
     )  # fmt: skip
