@@ -93,6 +93,28 @@ def test_unreachable_coordinator_means_direct_from_the_origin(model: Path) -> No
     assert ("pagefault_save_bytes_total", "", "") in metrics  # pagefault.metrics rides along
 
 
+PAGEFAULT = [sys.executable, "-m", "pagefault"]
+
+
+def test_a_store_refusing_the_coordinator_is_named_as_the_cause(model: Path) -> None:
+    """Redis refuses the coordinator (a password it lacks): agents say so, not "stalled"."""
+    config = FleetConfig(nodes=2, node_mbit=100, stall_s=3, redis_args=("--requirepass", "x"))
+    with SwarmTestbed(config, model) as bed:
+        health = bed.ctl.run(
+            [*PAGEFAULT, "swarm", "health", "--coordinator", bed.coordinator_url, "--json"],
+            capture_output=True,
+        )
+        result = bed.drive()
+        check_identical(model, result, ["n1", "n2"])
+        log = bed.log("agent-n1")
+    cause = "coordinator unavailable: "
+    for node in result["nodes"].values():
+        assert "coordination store unavailable" in (node["coordinator_error"] or "")
+        assert any(r.startswith(f"origin fallback: {cause}") for r in node["reasons"]), node
+    assert cause in log and "coordination store unavailable" in log
+    assert health.returncode == 2 and b"coordination store unavailable" in health.stdout
+
+
 def _scrape(bed: SwarmTestbed, node: Host) -> dict[tuple[str, str, str], float]:
     """The agent's Prometheus samples, fetched from inside the testbed:
     (name, model, source or kind) -> value."""

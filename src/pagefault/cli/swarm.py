@@ -18,7 +18,7 @@ from pagefault.errors import PagefaultError
 from pagefault.swarm.agent import Agent
 from pagefault.swarm.client import AgentClient
 from pagefault.swarm.config import AgentConfig
-from pagefault.swarm.coordinator import MEMBER_TTL_S, Coordinator
+from pagefault.swarm.coordinator import HEALTH_PATH, MEMBER_TTL_S, Coordinator
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import call
 from pagefault.swarm.sockets import NOTSENT_LOWAT
@@ -176,14 +176,26 @@ def fetch_command(
         )
 
 
+@swarm_app.command("health")
+def health_command(coordinator: CoordinatorOpt = None, as_json: JsonOpt = False) -> None:
+    """Whether the coordinator and its store answer (exit 2 with the store's error if not)."""
+    base = _required(coordinator)
+    try:
+        answer = call(base + HEALTH_PATH, timeout=5.0)
+    except PagefaultError as exc:
+        fail(exc, as_json=as_json)
+    if as_json:
+        emit_json(answer)
+    else:
+        stdout_console().print(f"{base}: healthy (its store answers)")
+
+
 @swarm_app.command("status")
 def status_command(
     coordinator: CoordinatorOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Every swarm the coordinator knows: nodes, who feeds each stripe, bytes and ratios."""
-    if not coordinator:
-        raise typer.BadParameter("--coordinator (or PAGEFAULT_COORDINATOR) is required")
-    base = coordinator.rstrip("/")
+    base = _required(coordinator)
     try:
         swarms = [
             call(f"{base}/v1/swarms/{s}", token=token)
@@ -204,6 +216,12 @@ def status_command(
         stdout_console().print(table)
         if swarm["bad"]:
             stdout_console().print(f"excluded for corrupt pieces: {', '.join(swarm['bad'])}")
+
+
+def _required(coordinator: str | None) -> str:
+    if not coordinator:
+        raise typer.BadParameter("--coordinator (or PAGEFAULT_COORDINATOR) is required")
+    return coordinator.rstrip("/")
 
 
 def _status_row(node: dict[str, Any]) -> list[str]:

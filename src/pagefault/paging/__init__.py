@@ -88,9 +88,7 @@ def paged(
             model, tensors, chosen=chosen, manifest=resolved.manifest, dtype=parse_dtype(dtype)
         )
         slots = _slot_count(layout, limit)
-        mapped = _maps(
-            resolved, layout, target, mmap=mmap, verify=verify, paging=limit is not None
-        )
+        mapped = _maps(resolved, layout, target, mmap=mmap, verify=verify, paging=limit is not None)
         pool = None
         if limit is not None and not mapped:
             pool = SlotPool(count=slots, slot_bytes=layout.slot_bytes, device=target)

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from pagefault.api.parameters import ModuleTensor, assign
+from pagefault.api.parameters import ModuleTensor
 from pagefault.errors import SinkError
 from pagefault.pipeline import Target
 
+from .binding import bind, own_memory, owners, unbind
 from .depth import DepthTrial, modelled_depth
 from .groups import Layout, PageGroup
 from .pager import Fetch, Pager
@@ -91,7 +92,7 @@ class PagedModel:
         shows here, not mid-forward) and the slots fill behind it.
         """
         layout = self._layout
-        resident = self._new_fetch(RESIDENT, layout.resident, self._own_memory(layout.resident))
+        resident = self._new_fetch(RESIDENT, layout.resident, own_memory(layout.resident))
         if self._serving:
             groups = [self._schedule(i, submit=False) for i in range(len(layout.groups))]
             self._pager.submit(resident, *[g for g in groups if g is not None])
@@ -118,7 +119,7 @@ class PagedModel:
             add(group.module.register_forward_pre_hook(self._hook_for(self._before_group, index)))
             add(group.module.register_forward_hook(self._hook_for(self._after_group, index)))
         if self._serving:
-            for owner in self._resident_owners():
+            for owner in owners(self._tensors, self._layout.resident):
                 add(owner.register_forward_pre_hook(self._before_resident))
 
     # -- hooks -------------------------------------------------------------------------
@@ -204,7 +205,7 @@ class PagedModel:
         if victim is not None:
             self._evict(victim)
         group = self._layout.groups[index]
-        targets = self._own_memory(group) if self._pool is None else self._pool.views(slot, group)
+        targets = own_memory(group) if self._pool is None else self._pool.views(slot, group)
         fetch = self._new_fetch(index, group, targets, after=self._slot_events.pop(slot, None))
         if submit:
             self._pager.submit(fetch)
@@ -227,7 +228,7 @@ class PagedModel:
         fetch = self._fetches.pop(index, None)
         if index in self._bound:
             self._bound.discard(index)
-            self._unbind(self._layout.groups[index])
+            unbind(self._tensors, self._layout.groups[index])
         if fetch is not None:
             self._pager.release(fetch)
 
@@ -248,23 +249,8 @@ class PagedModel:
         self.stats.bytes_streamed += fetch.nbytes
         self.stats.read_s += fetch.seconds
         group = self._layout.resident if index == RESIDENT else self._layout.groups[index]
-        for t in group.tensors:
-            assign(self._tensors, list(t.aliases), fetch.tensors[t.name])
+        bind(self._tensors, group, fetch.tensors)
         self._bound.add(index)
-
-    def _unbind(self, group: PageGroup) -> None:
-        """Point the group's parameters at ``meta`` so stale slot memory is never read."""
-        for t in group.tensors:
-            assign(
-                self._tensors, list(t.aliases), torch.empty(t.shape, dtype=t.dtype, device="meta")
-            )
-
-    def _own_memory(self, group: PageGroup) -> dict[str, Target] | None:
-        """Targets for memory of the group's own: None lets the load choose (a view of
-        the file's mapping, or an arena); dtypes when some tensor is converted."""
-        if all(t.dtype == t.source_dtype for t in group.tensors):
-            return None
-        return {t.name: t.dtype for t in group.tensors}
 
     def _tune(self, seconds: float) -> None:
         """``prefetch=None``: after the first forward, try the modelled depth against none."""
@@ -298,14 +284,6 @@ class PagedModel:
                 self._bind(index)
         self._remove_hooks()
 
-    def _resident_owners(self) -> list[nn.Module]:
-        owners: dict[int, nn.Module] = {}
-        for t in self._layout.resident.tensors:
-            for alias in t.aliases:
-                owner = self._tensors[alias].owner
-                owners[id(owner)] = owner
-        return list(owners.values())
-
     # -- lifetime ----------------------------------------------------------------------
 
     def close(self) -> None:
@@ -317,7 +295,7 @@ class PagedModel:
         self._remove_hooks()
         self._handles.append(self.module.register_forward_pre_hook(self._refuse))
         for group in (self._layout.resident, *self._layout.groups):
-            self._unbind(group)
+            unbind(self._tensors, group)
         self._fetches.clear()
         self._bound.clear()
         self._pool = None

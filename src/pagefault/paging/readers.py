@@ -126,7 +126,9 @@ class MappedReader:
             drop_pages(self._maps[file], start, end - start)
 
     def cancel(self) -> None:
+        """No more reads; the mappings go with the last tensor viewing them."""
         self._cancelled = True
+        self._maps = []
 
 
 def _ranges(entries: Sequence[TensorEntry]) -> list[tuple[int, int, int]]:

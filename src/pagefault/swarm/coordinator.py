@@ -2,8 +2,9 @@
 
 Stateless: everything lives in Redis (:mod:`pagefault.swarm.state`), so several replicas can
 serve one fleet and a restart loses nothing that heartbeats do not rebuild. Every route
-needs the swarm token; a node presenting it gets a certificate from the swarm CA, which is
-what lets it talk to other nodes at all.
+but ``GET /v1/health`` needs the swarm token; a node presenting it gets a certificate from
+the swarm CA, which is what lets it talk to other nodes at all. A store that fails answers
+503 naming its error, on every route and on the health check.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pagefault.swarm.jsonhttp import JsonServer, Request
 from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, Member, order, place
 
-__all__ = ["HEARTBEAT_S", "MEMBER_TTL_S", "Coordinator"]
+__all__ = ["HEALTH_PATH", "HEARTBEAT_S", "MEMBER_TTL_S", "Coordinator"]
+
+HEALTH_PATH = "/v1/health"
 
 HEARTBEAT_S = 0.5  # agents' heartbeat period
 # A node is gone after 4 missed beats: 3 (1.5 s) dropped live nodes whose beat was late
@@ -50,8 +53,16 @@ class Coordinator:
             ("GET", rf"/v1/swarms/{_ID}/manifest", self._get_manifest),
             ("GET", rf"/v1/swarms/{_ID}", self._status),
             ("GET", r"/v1/swarms", self._list),
+            ("GET", HEALTH_PATH, self._health),
         ]
-        return JsonServer(routes, address, self.token)
+        return JsonServer(routes, address, self.token, public=frozenset({HEALTH_PATH}))
+
+    def _health(self, request: Request) -> tuple[int, Any]:
+        """200 when the coordination store answers; 503 with its error otherwise. Needs no
+        token, so a Kubernetes probe or a load balancer can ask; it tells nothing else."""
+        with _redis_errors():
+            self.state.redis.ping()
+        return 200, {"ok": True}
 
     def _credentials(self, request: Request) -> tuple[int, Any]:
         node = request.match.group(1)

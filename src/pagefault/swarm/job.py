@@ -84,6 +84,7 @@ class ModelJob:
         self.state = "starting"
         self.reasons: list[str] = []
         self.error: str | None = None
+        self.coordinator_error: str | None = None  # the last failed call's, until one succeeds
         self.started = time.monotonic()
         self.first_piece_s: float | None = None
         self.complete_s: float | None = None
@@ -200,6 +201,7 @@ class ModelJob:
             "id": self.id,
             "uri": self.uri,
             "error": self.error,
+            "coordinator_error": self.coordinator_error,
             "reasons": list(self.reasons),
             "save_path": str(self.save_path),
             "cache_dir": self._cache_dir(),
@@ -365,9 +367,13 @@ class ModelJob:
             coordinated=beat is not None,
         )
         if why is not None:
-            _log.warning("swarm %s stalled: %s", self.id, self._stall_report())
-            if self.feeder.start(f"swarm stalled ({why})"):
-                self.reasons.append(f"origin fallback: swarm stalled ({why})")
+            if beat is None and self.coordinator_error is not None:
+                why = f"coordinator unavailable: {self.coordinator_error}"
+            else:
+                why = f"swarm stalled ({why})"
+                _log.warning("swarm %s stalled: %s", self.id, self._stall_report())
+            if self.feeder.start(why):
+                self.reasons.append(f"origin fallback: {why}")
                 self.stall.restart()
 
     def _follow_placement(self, beat: dict[str, Any]) -> None:
@@ -442,7 +448,7 @@ class ModelJob:
         if not self.settings.coordinator:
             return None
         try:
-            return call(
+            answer = call(
                 self.settings.coordinator + path,
                 method=method,
                 body=body,
@@ -450,6 +456,15 @@ class ModelJob:
                 timeout=2.0,
             )
         except ControlError as exc:
-            if not quiet or exc.status not in (404, None, 503):
+            if exc.status == 404:  # an answer (no such manifest yet), not an outage
+                return None
+            if self.coordinator_error is None:  # once per outage, with its cause
+                _log.warning("swarm %s: coordinator unavailable: %s", self.id, exc)
+            elif not quiet:
                 _log.warning("coordinator: %s", exc)
+            self.coordinator_error = str(exc)
             return None
+        if self.coordinator_error is not None:
+            _log.info("swarm %s: coordinator reachable again", self.id)
+            self.coordinator_error = None
+        return answer

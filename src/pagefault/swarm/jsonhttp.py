@@ -57,8 +57,14 @@ class JsonServer:
     thread."""
 
     def __init__(
-        self, routes: Sequence[tuple[str, str, Handler]], address: str, token: str | None
+        self,
+        routes: Sequence[tuple[str, str, Handler]],
+        address: str,
+        token: str | None,
+        *,
+        public: frozenset[str] = frozenset(),
     ) -> None:
+        """``public``: exact paths served without the token (a health probe's)."""
         compiled = [(method, re.compile(pattern + "$"), fn) for method, pattern, fn in routes]
         expected = f"Bearer {token}".encode() if token else None
 
@@ -85,7 +91,8 @@ class JsonServer:
                     return self._reply(413, {"error": "request body too large"})
                 body = self.rfile.read(length)
                 given = (self.headers.get("Authorization") or "").encode()
-                if expected is not None and not hmac.compare_digest(given, expected):
+                guarded = expected is not None and path not in public
+                if guarded and not hmac.compare_digest(given, expected or b""):
                     return self._reply(401, {"error": "missing or wrong swarm token"})
                 for want, pattern, fn in compiled:
                     match = pattern.match(path)
@@ -126,6 +133,15 @@ class JsonServer:
         self._server.server_close()
 
 
+def _error_of(body: str) -> str:
+    """A JSON answer's ``error`` (what our servers send), else the body as it came."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    return str(parsed["error"]) if isinstance(parsed, dict) and "error" in parsed else body
+
+
 def call(
     url: str,
     *,
@@ -143,7 +159,7 @@ def call(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:300]
+        detail = _error_of(exc.read().decode(errors="replace")[:300])
         raise ControlError(f"{method} {url}: HTTP {exc.code}: {detail}", exc.code) from exc
     except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
         # HTTPException: the peer went away mid-answer (IncompleteRead, RemoteDisconnected)

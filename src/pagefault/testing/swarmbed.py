@@ -50,6 +50,7 @@ class FleetConfig:
     prefix: str = "pfsw"
     queueing: str = DEFAULT_QUEUEING  # how shaped links queue packets (netns.QUEUEINGS)
     logs_dir: Path | None = None  # keep every process's log here (the work dir goes at close)
+    redis_args: tuple[str, ...] = ()  # extra redis-server options (e.g. one that refuses us)
 
 
 class SwarmTestbed:
@@ -143,7 +144,8 @@ class SwarmTestbed:
         self._await_fleet()
 
     def start_redis(self) -> None:
-        self.redis = self._spawn(self.ctl, "redis", redis_argv(REDIS_PORT))
+        argv = [*redis_argv(REDIS_PORT), *self.config.redis_args]
+        self.redis = self._spawn(self.ctl, "redis", argv)
 
     def start_agent(self, node: Host) -> None:
         argv = [
