@@ -416,6 +416,8 @@ def plot(report: dict, png: Path) -> None:
     ax.plot(x, [s["predicted_s"] for s in sweep], "s--", label="model: max(compute, bytes/rate)")
     accelerate = report["summary"]["accelerate25_per_token_s"]
     ax.plot([25], [accelerate], "x", markersize=10, label="accelerate offload, 25%")
+    slots = report["summary"]["slots25_per_token_s"]
+    ax.plot([25], [slots], "^", markersize=8, label="read into slots (mmap=False), 25%")
     ax.set_xlabel("budget (% of weight bytes)")
     ax.set_ylabel("seconds per token")
     gib = report["summary"]["weights_bytes"] / GiB
