@@ -8,6 +8,7 @@ returns at once, and the first forward runs while later layers are still arrivin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
@@ -17,6 +18,7 @@ from pagefault.api.chain import CacheChoice, open_model
 from pagefault.api.loading import parse_device, parse_dtype
 from pagefault.api.parameters import checked_shape, match_checkpoint, module_tensors
 from pagefault.errors import ConfigError, SinkError
+from pagefault.pieces.engine import check_threads
 from pagefault.pipeline import LoadOptions
 from pagefault.sources import LocalFileSource, MappableSource, ResolvedModel
 from pagefault.system.sizes import parse_size
@@ -76,6 +78,9 @@ def paged(
     """
     target = parse_device(device)
     limit = _parse_budget(budget)
+    check_threads(threads)
+    if prefetch is not None and prefetch < 0:
+        raise ConfigError(f"prefetch={prefetch}: give a number of layers >= 0, or None")
     if target.type == "cuda" and not torch.cuda.is_available():
         raise SinkError(f"device {target} requested but torch.cuda.is_available() is False")
     tensors = module_tensors(model)
@@ -89,20 +94,13 @@ def paged(
         )
         slots = _slot_count(layout, limit)
         mapped = _maps(resolved, layout, target, mmap=mmap, verify=verify, paging=limit is not None)
-        pool = None
-        if limit is not None and not mapped:
-            pool = SlotPool(count=slots, slot_bytes=layout.slot_bytes, device=target)
+        options = LoadOptions(device=target, threads=threads, verify=verify)
+        pool, pager = _memory(
+            resolved, layout, slots, options, mapped=mapped, paging=limit is not None
+        )
     except BaseException:
         resolved.close()
         raise
-    # Serving: one load of everything (mapped when it may be). Paging: views of the
-    # files' pages dropped on eviction, else reads into slots.
-    options = LoadOptions(
-        device=target, mmap=None if mapped else False, threads=threads, verify=verify
-    )
-    paging_views = mapped and limit is not None
-    reader = MappedReader(resolved) if paging_views else StreamReader(resolved, options)
-    pager = Pager(resolved, reader)
     stats = PagedStats(
         budget=limit,
         resident_bytes=layout.resident_bytes,
@@ -127,6 +125,27 @@ def paged(
     except BaseException:
         paged_model.close()
         raise
+
+
+def _memory(
+    model: ResolvedModel,
+    layout: Layout,
+    slots: int,
+    options: LoadOptions,
+    *,
+    mapped: bool,
+    paging: bool,
+) -> tuple[SlotPool | None, Pager]:
+    """Where layers live and who reads them. Paging: views of the files' pages dropped on
+    eviction, else reads into a pool of slots. Serving: one load of everything, mapped
+    where it may be, into memory of each layer's own."""
+    if paging and mapped:
+        return None, Pager(model, MappedReader(model))
+    if paging:
+        pool = SlotPool(count=slots, slot_bytes=layout.slot_bytes, device=options.device)
+        return pool, Pager(model, StreamReader(model, dataclasses.replace(options, mmap=False)))
+    mode = None if mapped else False
+    return None, Pager(model, StreamReader(model, dataclasses.replace(options, mmap=mode)))
 
 
 def _maps(
