@@ -5,8 +5,9 @@ first piece.
 Each node is a network namespace with a shaped link (``--node-mbit`` both ways; small
 packets first unless ``--queueing fifo``), the origin has ``--origin-mbit``; Redis and the
 coordinator sit unshaped on a control host. A fleet is built per N (fresh agents, empty
-caches) and torn down after. The machine's CPU use over each run is reported so a
-CPU-bound result is visible. Needs root.
+caches) and torn down after. The machine's CPU use over each run is reported, and a run
+that kept the CPUs over 90% busy is marked CPU-bound; so are the agents' CPU seconds per
+GB they moved (received plus forwarded, read from /proc). Needs root.
 
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
         [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1] [--queueing small-first|fifo]
@@ -44,6 +45,8 @@ from pagefault.testing import HTTPOrigin
 from pagefault.testing.netns import DEFAULT_QUEUEING, QUEUEINGS
 from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed, load_and_digest
 
+CPU_BOUND = 0.9  # host CPUs this busy over a run: its times say more about CPU than links
+
 
 def cpu_busy() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs since boot."""
@@ -70,9 +73,13 @@ def run_fleet(
             busy1, total1 = cpu_busy()
             warm = warm_loads(bed, args.timeout)
             return load_summary(nodes, size, result, warm, (busy1 - busy0) / (total1 - total0))
+        idle_cpu = bed.agent_cpu_s()  # start-up (imports, joining) is not the transfer's
         result = bed.drive(timeout=args.timeout)
         busy1, total1 = cpu_busy()
+        agent_cpu = {n: s - idle_cpu.get(n, 0.0) for n, s in bed.agent_cpu_s().items()}
     per_node = result["nodes"].values()
+    forwarded = sum(n.get("uploaded", 0) for n in per_node)
+    received = sum(n.get("from_origin", 0) + n.get("from_peers", 0) for n in per_node)
     failed = [n for n in per_node if n["state"] != "complete"]
     walls = [n["wall_s"] for n in per_node if "wall_s" in n]
     firsts = [n["first_piece_s"] for n in per_node if n.get("first_piece_s") is not None]
@@ -84,6 +91,9 @@ def run_fleet(
         "max_upload_x": max(n.get("uploaded", 0) for n in per_node) / size,
         "first_piece_median_s": statistics.median(firsts),
         "cpu_busy": (busy1 - busy0) / (total1 - total0),
+        # an agent's work is receiving (verify, admit into the cache) and forwarding
+        "agent_cpu_s": agent_cpu,
+        "agent_cpu_s_per_gb_moved": sum(agent_cpu.values()) / ((forwarded + received) / 1e9),
         "per_node": result["nodes"],
     }
 
@@ -209,6 +219,7 @@ def main() -> None:
         "max upload / model",
         "first piece/tensor (median s)",
         "CPU busy",
+        "agent CPU s/GB",
         "failed",
     ):
         table.add_column(column, justify="right")
@@ -221,7 +232,8 @@ def main() -> None:
             f"{r['egress_x']:.3f}",
             f"{r['max_upload_x']:.2f}" if r["max_upload_x"] is not None else "-",
             f"{r['first_piece_median_s']:.2f}",
-            f"{r['cpu_busy']:.0%}",
+            f"{r['cpu_busy']:.0%}" + (" (CPU-bound)" if r["cpu_busy"] > CPU_BOUND else ""),
+            f"{r['agent_cpu_s_per_gb_moved']:.1f}" if "agent_cpu_s_per_gb_moved" in r else "-",
             str(r["failed"]),
         )
     console.print(table)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -251,6 +252,19 @@ class SwarmTestbed:
         done = self.ctl.run([sys.executable, "-c", _HELD, *urls], capture_output=True, timeout=30)
         held = json.loads(done.stdout)
         return {n.name: count for n, count in zip(self.nodes, held, strict=True) if count >= 0}
+
+    def agent_cpu_s(self) -> dict[str, float]:
+        """CPU seconds (user + system) each live agent has used so far, from /proc."""
+        tick = os.sysconf("SC_CLK_TCK")
+        used = {}
+        for name, process in self.agents.items():
+            try:
+                stat = Path(f"/proc/{process.pid}/stat").read_text()
+            except OSError:
+                continue  # killed by the test
+            fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            used[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return used
 
     def log(self, name: str) -> str:
         return (self.work / f"{name}.log").read_text(errors="replace")
