@@ -4,6 +4,7 @@ and the errors, on tiny Transformers models (Llama; GPT-2 with tied embeddings).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,20 @@ def test_serves_while_loading_from_a_slow_origin(llama) -> None:
         assert torch.equal(pm(IDS).logits, reference(IDS).logits)  # hooks drop themselves here
         assert not model._forward_pre_hooks and not model.model.layers[3]._forward_pre_hooks
         pm.close()
+
+
+def test_close_while_loading_returns_promptly_and_forward_refuses(llama) -> None:
+    reference, path = llama
+    model = _empty(transformers.LlamaForCausalLM, reference.config)
+    with HTTPOrigin(path, bandwidth=50_000) as origin:  # the whole model takes ~20 s
+        pm = pagefault.paged(model, f"{origin.url}/", budget=None, cache=False)
+        assert pm.loading
+        started = time.monotonic()
+        pm.close()
+        took = time.monotonic() - started
+        assert took < 10, took  # reads stopped, not waited out
+        with pytest.raises(pagefault.SinkError, match="closed"), torch.no_grad():
+            model(IDS)
 
 
 def test_pages_a_remote_model_through_the_node_cache(llama, tmp_path: Path) -> None:
