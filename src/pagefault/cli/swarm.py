@@ -21,12 +21,15 @@ from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.coordinator import HEALTH_PATH, MEMBER_TTL_S, Coordinator
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.simulate import SimConfig, simulate
 from pagefault.swarm.sockets import NOTSENT_LOWAT
 from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, MAX_STRIPES
 
 from .commands import JsonOpt, QuietOpt, app
-from .output import console, emit_json, fail, progress_bar, stdout_console
+from .output import console, emit_json, fail, parse_size, progress_bar, stdout_console
+
+fail_with = fail  # ``simulate`` has a --fail option of its own
 
 __all__ = ["swarm_app"]
 
@@ -174,6 +177,53 @@ def fetch_command(
             else f"not in the node cache ({'; '.join(model['reasons'])}); seeding from "
             f"{model['save_path']}"
         )
+
+
+@swarm_app.command("simulate")
+def simulate_command(
+    nodes: Annotated[int, typer.Option("--nodes", help="fleet size")],
+    link_mbit: Annotated[float, typer.Option("--link-mbit", help="each node's link, both ways")],
+    size: Annotated[str, typer.Option("--size", help="model bytes (e.g. 48MiB)")],
+    piece_size: Annotated[str, typer.Option("--piece-size", help="piece bytes")] = "1MiB",
+    topology: Annotated[str, typer.Option("--topology", help="chain or two-trees")] = "chain",
+    origin_mbit: Annotated[
+        float | None, typer.Option("--origin-mbit", help="default: the link rate")
+    ] = None,
+    slow_fraction: Annotated[float, typer.Option("--slow-fraction")] = 0.0,
+    slow_mbit: Annotated[float | None, typer.Option("--slow-mbit")] = None,
+    fail: Annotated[float, typer.Option("--fail", help="share of nodes killed")] = 0.0,
+    queueing: Annotated[str, typer.Option("--queueing", help="small-first or fifo")] = (
+        "small-first"
+    ),
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict a swarm transfer with the coordinator's own placement (no network needed)."""
+    try:
+        config = SimConfig(
+            nodes=nodes,
+            link_mbit=link_mbit,
+            size=parse_size(size),
+            piece_size=parse_size(piece_size),
+            topology=topology,
+            origin_mbit=origin_mbit,
+            slow_fraction=slow_fraction,
+            slow_mbit=slow_mbit,
+            fail=fail,
+            queueing=queueing,
+            seed=seed,
+        )
+        result = simulate(config)
+    except PagefaultError as exc:
+        fail_with(exc, as_json=as_json)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    stdout_console().print(
+        f"{nodes} nodes, {topology}: {result.seconds:.2f} s "
+        f"({result.seconds / result.floor_seconds:.2f}x the {result.floor_seconds:.2f} s floor); "
+        f"origin egress {result.origin_egress:.3f}x, max upload {result.max_upload:.2f}x"
+    )
 
 
 @swarm_app.command("health")
