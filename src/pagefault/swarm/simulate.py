@@ -35,8 +35,9 @@ __all__ = ["CALIBRATION", "TOPOLOGIES", "SimConfig", "SimResult", "simulate"]
 
 TOPOLOGIES = {"chain": 1, "two-trees": 2}  # name -> stripes of topology.place
 # Per queueing discipline of the testbed's links: (hop latency s, per-piece overhead s),
-# fitted to N=1 and N=8 chain runs (docs/benchmarks.md, "Swarm simulator").
-CALIBRATION = {"small-first": (0.20, 0.004), "fifo": (0.26, 0.004)}
+# fitted to its N=1 and N=8 chain runs (40 Mbit/s, 1 MiB pieces; bench/simulate_bench.py,
+# docs/benchmarks.md "Swarm simulator").
+CALIBRATION = {"small-first": (0.068, 0.0141), "fifo": (0.136, 0.0194)}
 _NEVER = math.inf
 
 
