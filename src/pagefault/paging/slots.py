@@ -22,7 +22,6 @@ class SlotPool:
 
     def __init__(self, *, count: int, slot_bytes: int, device: torch.device) -> None:
         self.slot_bytes = slot_bytes
-        self.count = count
         total = self.slot_bytes * count
         if device.type == "cpu":
             arena = Arena(total, fastest_pages())
@@ -32,10 +31,6 @@ class SlotPool:
         else:
             self.pages = "device"
             self._flat = torch.empty(total, dtype=torch.uint8, device=device)
-
-    @property
-    def nbytes(self) -> int:
-        return self._flat.numel()
 
     def views(self, slot: int, group: PageGroup) -> dict[str, torch.Tensor]:
         """Each of ``group``'s tensors, typed and shaped, at its offset in ``slot``."""
