@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import pagefault
+from pagefault.paging import _move_computed_buffers
 from pagefault.paging.depth import DepthTrial, modelled_depth
 from pagefault.paging.residency import Residency
 from pagefault.sources.local import LocalFileSource
@@ -301,6 +302,15 @@ def test_residency_never_evicts_the_running_group() -> None:
     assert slots.place(1, required=True) == (0, 0)
     with pytest.raises(ValueError, match="permutation"):
         slots.set_order([0, 0, 1])
+
+
+def test_computed_buffers_follow_the_weights_to_their_device() -> None:
+    """Rotary tables are real buffers outside the checkpoint: on CUDA they must move too
+    (shown here with ``meta`` as the other device, which every machine has)."""
+    model = _empty(transformers.LlamaForCausalLM, _llama())
+    assert not model.model.rotary_emb.inv_freq.is_meta
+    _move_computed_buffers(model, torch.device("meta"))
+    assert model.model.rotary_emb.inv_freq.is_meta
 
 
 @pytest.mark.cuda

@@ -93,6 +93,7 @@ def paged(
             model, tensors, chosen=chosen, manifest=resolved.manifest, dtype=parse_dtype(dtype)
         )
         slots = _slot_count(layout, limit)
+        _move_computed_buffers(model, target)
         mapped = _maps(resolved, layout, target, mmap=mmap, verify=verify, paging=limit is not None)
         options = LoadOptions(device=target, threads=threads, verify=verify)
         pool, pager = _memory(
@@ -146,6 +147,16 @@ def _memory(
         return pool, Pager(model, StreamReader(model, dataclasses.replace(options, mmap=False)))
     mode = None if mapped else False
     return None, Pager(model, StreamReader(model, dataclasses.replace(options, mmap=mode)))
+
+
+def _move_computed_buffers(model: nn.Module, device: torch.device) -> None:
+    """Buffers the module computes (rotary tables: not in the checkpoint, real even when
+    built on meta) go where the weights go, or the first forward mixes devices."""
+    for owner in model.modules():
+        for name in owner._non_persistent_buffers_set:
+            buffer = owner._buffers.get(name)
+            if buffer is not None and not buffer.is_meta and buffer.device != device:
+                owner._buffers[name] = buffer.to(device)
 
 
 def _maps(
