@@ -457,6 +457,7 @@ class ModelJob:
             )
         except ControlError as exc:
             if exc.status == 404:  # an answer (no such manifest yet), not an outage
+                self._reachable()
                 return None
             if self.coordinator_error is None:  # once per outage, with its cause
                 _log.warning("swarm %s: coordinator unavailable: %s", self.id, exc)
@@ -464,7 +465,11 @@ class ModelJob:
                 _log.warning("coordinator: %s", exc)
             self.coordinator_error = str(exc)
             return None
+        self._reachable()
+        return answer
+
+    def _reachable(self) -> None:
+        """The coordinator answered: an outage, if there was one, is over."""
         if self.coordinator_error is not None:
             _log.info("swarm %s: coordinator reachable again", self.id)
             self.coordinator_error = None
-        return answer
