@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 import pagefault
 from pagefault.pipeline import LoadOptions, open_stream
 from pagefault.sources import LocalFileSource, resolve_sources
+from pagefault.sources.resolve import Provenance
 from tests.helpers import same_bytes
 
 
@@ -90,3 +91,23 @@ def test_concurrent_loads_in_threads(sharded_checkpoint: Path) -> None:
         for name, tensor in expected.items():
             want = tensor.to(torch.float32) if i == 3 else tensor
             assert same_bytes(loaded[name], want), (i, name)
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_close_model_false_keeps_the_model_open_for_the_next_load(
+    sharded_checkpoint: Path, mmap: bool
+) -> None:
+    """Paged weights read one model many times: a stream must not close it under them."""
+    released: list[str] = []
+    shards = sorted(sharded_checkpoint.glob("*.safetensors"))
+    model = resolve_sources(
+        [LocalFileSource(p) for p in shards],
+        provenance=Provenance(on_close=(lambda: released.append("lease"),)),
+    )
+    names = [t.name for t in model.manifest.tensors]
+    for part in (names[:2], names[2:]):
+        with open_stream(model, LoadOptions(mmap=mmap), only=part, close_model=False) as s:
+            assert [name for name, _ in s] == part
+        assert released == []
+    model.close()
+    assert released == ["lease"]

@@ -104,7 +104,13 @@ def open_stream(
     )
     if _use_mapping(model, options, targets):
         return _open_mapped(
-            model, entries, options, stats, verifier=verifier, on_progress=on_progress
+            model,
+            entries,
+            options,
+            stats,
+            verifier=verifier,
+            on_progress=on_progress,
+            close_model=close_model,
         )
     return _open_read(
         model,
@@ -178,6 +184,7 @@ def _open_mapped(
     *,
     verifier: PieceVerifier | None,
     on_progress: Callable[[int], None] | None,
+    close_model: bool,
 ) -> TensorStream:
     tuning = auto_tuning(
         threads=_threads(model, options),
@@ -213,6 +220,7 @@ def _open_mapped(
         threads=tuning.threads,
         model=model,
         read_ahead=read_ahead,
+        close_model=close_model,
     )
 
 
@@ -401,8 +409,8 @@ def _start(
     threads: int,
     model: ResolvedModel,
     read_ahead: ReadAhead,
+    close_model: bool,
     copy_stream: torch.cuda.Stream | None = None,
-    close_model: bool = True,
 ) -> TensorStream:
     tracker = CompletionTracker(tensor_bytes)
     executor = ParallelExecutor(tasks, runner, threads=threads, tracker=tracker)
