@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
 
 from pagefault.manifest import TensorEntry
 from pagefault.pipeline import LoadOptions, TensorStream, open_stream
 from pagefault.pipeline.mapped import mapped_tensors
+from pagefault.pipeline.plan import LoadPlan, plan_reads
 from pagefault.sources import MappableSource, PageCacheSource, ResolvedModel
 from pagefault.system.mapping import MADV_HUGEPAGE, buffer_address, drop_pages, madvise
 
@@ -96,6 +96,7 @@ class MappedReader:
         for mapping in self._maps:  # cold pages come in as 2 MiB folios, mapped by one PMD
             madvise(buffer_address(mapping), len(mapping), MADV_HUGEPAGE)
         self._manifest = model.manifest
+        self._groups: dict[tuple[str, ...], tuple[list[TensorEntry], LoadPlan]] = {}
         self._cancelled = False
 
     def read_batch(self, fetches: list[Fetch]) -> None:
@@ -108,35 +109,34 @@ class MappedReader:
     def _read(self, fetch: Fetch) -> None:
         if self._cancelled:
             raise closed_error()
-        entries = [e for e in self._manifest.tensors if e.name in fetch.names]
-        ranges = _ranges(entries)
-        for file, start, end in ranges:
-            source = self._sources[file]
-            if isinstance(source, PageCacheSource):
-                source.prefetch(start, end - start)  # cold: the disk gets the whole group at once
-        for file, start, end in ranges:
-            self._sources[file].populate(self._maps[file], start, end - start)
+        entries, plan = self._group(fetch.names)
+        for task in plan.tasks:
+            source = self._sources[task.file_index]
+            if isinstance(source, PageCacheSource):  # cold: the disk gets the whole group at once
+                source.prefetch(task.file_offset, task.length)
+        for task in plan.tasks:
+            source = self._sources[task.file_index]
+            source.populate(self._maps[task.file_index], task.file_offset, task.length)
         views = mapped_tensors(self._maps, entries)
         fetch.tensors = {e.name: t for e, t in zip(entries, views, strict=True)}
-        fetch.nbytes = sum(end - start for _, start, end in ranges)
+        fetch.nbytes = plan.total_bytes
 
     def release(self, fetch: Fetch) -> None:
-        entries = [e for e in self._manifest.tensors if e.name in fetch.names]
-        for file, start, end in _ranges(entries):
-            drop_pages(self._maps[file], start, end - start)
+        for task in self._group(fetch.names)[1].tasks:
+            drop_pages(self._maps[task.file_index], task.file_offset, task.length)
 
     def cancel(self) -> None:
         """No more reads; the mappings go with the last tensor viewing them."""
         self._cancelled = True
         self._maps = []
 
-
-def _ranges(entries: Sequence[TensorEntry]) -> list[tuple[int, int, int]]:
-    """The entries' bytes as (file, start, end) runs, neighbours merged."""
-    runs: list[tuple[int, int, int]] = []
-    for entry in sorted(entries, key=lambda e: (e.file_index, e.start)):
-        if runs and runs[-1][0] == entry.file_index and runs[-1][2] == entry.start:
-            runs[-1] = (entry.file_index, runs[-1][1], entry.end)
-        else:
-            runs.append((entry.file_index, entry.start, entry.end))
-    return runs
+    def _group(self, names: tuple[str, ...]) -> tuple[list[TensorEntry], LoadPlan]:
+        """A group's entries (file order) and their contiguous runs, worked out once: a
+        group is read and dropped again on every forward."""
+        found = self._groups.get(names)
+        if found is None:
+            wanted = set(names)
+            entries = [e for e in self._manifest.tensors if e.name in wanted]
+            size = max(1, sum(e.nbytes for e in entries))
+            found = self._groups[names] = (entries, plan_reads(entries, request_size=size))
+        return found
