@@ -29,6 +29,7 @@ __all__ = [
     "assign",
     "check_no_meta",
     "checked_shape",
+    "computed_buffers",
     "match_checkpoint",
     "module_tensors",
 ]
@@ -141,7 +142,7 @@ def check_no_meta(module: nn.Module) -> None:
 
 def _excuse(module: nn.Module, keys: IncompatibleKeys) -> IncompatibleKeys:
     """Drop the names the module says it does not load, as ``from_pretrained`` does."""
-    computed = set(_non_persistent_buffers(module))
+    computed = {name for name, *_ in computed_buffers(module)}
     unexpected_rule = _patterns(module, "_keys_to_ignore_on_load_unexpected")
     missing_rule = _patterns(module, "_keys_to_ignore_on_load_missing")
     excused: list[str] = []
@@ -164,10 +165,15 @@ def _excuse(module: nn.Module, keys: IncompatibleKeys) -> IncompatibleKeys:
     return IncompatibleKeys(missing, unexpected)
 
 
-def _non_persistent_buffers(module: nn.Module) -> Iterator[str]:
+def computed_buffers(
+    module: nn.Module,
+) -> Iterator[tuple[str, nn.Module, str, torch.Tensor | None]]:
+    """The buffers a module computes instead of loading (non-persistent: rotary tables,
+    ``position_ids``): full name, owner, attribute, and the buffer (None if unset)."""
     for prefix, owner in module.named_modules(remove_duplicate=False):
         dot = f"{prefix}." if prefix else ""
-        yield from (dot + attr for attr in owner._non_persistent_buffers_set)
+        for attr in owner._non_persistent_buffers_set:
+            yield dot + attr, owner, attr, owner._buffers.get(attr)
 
 
 def _patterns(module: nn.Module, attribute: str) -> re.Pattern[str] | None:

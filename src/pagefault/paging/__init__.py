@@ -16,7 +16,12 @@ from torch import nn
 
 from pagefault.api.chain import CacheChoice, open_model
 from pagefault.api.loading import parse_device, parse_dtype
-from pagefault.api.parameters import checked_shape, match_checkpoint, module_tensors
+from pagefault.api.parameters import (
+    checked_shape,
+    computed_buffers,
+    match_checkpoint,
+    module_tensors,
+)
 from pagefault.errors import ConfigError, SinkError
 from pagefault.pieces.engine import check_threads
 from pagefault.pipeline import LoadOptions
@@ -152,11 +157,9 @@ def _memory(
 def _move_computed_buffers(model: nn.Module, device: torch.device) -> None:
     """Buffers the module computes (rotary tables: not in the checkpoint, real even when
     built on meta) go where the weights go, or the first forward mixes devices."""
-    for owner in model.modules():
-        for name in owner._non_persistent_buffers_set:
-            buffer = owner._buffers.get(name)
-            if buffer is not None and not buffer.is_meta and buffer.device != device:
-                owner._buffers[name] = buffer.to(device)
+    for _, owner, attr, buffer in computed_buffers(model):
+        if buffer is not None and not buffer.is_meta and buffer.device != device:
+            owner._buffers[attr] = buffer.to(device)
 
 
 def _maps(

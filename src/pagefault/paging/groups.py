@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pagefault.api.parameters import ModuleTensor, alias_groups
+from pagefault.api.parameters import ModuleTensor, alias_groups, computed_buffers
 from pagefault.errors import ConfigError
 from pagefault.manifest import Manifest
 from pagefault.pipeline.destinations import ARENA_ALIGNMENT, target_dtype
@@ -139,13 +139,9 @@ def _layer_of(name: str, layer_names: list[str]) -> int | None:
 
 
 def _non_persistent_bytes(module: nn.Module) -> int:
-    total = 0
-    for owner in module.modules():
-        for attr in owner._non_persistent_buffers_set:
-            buf = owner._buffers.get(attr)
-            if buf is not None and not buf.is_meta:
-                total += buf.numel() * buf.element_size()
-    return total
+    """Bytes of the buffers the module computes, each counted once however it is reached."""
+    real = {id(b): b for *_, b in computed_buffers(module) if b is not None and not b.is_meta}
+    return sum(b.numel() * b.element_size() for b in real.values())
 
 
 @dataclass(frozen=True)
