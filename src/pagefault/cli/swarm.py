@@ -29,8 +29,6 @@ from pagefault.swarm.topology import DEFAULT_STRIPES, MAX_STRIPES
 from .commands import JsonOpt, QuietOpt, app
 from .output import console, emit_json, fail, parse_size, progress_bar, stdout_console
 
-fail_with = fail  # ``simulate`` has a --fail option of its own
-
 __all__ = ["swarm_app"]
 
 swarm_app = typer.Typer(
@@ -191,7 +189,7 @@ def simulate_command(
     ] = None,
     slow_fraction: Annotated[float, typer.Option("--slow-fraction")] = 0.0,
     slow_mbit: Annotated[float | None, typer.Option("--slow-mbit")] = None,
-    fail: Annotated[float, typer.Option("--fail", help="share of nodes killed")] = 0.0,
+    killed: Annotated[float, typer.Option("--fail", help="share of nodes killed")] = 0.0,
     queueing: Annotated[str, typer.Option("--queueing", help="small-first or fifo")] = (
         "small-first"
     ),
@@ -209,13 +207,13 @@ def simulate_command(
             origin_mbit=origin_mbit,
             slow_fraction=slow_fraction,
             slow_mbit=slow_mbit,
-            fail=fail,
+            fail=killed,
             queueing=queueing,
             seed=seed,
         )
         result = simulate(config)
     except PagefaultError as exc:
-        fail_with(exc, as_json=as_json)
+        fail(exc, as_json=as_json)
     if as_json:
         emit_json(result.to_dict())
         return
