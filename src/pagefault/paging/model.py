@@ -75,6 +75,7 @@ class PagedModel:
         self._forward_started = 0.0
         self._stall = 0.0
         self._group_started = 0.0
+        self._group_reads = 0  # group fetches bound so far (read_s is their sum)
         self._closed = False
 
     @property
@@ -247,7 +248,9 @@ class PagedModel:
     def _bind(self, index: int) -> None:
         fetch = self._fetches[index]
         self.stats.bytes_streamed += fetch.nbytes
-        self.stats.read_s += fetch.seconds
+        if index != RESIDENT:  # read_s is the groups' reads: what the read-ahead must hide
+            self.stats.read_s += fetch.seconds
+            self._group_reads += 1
         group = self._layout.resident if index == RESIDENT else self._layout.groups[index]
         bind(self._tensors, group, fetch.tensors)
         self._bound.add(index)
@@ -259,7 +262,7 @@ class PagedModel:
             return
         if self._trial is None:
             stats.prefetch_depth = modelled_depth(
-                read_s=stats.read_s / max(1, stats.fetches),
+                read_s=stats.read_s / max(1, self._group_reads),
                 compute_s=stats.compute_s / max(1, stats.group_runs),
                 room=stats.slots - 1,
             )
