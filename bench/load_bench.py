@@ -43,7 +43,7 @@ from pagefault.cli.output import parse_size
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.tensors.memory import HUGE_PAGE
 from pagefault.testing.hugetlb import reserved_pool, touch_pool
-from variants import VARIANTS
+from variants import VARIANTS, drop_caches
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -60,20 +60,6 @@ def prepare(directory: Path, size: int, shards: int) -> Path:
         write_synthetic_checkpoint(directory, SyntheticConfig(size=size, shards=shards))
         marker.write_text(json.dumps(wanted))
     return index
-
-
-def drop_caches(files: list[Path]) -> str:
-    """Evict the files from the page cache: drop_caches when root, else fadvise."""
-    os.sync()
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("1\n")
-        return "drop_caches"
-    except OSError:
-        for path in files:
-            fd = os.open(path, os.O_RDONLY)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            os.close(fd)
-        return "fadvise"
 
 
 def run_variant(

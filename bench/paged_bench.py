@@ -41,7 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).parent
+from variants import drop_caches, raw_preadv
+
 DEFAULT_DIR = Path("/tmp/pagefault-paged-bench")
 CONFIG = {
     "vocab_size": 32000,
@@ -165,19 +166,7 @@ def _accelerate(model: Any, directory: Path, budget: int) -> Any:
 
 def stream_seconds(directory: Path) -> float:
     """Read every weight byte once into memory already faulted (the read limit)."""
-    sys.path.insert(0, str(BENCH_DIR))
-    from variants import REQUEST, parallel_preadv, touched
-
-    files = sorted(directory.glob("*.safetensors"))
-    size = sum(f.stat().st_size for f in files)
-    buffer = memoryview(touched(size))
-    jobs, base = [], 0
-    for f in files:
-        length = f.stat().st_size
-        for off in range(0, length, REQUEST):
-            jobs.append((f, off, buffer[base + off : base + min(off + REQUEST, length)]))
-        base += length
-    return parallel_preadv(jobs)
+    return float(raw_preadv(directory / "model.safetensors.index.json"))
 
 
 def _status(field: str) -> int:
@@ -203,8 +192,7 @@ def run(
     mode: str, directory: Path, budget: int | None = None, *, cold: bool = False, device: str
 ) -> dict:
     if cold:
-        subprocess.run(["sync"], check=True)
-        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+        drop_caches(sorted(directory.glob("*.safetensors")))
     else:
         warm(directory)
     argv = [sys.executable, __file__, "--worker", mode, "--dir", str(directory), "--device", device]
