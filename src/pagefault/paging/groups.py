@@ -9,7 +9,7 @@ and any tensor tied across groups stays resident, so tied weights stay tied.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from torch import nn
 from pagefault.api.parameters import ModuleTensor, alias_groups, computed_buffers
 from pagefault.errors import ConfigError
 from pagefault.manifest import Manifest
-from pagefault.pipeline.destinations import ARENA_ALIGNMENT, target_dtype
+from pagefault.pipeline.destinations import packed, target_dtype
 from pagefault.tensors.dtypes import to_torch_dtype, torch_shape
 
 __all__ = ["GroupTensor", "Layout", "PageGroup", "layout_groups", "repeated_layers"]
@@ -43,7 +43,6 @@ class GroupTensor:
 class PageGroup:
     """One unit of paging: a submodule and the tensors it pages in together."""
 
-    index: int
     name: str
     module: nn.Module
     tensors: tuple[GroupTensor, ...]
@@ -118,9 +117,7 @@ def layout_groups(
         only = owners.pop() if len(owners) == 1 else None
         (resident if only is None else members[only]).append(name)
     build = _GroupBuilder(tensors, aliases, manifest, dtype)
-    groups = tuple(
-        build(i, names[i], layers[i], members[i]) for i in range(len(layers)) if members[i]
-    )
+    groups = tuple(build(names[i], layers[i], members[i]) for i in range(len(layers)) if members[i])
     loaded = {alias for name in chosen for alias in aliases[name]}
     other = sum(
         t.tensor.numel() * t.tensor.element_size()
@@ -128,7 +125,7 @@ def layout_groups(
         if n not in loaded and not t.tensor.is_meta
     )
     other += _non_persistent_bytes(module)
-    return Layout(build(-1, "(resident)", module, resident), groups, other)
+    return Layout(build("(resident)", module, resident), groups, other)
 
 
 def _layer_of(name: str, layer_names: list[str]) -> int | None:
@@ -151,17 +148,22 @@ class _GroupBuilder:
     manifest: Manifest
     dtype: torch.dtype | None
 
-    def __call__(self, index: int, name: str, module: nn.Module, members: list[str]) -> PageGroup:
-        laid: list[GroupTensor] = []
-        size = 0
-        for member in members:
-            entry = self.manifest.tensor(member)
-            own = self.tensors[member].tensor.dtype
-            converts = self.dtype is not None and target_dtype(entry, self.dtype) == self.dtype
-            wanted = self.dtype if converts and self.dtype is not None else own
-            shape = torch_shape(entry.dtype, entry.shape, tensor=member)
-            source = to_torch_dtype(entry.dtype, tensor=member)
-            tensor = GroupTensor(member, tuple(self.aliases[member]), wanted, source, shape, size)
-            laid.append(tensor)
-            size += tensor.nbytes + (-tensor.nbytes % ARENA_ALIGNMENT)
-        return PageGroup(index, name, module, tuple(laid), size)
+    def __call__(self, name: str, module: nn.Module, members: list[str]) -> PageGroup:
+        unplaced = [self._tensor(member) for member in members]
+        offsets, size = packed(t.nbytes for t in unplaced)
+        laid = tuple(replace(t, offset=o) for t, o in zip(unplaced, offsets, strict=True))
+        return PageGroup(name, module, laid, size)
+
+    def _tensor(self, member: str) -> GroupTensor:
+        entry = self.manifest.tensor(member)
+        wanted = self.tensors[member].tensor.dtype  # the module's own, as load_into keeps it
+        if self.dtype is not None and target_dtype(entry, self.dtype) == self.dtype:
+            wanted = self.dtype
+        return GroupTensor(
+            member,
+            tuple(self.aliases[member]),
+            wanted,
+            to_torch_dtype(entry.dtype, tensor=member),
+            torch_shape(entry.dtype, entry.shape, tensor=member),
+            offset=0,
+        )

@@ -9,7 +9,7 @@ then copied (converted, or sent host→device) into the final tensor.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,7 @@ __all__ = [
     "arena_destinations",
     "device_destinations",
     "existing_destination",
+    "packed",
     "shape_of",
     "target_dtype",
 ]
@@ -75,17 +76,25 @@ def existing_destination(tensor: torch.Tensor, source_dtype: torch.dtype) -> Des
     return Destination(tensor, source_dtype, tensor_bytes(tensor) if direct_ok else None)
 
 
+def packed(sizes: Iterable[int]) -> tuple[list[int], int]:
+    """Offsets for blocks of ``sizes`` bytes laid out back to back, each starting on
+    ``ARENA_ALIGNMENT``, and the total they take."""
+    offsets: list[int] = []
+    total = 0
+    for size in sizes:
+        offsets.append(total)
+        total += size + (-size % ARENA_ALIGNMENT)
+    return offsets, total
+
+
 def arena_destinations(
     entries: Sequence[TensorEntry], dtypes: Sequence[torch.dtype]
 ) -> tuple[list[Destination], Arena]:
     """Lay tensors out in one huge-page arena, each at a 64-byte aligned offset."""
-    offsets: list[int] = []
     shapes = [shape_of(entry) for entry in entries]
-    size = 0
-    for shape, dtype in zip(shapes, dtypes, strict=True):
-        offsets.append(size)
-        nbytes = math.prod(shape) * dtype.itemsize
-        size += nbytes + (-nbytes % ARENA_ALIGNMENT)
+    offsets, size = packed(
+        math.prod(shape) * dtype.itemsize for shape, dtype in zip(shapes, dtypes, strict=True)
+    )
     arena = Arena(size, fastest_pages() if size else None)
     result = []
     for entry, shape, dtype, offset in zip(entries, shapes, dtypes, offsets, strict=True):
