@@ -33,7 +33,7 @@ import torch
 from pagefault.cache import CacheChoice, node_cache
 from pagefault.compile.directory import CachedDirectory
 from pagefault.compile.key import CompileKey, compile_key
-from pagefault.compile.stores import BundleStore, DirectoryStore, open_store
+from pagefault.compile.stores import BundleStore, DirectoryStore, compile_root, open_store
 from pagefault.compile.vec_isa import vec_isa_settled
 
 __all__ = ["CompileCache", "CompileStats", "compile_cache"]
@@ -69,11 +69,8 @@ class CompileCache:
         """``root``: the node cache's compile area; None keeps nothing on the node (inductor
         works in a scratch directory removed on exit, bundles come from ``store`` only)."""
         self.key = key
-        self._scratch = (
-            Path(tempfile.mkdtemp(prefix="pagefault-compile-")) if root is None else None
-        )
-        base = root if root is not None else self._scratch
-        assert base is not None
+        base = root if root is not None else Path(tempfile.mkdtemp(prefix="pagefault-compile-"))
+        self._scratch = None if root is not None else base
         self.directory = base / key.digest / "inductor"
         stores: list[BundleStore] = [DirectoryStore(root / "bundles")] if root is not None else []
         if store is not None:
@@ -155,7 +152,7 @@ def compile_cache(
 def _root(cache: CacheChoice) -> Path | None:
     """The compile area of the node cache ``cache`` names, or None for none."""
     node = node_cache(cache)
-    return node.config.disk_dir.expanduser() / "compile" if node is not None else None
+    return compile_root(node.config) if node is not None else None
 
 
 def _clear_inductor_memory() -> None:

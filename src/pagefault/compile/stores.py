@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import obstore
 from obstore.store import LocalStore
 
-from pagefault.cache.config import load_config
+from pagefault.cache.config import CacheConfig, load_config
 from pagefault.errors import CacheError, ConfigError, PagefaultError
 from pagefault.sources.object_store import store_for_uri
 from pagefault.sources.store_errors import first_line
@@ -210,9 +210,10 @@ def newest_bundle(store: BundleStore, key: str) -> tuple[str, bytes] | None:
     return (digest, data) if digest is not None and data is not None else None
 
 
-def compile_root() -> Path:
-    """The node cache's compile area (inductor directories and bundles)."""
-    return load_config().disk_dir.expanduser() / "compile"
+def compile_root(config: CacheConfig | None = None) -> Path:
+    """The compile area (inductor directories and bundles) of the node cache ``config``
+    describes; by default the configured one."""
+    return (config or load_config()).disk_dir.expanduser() / "compile"
 
 
 def open_store(uri: str | None) -> BundleStore | None:
