@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import mmap
 import os
 import shutil
 import statistics
@@ -208,21 +207,14 @@ def warm(directory: Path) -> None:
     """Fill the page cache as a first paged pass does: faults on a huge-page-advised
     mapping (2 MiB folios). Pages ``cat`` caches are small folios, which a mapping must
     map one by one: the mapped variants run slower after it (docs/benchmarks.md)."""
-    from pagefault.system.mapping import (
-        MADV_HUGEPAGE,
-        MADV_POPULATE_READ,
-        buffer_address,
-        madvise,
-    )
+    from pagefault.paging.readers import advised_mappings
+    from pagefault.sources import LocalFileSource
 
-    for path in sorted(directory.glob("*.safetensors")):
-        with path.open("rb") as handle:
-            size = path.stat().st_size
-            mapping = mmap.mmap(handle.fileno(), size, flags=mmap.MAP_PRIVATE)
-            address = buffer_address(mapping)
-            madvise(address, size, MADV_HUGEPAGE)
-            madvise(address, size, MADV_POPULATE_READ)
-            mapping.close()
+    sources = [LocalFileSource(path) for path in sorted(directory.glob("*.safetensors"))]
+    for source, mapping in zip(sources, advised_mappings(sources), strict=True):
+        source.populate(mapping, 0, source.size())
+        mapping.close()
+        source.close()
 
 
 def predicted(per_token_resident: float, stream_s: float, total: int, stats: dict) -> float:

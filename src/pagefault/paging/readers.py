@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import mmap
 import threading
 import time
+from collections.abc import Sequence
 
 from pagefault.manifest import TensorEntry
 from pagefault.pipeline import LoadOptions, TensorStream, open_stream
@@ -27,7 +29,7 @@ from pagefault.system.mapping import MADV_HUGEPAGE, buffer_address, drop_pages, 
 
 from .pager import Fetch, closed_error
 
-__all__ = ["MappedReader", "StreamReader"]
+__all__ = ["MappedReader", "StreamReader", "advised_mappings"]
 
 
 class StreamReader:
@@ -92,9 +94,7 @@ class MappedReader:
 
     def __init__(self, model: ResolvedModel) -> None:
         self._sources = [s for s in model.sources if isinstance(s, MappableSource)]
-        self._maps = [source.map_private() for source in self._sources]
-        for mapping in self._maps:  # cold pages come in as 2 MiB folios, mapped by one PMD
-            madvise(buffer_address(mapping), len(mapping), MADV_HUGEPAGE)
+        self._maps = advised_mappings(self._sources)
         self._manifest = model.manifest
         self._groups: dict[tuple[str, ...], tuple[list[TensorEntry], LoadPlan]] = {}
         self._cancelled = False
@@ -140,3 +140,12 @@ class MappedReader:
             size = max(1, sum(e.nbytes for e in entries))
             found = self._groups[names] = (entries, plan_reads(entries, request_size=size))
         return found
+
+
+def advised_mappings(sources: Sequence[MappableSource]) -> list[mmap.mmap]:
+    """A private mapping of each file, advised huge pages: pages a fault reads in then
+    arrive as 2 MiB folios, each mapped by one PMD."""
+    mappings = [source.map_private() for source in sources]
+    for mapping in mappings:
+        madvise(buffer_address(mapping), len(mapping), MADV_HUGEPAGE)
+    return mappings
