@@ -205,7 +205,7 @@ class Agent:
 
     def _job_for(self, handle: Any) -> ModelJob | None:
         for job in self.jobs.values():
-            if job.handle is not None and job.handle == handle:
+            if job.torrent is not None and job.torrent.owns(handle):
                 return job
         return None
 

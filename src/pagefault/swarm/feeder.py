@@ -18,7 +18,7 @@ from pagefault.errors import IntegrityError
 from pagefault.manifest import PieceManifest, piece_matches
 from pagefault.pieces.engine import map_pieces
 from pagefault.sources import Source
-from pagefault.swarm.torrent import TorrentLayout
+from pagefault.swarm.striped import StripedTorrent
 
 __all__ = ["OriginFeeder"]
 
@@ -30,15 +30,14 @@ class OriginFeeder:
 
     def __init__(
         self,
-        handle: lt.torrent_handle,
-        layout: TorrentLayout,
+        torrent: StripedTorrent,
         manifest: PieceManifest,
         open_source: Callable[[str], Source],
         *,
         threads: int,
     ) -> None:
-        self.handle = handle
-        self.layout = layout
+        self.torrent = torrent
+        self.layout = torrent.layout
         self.manifest = manifest
         self.open_source = open_source
         self.threads = threads
@@ -87,7 +86,7 @@ class OriginFeeder:
             _log.exception("piece %d: fetching it again from the origin failed", piece)
 
     def _feed_one(self, piece: int, *, overwrite: bool = False) -> None:
-        if self.handle.have_piece(piece) and not overwrite:
+        if self.torrent.have_piece(piece) and not overwrite:
             return
         entry, offset = self.layout.locate(piece)
         size = min(self.layout.piece_size, entry.size - offset)
@@ -98,10 +97,10 @@ class OriginFeeder:
             raise IntegrityError(
                 f"{entry.name}: piece at {offset} from the origin fails its digest"
             )
-        if self.handle.have_piece(piece) and not overwrite:  # a peer was faster: keep its copy
+        if self.torrent.have_piece(piece) and not overwrite:  # a peer was faster: keep its copy
             return
         flags = lt.add_piece_flags_t.overwrite_existing if overwrite else 0
-        self.handle.add_piece(piece, bytes(data), flags)
+        self.torrent.add_piece(piece, bytes(data), flags)
         with self._lock:
             self.bytes += size
 

@@ -38,7 +38,8 @@ from pagefault.swarm.jsonhttp import call, split_address
 from pagefault.swarm.metrics import WaitHistogram
 from pagefault.swarm.pacing import FetchGate
 from pagefault.swarm.stall import StallPolicy
-from pagefault.swarm.torrent import TorrentLayout, build_torrent
+from pagefault.swarm.striped import StripedTorrent
+from pagefault.swarm.torrent import TorrentLayout
 
 __all__ = ["ModelJob", "swarm_id"]
 
@@ -89,7 +90,7 @@ class ModelJob:
         self.first_piece_s: float | None = None
         self.complete_s: float | None = None
         self.layout: TorrentLayout | None = None
-        self.handle: lt.torrent_handle | None = None
+        self.torrent: StripedTorrent | None = None
         self.feeder: OriginFeeder | None = None
         self.admission: PieceAdmission | None = None
         self._release_lease: Callable[[], None] = lambda: None
@@ -117,8 +118,8 @@ class ModelJob:
     # -- called from the agent's alert loop ---------------------------------------------
     def piece_finished(self, piece: int) -> None:
         """libtorrent verified a piece: read it back through libtorrent to admit it."""
-        if self.handle is not None:
-            self.handle.read_piece(piece)
+        if self.torrent is not None:
+            self.torrent.read_piece(piece)
 
     def piece_read(self, piece: int, data: bytes, error: str | None) -> None:
         """libtorrent read a finished piece back: check it, cache it, then report it had."""
@@ -181,14 +182,14 @@ class ModelJob:
 
     def stats(self) -> dict[str, Any]:
         """Progress and byte counts: what the heartbeat reports to the coordinator."""
-        status = self.handle.status() if self.handle else None
+        from_peers, uploaded = self.torrent.payload_totals() if self.torrent else (0, 0)
         return {
             "state": self.state,
             "pieces": self.layout.num_pieces if self.layout else None,
             "have": len(self._have),
             "from_origin": self.feeder.bytes if self.feeder else 0,
-            "from_peers": status.total_payload_download if status else 0,
-            "uploaded": status.total_payload_upload if status else 0,
+            "from_peers": from_peers,
+            "uploaded": uploaded,
             "first_piece_s": self.first_piece_s,
             "complete_s": self.complete_s,
         }
@@ -276,8 +277,12 @@ class ModelJob:
         description: ModelDescription | None,
     ) -> None:
         ca, node = self.credentials or (SwarmCA.create().cert_pem, None)
-        info = lt.torrent_info(build_torrent(manifest, ca))
-        self.layout = TorrentLayout.of(info)
+        beat = self._heartbeat({}) if self.credentials else None
+        stripes = int(beat.get("stripes") or 1) if beat else 1
+        torrent = StripedTorrent.add(
+            self.session, manifest, ca, self.save_path, stripes=stripes, node=node
+        )
+        self.torrent, self.layout = torrent, torrent.layout
         self.admission = PieceAdmission(
             self.layout,
             manifest,
@@ -285,23 +290,12 @@ class ModelJob:
             on_corrupt=self._corrupt,
         )
         self.admission.cache = self._node_cache_for(manifest, description)
-        params = lt.add_torrent_params()
-        params.ti = info
-        params.save_path = str(self.save_path)
-        params.flags = lt.torrent_flags.disable_pex | lt.torrent_flags.sequential_download
-        params.flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
-        self.handle = self.session.add_torrent(params)
-        if node is not None:
-            self.handle.set_ssl_certificate_buffer(
-                node.cert_pem.decode(), node.key_pem.decode(), ""
-            )
         for piece in self.layout.header_pieces:  # every loader waits on these first
-            self.handle.set_piece_deadline(piece, 0)
+            torrent.set_piece_deadline(piece, 0)
         urgent = frozenset(self.layout.header_pieces)
-        self.gate = FetchGate(self.handle, self.layout.piece_size, self._stop, urgent)
+        self.gate = FetchGate(torrent, self._stop, urgent)
         self.feeder = OriginFeeder(
-            self.handle,
-            self.layout,
+            torrent,
             manifest,
             self._origin(directory),
             threads=self.settings.origin_threads,
@@ -342,7 +336,7 @@ class ModelJob:
 
     def _follow(self) -> None:
         """Heartbeat, follow placement changes, fetch from the origin when that is the job."""
-        assert self.feeder is not None and self.handle is not None
+        assert self.feeder is not None and self.torrent is not None
         if self.credentials is None:
             why = f"not in a swarm ({self.solo_reason}): fetching directly from the origin"
             self.reasons.append(why)
@@ -377,13 +371,20 @@ class ModelJob:
                 self.stall.restart()
 
     def _follow_placement(self, beat: dict[str, Any]) -> None:
-        assert self.feeder is not None and self.handle is not None
+        assert self.feeder is not None and self.torrent is not None
         if beat.get("settling"):  # the coordinator is rebuilding its state: keep ours
             return
+        stripes = int(beat.get("stripes") or 1)
+        if stripes != self.torrent.stripes:  # it joined while the coordinator was down
+            joined = self.torrent.stripes
+            why = f"origin fallback: joined as {joined} stripe(s), the swarm has {stripes}"
+            if self.state != "complete" and self.feeder.start(why):
+                self.reasons.append(why)
+            return
         upstreams = list(beat.get("upstreams") or [])
-        for up in upstreams:
+        for stripe, up in enumerate(upstreams):
             if up:  # every beat: a no-op while connected, a retry after a drop
-                self.handle.connect_peer(split_address(up["address"]))
+                self.torrent.connect_peer(stripe, split_address(up["address"]))
         feeders = [up and up["node"] for up in upstreams]
         if feeders != [up and up["node"] for up in self.upstreams]:
             _log.info("swarm %s: fed by %s", self.id, feeders)
@@ -393,10 +394,10 @@ class ModelJob:
         gate = self.gate
         assert gate is not None
         fetch = frozenset(int(s) for s in beat.get("fetch") or ())
-        gate.update(fetch, int(beat.get("stripes") or 1), int(beat.get("size") or 1))
+        gate.update(fetch, int(beat.get("size") or 1))
         if fetch and self.state != "complete" and not self.feeder.running:
             self.feeder.start(
-                f"designated fetcher of stripe(s) {sorted(fetch)} of {gate.stripes}",
+                f"designated fetcher of stripe(s) {sorted(fetch)} of {stripes}",
                 wanted=gate.allows,
             )
 
@@ -409,18 +410,12 @@ class ModelJob:
 
     def _stall_report(self) -> str:
         """What the swarm looks like when it stops delivering: for the log, to debug it."""
-        assert self.handle is not None and self.layout is not None
+        assert self.torrent is not None and self.layout is not None
         missing = [p for p in range(self.layout.num_pieces) if p not in self._have]
-        status = self.handle.status()
-        missing_lt = [p for p in missing if not self.handle.have_piece(p)]
-        peers = [
-            f"{p.ip[0]}:{p.ip[1]} has {p.num_pieces} dl {p.downloading_piece_index}"
-            f" q {p.download_queue_length} flags {int(p.flags):#x}"
-            for p in self.handle.get_peer_info()
-        ]
+        missing_lt = [p for p in missing if not self.torrent.have_piece(p)]
+        stripes = "; ".join(self.torrent.report())
         return (
-            f"missing {len(missing)} pieces {missing[:8]} (libtorrent: {missing_lt[:8]},"
-            f" {status.num_pieces} pieces, state {status.state}); peers {peers}"
+            f"missing {len(missing)} pieces {missing[:8]} (libtorrent: {missing_lt[:8]}); {stripes}"
         )
 
     def _heartbeat(self, stats: dict[str, Any]) -> dict[str, Any] | None:

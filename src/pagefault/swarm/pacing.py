@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 
-import libtorrent as lt
+from pagefault.swarm.striped import StripedTorrent
 
 __all__ = ["FETCH_LEAD_BYTES", "LEAD_WAIT_S", "LONE_DELAY_S", "FetchGate"]
 
@@ -31,42 +31,41 @@ LONE_DELAY_S = 1.0
 class FetchGate:
     def __init__(
         self,
-        handle: lt.torrent_handle,
-        piece_size: int,
+        torrent: StripedTorrent,
         stop: threading.Event,
         urgent: frozenset[int] = frozenset(),
     ):
-        self.handle = handle
+        self.torrent = torrent
         self.urgent = urgent
-        self.lead = max(2, FETCH_LEAD_BYTES // piece_size)  # in pieces
+        self.lead = max(2, FETCH_LEAD_BYTES // torrent.layout.piece_size)  # in pieces
         self.stop = stop
         self.fetch: frozenset[int] = frozenset()  # the coordinator's word: stripes we root
-        self.stripes = 1
         self._fleet_size = 0  # live members at the last heartbeat (0: none yet)
         self._alone_since = 0.0  # when the fleet last started or shrank to this node alone
         self._alone_after_fleet = False  # ... by shrinking (likely transient: read nothing)
 
-    def update(self, fetch: frozenset[int], stripes: int, fleet_size: int) -> None:
+    def update(self, fetch: frozenset[int], fleet_size: int) -> None:
         """The placement of the latest heartbeat."""
         if fleet_size == 1 and self._fleet_size != 1:
             self._alone_since = time.monotonic()
             self._alone_after_fleet = self._fleet_size > 1
-        self.fetch, self.stripes, self._fleet_size = fetch, stripes, fleet_size
+        self.fetch, self._fleet_size = fetch, fleet_size
 
     def allows(self, piece: int) -> bool:
         """Block until ``piece`` may be read (True) or is not ours to read (False)."""
         deadline = time.monotonic() + LEAD_WAIT_S
-        while piece % self.stripes in self.fetch and not self.stop.is_set():
-            peers = self.handle.get_peer_info()
+        stripe, rank = piece % self.torrent.stripes, piece // self.torrent.stripes
+        while stripe in self.fetch and not self.stop.is_set():
+            peers = self.torrent.peers_of(piece)
             if any(len(p.pieces) > piece and p.pieces[piece] for p in peers):
                 return False  # a peer has it (e.g. fetched while it briefly was alone)
             if self._fleet_size == 1:
                 alone_s = time.monotonic() - self._alone_since
-                first = piece % self.stripes == 0 and not self._alone_after_fleet
+                first = stripe == 0 and not self._alone_after_fleet
                 ready = first or alone_s > LONE_DELAY_S
             else:
-                fed = max((p.num_pieces for p in peers), default=0)
-                lead_ok = piece < fed + self.lead or piece in self.urgent
+                fed = max((p.num_pieces for p in peers), default=0)  # of this stripe
+                lead_ok = rank < fed + self.lead or piece in self.urgent
                 ready = lead_ok or time.monotonic() > deadline
             if ready:
                 return True

@@ -25,8 +25,13 @@ __all__ = ["SwarmFile", "TorrentLayout", "build_torrent"]
 TORRENT_DIR = "model"  # the torrent's name (a multi-file torrent's directory)
 
 
-def build_torrent(manifest: PieceManifest, ca_pem: bytes) -> bytes:
-    """The bencoded v2 SSL torrent of every non-empty file of ``manifest``."""
+def build_torrent(
+    manifest: PieceManifest, ca_pem: bytes, *, stripe: tuple[int, int] = (0, 1)
+) -> bytes:
+    """The bencoded v2 SSL torrent of every non-empty file of ``manifest``.
+
+    ``stripe=(index, count)`` with ``count > 1``: the torrent of one stripe
+    (:mod:`pagefault.swarm.striped`), the same files under its own info-hash."""
     tree: dict[bytes, Any] = {}
     layers: dict[bytes, bytes] = {}
     for entry in manifest.files:
@@ -49,6 +54,9 @@ def build_torrent(manifest: PieceManifest, ca_pem: bytes) -> bytes:
         b"file tree": tree,
         b"ssl-cert": ca_pem,
     }
+    index, count = stripe
+    if count > 1:
+        info[b"pagefault stripe"] = f"{index}/{count}".encode()
     torrent: dict[bytes, Any] = {b"info": info, b"piece layers": layers}
     return bytes(lt.bencode(torrent))
 

@@ -1,0 +1,128 @@
+"""A model's swarm as one torrent per stripe, so a peer can only ask for what it is fed.
+
+With two stripes each node is interior in one tree and a leaf in the other. In a single
+torrent libtorrent lets any connected peer request any piece it lacks, so a child asked
+its stripe-0 parent for stripe-1 pieces too: interior nodes uploaded up to 1.7x and the
+trees ran 1.2-2x slower than their placement allows (docs/benchmarks.md). Here stripe
+``s`` is its own torrent over the same files (its info dict names the stripe, so its
+info-hash differs; the other stripes' pieces have priority 0). A node meets only its
+stripe-``s`` parent and children in torrent ``s``, so what flows is the placement.
+
+Piece indices stay global: every call routes ``piece`` to the torrent of
+``piece % stripes``. With one stripe (the chain) this is the plain torrent, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import libtorrent as lt
+
+from pagefault.manifest import PieceManifest
+from pagefault.swarm.credentials import NodeCredentials
+from pagefault.swarm.torrent import TorrentLayout, build_torrent
+
+__all__ = ["StripedTorrent"]
+
+_WANTED, _SKIPPED = 4, 0  # libtorrent's default piece priority, and "do not download"
+_FLAGS = (
+    lt.torrent_flags.disable_pex
+    | lt.torrent_flags.sequential_download
+    | lt.torrent_flags.disable_dht
+    | lt.torrent_flags.disable_lsd
+)
+
+
+@dataclass(frozen=True)
+class StripedTorrent:
+    """The per-stripe torrents of one model on this node; piece ``p`` lives in stripe
+    ``p % len(handles)``."""
+
+    handles: tuple[lt.torrent_handle, ...]
+    layout: TorrentLayout
+
+    @classmethod
+    def add(
+        cls,
+        session: lt.session,
+        manifest: PieceManifest,
+        ca_pem: bytes,
+        save_path: Path,
+        *,
+        stripes: int = 1,
+        node: NodeCredentials | None = None,
+    ) -> StripedTorrent:
+        """Add every stripe's torrent (all saving into ``save_path``) to ``session``."""
+        handles = []
+        layout: TorrentLayout | None = None
+        for stripe in range(stripes):
+            info = lt.torrent_info(build_torrent(manifest, ca_pem, stripe=(stripe, stripes)))
+            layout = layout or TorrentLayout.of(info)
+            params = lt.add_torrent_params()
+            params.ti = info
+            params.save_path = str(save_path)
+            params.flags = _FLAGS
+            if stripes > 1:
+                params.piece_priorities = [
+                    _WANTED if piece % stripes == stripe else _SKIPPED
+                    for piece in range(layout.num_pieces)
+                ]
+            handle = session.add_torrent(params)
+            if node is not None:
+                handle.set_ssl_certificate_buffer(node.cert_pem.decode(), node.key_pem.decode(), "")
+            handles.append(handle)
+        assert layout is not None, "stripes >= 1"
+        return cls(tuple(handles), layout)
+
+    @property
+    def stripes(self) -> int:
+        return len(self.handles)
+
+    def handle_of(self, piece: int) -> lt.torrent_handle:
+        return self.handles[piece % self.stripes]
+
+    def owns(self, handle: lt.torrent_handle) -> bool:
+        """Whether a libtorrent alert's ``handle`` is one of this model's torrents."""
+        return any(own == handle for own in self.handles)
+
+    def have_piece(self, piece: int) -> bool:
+        return bool(self.handle_of(piece).have_piece(piece))
+
+    def add_piece(self, piece: int, data: bytes, flags: int = 0) -> None:
+        self.handle_of(piece).add_piece(piece, data, flags)
+
+    def read_piece(self, piece: int) -> None:
+        self.handle_of(piece).read_piece(piece)
+
+    def set_piece_deadline(self, piece: int, deadline_ms: int) -> None:
+        self.handle_of(piece).set_piece_deadline(piece, deadline_ms)
+
+    def connect_peer(self, stripe: int, address: tuple[str, int]) -> None:
+        """Join ``address`` in ``stripe``'s torrent (a no-op while connected)."""
+        self.handles[stripe % self.stripes].connect_peer(address)
+
+    def peers_of(self, piece: int) -> list[lt.peer_info]:
+        """The peers of the torrent that carries ``piece``."""
+        return list(self.handle_of(piece).get_peer_info())
+
+    def payload_totals(self) -> tuple[int, int]:
+        """Payload bytes (downloaded, uploaded) from and to peers, over every stripe."""
+        statuses = [handle.status() for handle in self.handles]
+        return (
+            sum(s.total_payload_download for s in statuses),
+            sum(s.total_payload_upload for s in statuses),
+        )
+
+    def report(self) -> Iterator[str]:
+        """One line per stripe (pieces, state, peers): what a stall log shows."""
+        for stripe, handle in enumerate(self.handles):
+            status = handle.status()
+            peers = [
+                f"{p.ip[0]}:{p.ip[1]} has {p.num_pieces} dl {p.downloading_piece_index}"
+                f" q {p.download_queue_length} flags {int(p.flags):#x}"
+                for p in handle.get_peer_info()
+            ]
+            state = f"{status.num_pieces} pieces, state {status.state}"
+            yield f"stripe {stripe}: {state}, peers {peers}"
