@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pagefault.swarm.simulate import CALIBRATION, TOPOLOGIES, SimConfig, simulate
+from pagefault.system.sizes import parse_size
 
-PIECE = 1 << 20
 SCALE = (100, 1000, 10000)
 NAMES = {1: "chain", 2: "two-trees"}
 
@@ -41,6 +41,7 @@ def load_runs(directory: Path) -> list[dict[str, Any]]:
                 "size": data["size"],
                 "link_mbit": args["node_mbit"],
                 "origin_mbit": args["origin_mbit"],
+                "piece_size": parse_size(args["piece_size"]),
             })  # fmt: skip
     return runs
 
@@ -50,7 +51,7 @@ def fit(runs: list[dict[str, Any]], queueing: str) -> tuple[float, float]:
     chain = {r["nodes"]: r for r in runs if r["queueing"] == queueing and r["topology"] == "chain"}
     one, eight = chain[1], chain[8]
     bare = _predict(one, hop=0.0, overhead=0.0)
-    pieces = -(-one["size"] // PIECE)
+    pieces = -(-one["size"] // one["piece_size"])
     overhead = max(0.0, (one["seconds"] - bare) / pieces)
     per_hop = (eight["seconds"] - _predict(eight, hop=0.0, overhead=overhead)) / 7
     return max(0.0, per_hop), overhead
@@ -62,7 +63,7 @@ def _predict(run: dict[str, Any], *, hop: float, overhead: float, nodes: int = 0
         link_mbit=run["link_mbit"],
         origin_mbit=run["origin_mbit"],
         size=run["size"],
-        piece_size=PIECE,
+        piece_size=run["piece_size"],
         topology=run["topology"],
         queueing=run["queueing"],
         hop_latency_s=hop,
@@ -101,7 +102,7 @@ def main() -> None:
                 link_mbit=base["link_mbit"],
                 origin_mbit=base["origin_mbit"],
                 size=base["size"],
-                piece_size=PIECE,
+                piece_size=base["piece_size"],
                 topology=topology,
                 hop_latency_s=hop,
                 piece_overhead_s=overhead,
@@ -123,6 +124,7 @@ def main() -> None:
 
 
 def plot(scale: list[dict[str, Any]], runs: list[dict[str, Any]], png: Path) -> None:
+    base = runs[0]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,7 +153,10 @@ def plot(scale: list[dict[str, Any]], runs: list[dict[str, Any]], png: Path) -> 
     ax.set_yscale("log")
     ax.set_xlabel("nodes")
     ax.set_ylabel("completion time / link floor")
-    ax.set_title("swarm: 24 MiB, 40 Mbit/s links, 1 MiB pieces")
+    ax.set_title(
+        f"swarm: {base['size'] / 2**20:.0f} MiB, {base['link_mbit']:.0f} Mbit/s links,"
+        f" {base['piece_size'] >> 10} KiB pieces"
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=120)
