@@ -39,7 +39,7 @@ def _join(state: SwarmState, node: str, seq: int = -1) -> int:
 
 def _head(state: SwarmState, node: str) -> str | None:
     members = [m for m, _ in state.live("s")]
-    up = place(node, members).upstreams[0]
+    up = place(node, members, stripes=1).upstreams[0]  # the chain
     return up.node if up is not None else None
 
 

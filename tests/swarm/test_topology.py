@@ -76,3 +76,31 @@ def test_unsupported_stripe_counts_are_refused() -> None:
         place("n0", fleet, stripes=MAX_STRIPES + 1)
     with pytest.raises(ConfigError, match="stripes"):
         place("n0", fleet, stripes=0)
+
+
+@pytest.mark.parametrize("size", [3, 4, 5, 8, 9, 16, 17])
+def test_when_a_root_leaves_the_other_tree_stays_and_its_child_takes_over(size: int) -> None:
+    """A moved root re-reads its stripe from the origin, a moved interior node re-forwards;
+    only leaves of the other tree may change parent."""
+    fleet = _fleet(size)
+    for stripe in range(2):
+        other = 1 - stripe
+        root = next(m for m in fleet if stripe in place(m.node, fleet, stripes=2).fetch)
+        children = {m.node for m in fleet if place(m.node, fleet, 2).upstreams[stripe] == root}
+        rest = [m for m in fleet if m != root]
+        interior = {up for m in fleet if (up := place(m.node, fleet, 2).upstreams[other])}
+        for member in interior:
+            before = place(member.node, fleet, stripes=2).upstreams[other]
+            assert place(member.node, rest, stripes=2).upstreams[other] == before
+        new_root = next(m for m in rest if stripe in place(m.node, rest, stripes=2).fetch)
+        assert new_root.node in children
+
+
+def test_unbalanced_departures_still_keep_the_trees_interiors_apart() -> None:
+    fleet = [m for m in _fleet(12) if m.seq % 2 == 1 or m.seq < 4]  # most of stripe 0 gone
+    children: Counter[tuple[str, int]] = Counter()
+    for member in fleet:
+        for stripe, upstream in enumerate(place(member.node, fleet, stripes=2).upstreams):
+            if upstream is not None:
+                children[(upstream.node, stripe)] += 1
+    assert all(count == 1 for count in Counter(node for node, _ in children).values())

@@ -84,13 +84,24 @@ class Coordinator:
         with _redis_errors():
             member, settling = self.state.heartbeat(swarm, given, dict(body.get("stats") or {}))
             if settling:  # Redis restarted: keep every placement until the fleet beat again
-                return 200, {"seq": member.seq, "excluded": False, "settling": True}
+                return 200, {
+                    "seq": member.seq,
+                    "excluded": False,
+                    "settling": True,
+                    "stripes": self.stripes,  # every answer: a joining node's torrents need it
+                }
             ranked = self.state.live(swarm)
             has_manifest = self.state.manifest(swarm) is not None
         live = [m for m, _ in ranked]
         have = {m.node: int(stats.get("have") or 0) for m, stats in ranked}
         if all(m.node != node for m in live):  # reported corrupt: nobody feeds from it
-            return 200, {"seq": member.seq, "excluded": True, "upstreams": [], "fetch": []}
+            return 200, {
+                "seq": member.seq,
+                "excluded": True,
+                "stripes": self.stripes,
+                "upstreams": [],
+                "fetch": [],
+            }
         placement = place(node, live, self.stripes)
         return 200, {
             "seq": member.seq,

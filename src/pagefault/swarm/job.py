@@ -277,10 +277,8 @@ class ModelJob:
         description: ModelDescription | None,
     ) -> None:
         ca, node = self.credentials or (SwarmCA.create().cert_pem, None)
-        beat = self._heartbeat({}) if self.credentials else None
-        stripes = int(beat.get("stripes") or 1) if beat else 1
         torrent = StripedTorrent.add(
-            self.session, manifest, ca, self.save_path, stripes=stripes, node=node
+            self.session, manifest, ca, self.save_path, stripes=self._stripes(), node=node
         )
         self.torrent, self.layout = torrent, torrent.layout
         self.admission = PieceAdmission(
@@ -301,6 +299,21 @@ class ModelJob:
             threads=self.settings.origin_threads,
         )
         self.state = "swarming"
+
+    def _stripes(self) -> int:
+        """How many stripes (torrents) the swarm has: the coordinator's word. A node that
+        joined while the coordinator was down would add torrents no peer shares, so it waits
+        for an answer as long as it would wait for a stalled swarm, then takes 1 (and falls
+        back to the origin when the swarm's count differs, ``_follow_placement``)."""
+        deadline = time.monotonic() + self.settings.stall_s
+        while self.credentials and not self._stop.is_set():
+            beat = self._heartbeat({})
+            if beat is not None:
+                return int(beat.get("stripes") or 1)
+            if time.monotonic() > deadline:
+                break
+            self._stop.wait(HEARTBEAT_S)
+        return 1
 
     def _cache_dir(self) -> str | None:
         """Where admitted pieces go, when they go into the node cache."""
