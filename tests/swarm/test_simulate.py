@@ -22,6 +22,7 @@ def _run(**overrides: object) -> dict[str, float]:
         "piece_size": MIB,
         "hop_latency_s": 0.1,
         "piece_overhead_s": 0.0,
+        "topology": "chain",
     }
     return simulate(SimConfig(**(settings | overrides))).to_dict()  # type: ignore[arg-type]
 

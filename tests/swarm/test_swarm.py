@@ -197,7 +197,8 @@ def _drive_in_background(bed: SwarmTestbed) -> tuple[threading.Thread, dict[str,
 def _why_origin(result: dict[str, Any]) -> dict[str, Any]:
     """Each node's own account of why it read from the origin: what a failed bound shows."""
     return {
-        name: (node.get("from_origin"), node.get("reasons")) for name, node in result["nodes"].items()
+        name: (node.get("from_origin"), node.get("reasons"))
+        for name, node in result["nodes"].items()
     }
 
 

@@ -49,7 +49,7 @@ class SimConfig:
     link_mbit: float
     size: int
     piece_size: int
-    topology: str = "chain"
+    topology: str = "two-trees"  # the coordinator's default (topology.DEFAULT_STRIPES)
     origin_mbit: float | None = None  # default: the node link rate
     slow_fraction: float = 0.0  # this share of the nodes (every k-th) runs at slow_mbit
     slow_mbit: float | None = None

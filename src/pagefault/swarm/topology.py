@@ -2,23 +2,20 @@
 
 Measured on the issue's testbed, completion time follows the busiest uploader: a full
 mesh makes the origin fetcher a star (3-6x the model uploaded). A forwarding chain makes
-every node upload exactly what it downloads, but its depth is the fleet size, and at full
-link rate every hop loses a little throughput to jitter it can never win back: at 8 nodes
-the tail finished 1.36x after a single node, at 16 about 1.5x (docs/benchmarks.md).
+every node upload exactly what it downloads, but its depth is the fleet size: every hop
+adds a piece time and a hop latency, linear in N (60x the link floor at 1,000 nodes in
+``pagefault swarm simulate``).
 
-With ``stripes=2`` the pieces are split into two stripes (piece ``p`` is in stripe
-``p % 2``) and each stripe flows down its own binary tree: a heap over the nodes in even
-places then odd ones, the other stripe the other way round (``_heap_order``). Each node is
-interior in at most one tree for every N: it forwards half the model to two children, so
-it uploads about 1x, and the depth is log2(N) instead of N. Each tree's root is the
-designated origin fetcher of its stripe, so the origin serves each piece once.
-``stripes=1`` is the chain (a heap of fanout 1). (More stripes slow every hop, since each
-runs at 1/stripes of the link, and the halves no longer keep the interiors apart.)
-
-Which wins depends on the network. On this project's testbed (tbf-shaped veths without
-fair queueing, 2 CPUs) the chain does: a parent's two child flows share its uplink
-unevenly, and libtorrent lets any connected peer request any piece, so cross-stripe
-requests made some nodes upload 1.7x (docs/benchmarks.md). So the chain is the default.
+With ``stripes=2`` (the default) the pieces are split into two stripes (piece ``p`` is in
+stripe ``p % 2``, each its own torrent: :mod:`pagefault.swarm.striped`) and each stripe
+flows down its own binary tree: a heap over the stripe's own members then the others
+(``_heap_order``, ``_split``). Each node is interior in at most one tree for every N: it
+forwards half the model to two children, so it uploads about 1x, and the depth is
+log2(N) instead of N. Each tree's root is the designated origin fetcher of its stripe,
+so the origin serves each piece once. ``stripes=1`` is the chain (a heap of fanout 1).
+(More stripes slow every hop, since each runs at 1/stripes of the link, and the halves
+no longer keep the interiors apart.) On the testbed the trees match or beat the chain
+from N=4 on, and upload 1.00x (docs/benchmarks.md, "Two trees by default").
 
 Members whose heartbeat lapsed or that a peer reported corrupt drop out, and the chain or
 trees close over the gap at the next heartbeat.
