@@ -10,7 +10,7 @@ that kept the CPUs over 90% busy is marked CPU-bound; so are the agents' CPU sec
 GB they moved (received plus forwarded, read from /proc). Needs root.
 
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
-        [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1] [--queueing small-first|fifo]
+        [--origin-mbit 50] [--piece-size 128KiB] [--stripes 2] [--queueing small-first|fifo]
         [--repeat 1] [--out FILE] [--logs DIR] [--load]
 
 ``--load``: each node runs ``pagefault.stream(uri)`` through its agent and its own node
@@ -39,6 +39,7 @@ import pagefault
 from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.cache import CacheConfig, NodeCache
 from pagefault.manifest import MANIFEST_NAME
+from pagefault.swarm.topology import DEFAULT_STRIPES
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.system.sizes import parse_size
 from pagefault.testing import HTTPOrigin
@@ -174,7 +175,9 @@ def main() -> None:
     parser.add_argument("--nodes", default="1,4,8,16")
     parser.add_argument("--node-mbit", type=float, default=25.0)
     parser.add_argument("--origin-mbit", type=float, default=50.0)
-    parser.add_argument("--stripes", type=int, default=1, help="1: chain, 2: two trees")
+    parser.add_argument(
+        "--stripes", type=int, default=DEFAULT_STRIPES, help="2: two trees, 1: chain"
+    )
     parser.add_argument("--piece-size", default="128KiB", help="torrent piece size")
     parser.add_argument(
         "--queueing",
