@@ -11,7 +11,11 @@ GB they moved (received plus forwarded, read from /proc). Needs root.
 
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
         [--origin-mbit 50] [--piece-size 128KiB] [--stripes 2] [--queueing small-first|fifo]
-        [--repeat 1] [--out FILE] [--logs DIR] [--load]
+        [--repeat 1] [--out FILE] [--logs DIR] [--load] [--churn 0.25] [--late 2]
+
+``--churn F`` SIGKILLs that share of the agents at random moments (seeded per run) in the
+first 70% of the link floor; ``--late K`` has the last K nodes ask for the model only at
+half of it. Survivors must finish byte-identical (``failed`` counts those that did not).
 
 ``--load``: each node runs ``pagefault.stream(uri)`` through its agent and its own node
 cache (the source chain) instead of ``swarm fetch``, then a second, warm load; reports the
@@ -26,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +49,7 @@ from pagefault.swarm.topology import DEFAULT_STRIPES
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.system.sizes import parse_size
 from pagefault.testing import HTTPOrigin
-from pagefault.testing.netns import DEFAULT_QUEUEING, QUEUEINGS
+from pagefault.testing.netns import DEFAULT_QUEUEING, QUEUEINGS, Host
 from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed, load_and_digest
 
 CPU_BOUND = 0.9  # host CPUs this busy over a run: its times say more about CPU than links
@@ -75,18 +81,20 @@ def run_fleet(
             warm = warm_loads(bed, args.timeout)
             return load_summary(nodes, size, result, warm, (busy1 - busy0) / (total1 - total0))
         idle_cpu = bed.agent_cpu_s()  # start-up (imports, joining) is not the transfer's
-        result = bed.drive(timeout=args.timeout)
+        result, killed = drive_with_churn(bed, model, args, attempt)
         busy1, total1 = cpu_busy()
         agent_cpu = {n: s - idle_cpu.get(n, 0.0) for n, s in bed.agent_cpu_s().items()}
-    per_node = result["nodes"].values()
+    per_node = [n for name, n in result["nodes"].items() if name not in killed]
     forwarded = sum(n.get("uploaded", 0) for n in per_node)
     received = sum(n.get("from_origin", 0) + n.get("from_peers", 0) for n in per_node)
-    failed = [n for n in per_node if n["state"] != "complete"]
+    failed = [n for n in per_node if n["state"] != "complete" or not identical(model, n)]
     walls = [n["wall_s"] for n in per_node if "wall_s" in n]
     firsts = [n["first_piece_s"] for n in per_node if n.get("first_piece_s") is not None]
     return {
         "nodes": nodes,
         "failed": len(failed),
+        "killed": sorted(killed),
+        "late": args.late,
         "all_done_s": max(walls),
         "egress_x": result["origin_bytes"] / size,
         "max_upload_x": max(n.get("uploaded", 0) for n in per_node) / size,
@@ -97,6 +105,49 @@ def run_fleet(
         "agent_cpu_s_per_gb_moved": sum(agent_cpu.values()) / ((forwarded + received) / 1e9),
         "per_node": result["nodes"],
     }
+
+
+def drive_with_churn(
+    bed: SwarmTestbed, model: Path, args: argparse.Namespace, attempt: int
+) -> tuple[dict[str, Any], set[str]]:
+    """``bed.drive`` while ``--churn`` of the nodes are SIGKILLed at random moments (seeded
+    by the attempt) within the first 70% of one node's link floor, and the last ``--late``
+    nodes ask for the model only at half of it (joining mid-swarm). Returns the drive's
+    result (each node timed from its own request) and the killed nodes' names."""
+    rng = random.Random(attempt)
+    floor = link_floor_s(model, args.node_mbit)
+    late = bed.nodes[len(bed.nodes) - args.late :] if args.late else []
+    early = [n for n in bed.nodes if n not in late]
+    victims = rng.sample(early, round(args.churn * len(bed.nodes)))
+    timers = [threading.Timer(rng.uniform(0.1, 0.7) * floor, bed.kill_agent, [v]) for v in victims]
+    nodes: dict[str, Any] = {}
+
+    def drive(group: list[Host], delay: float) -> None:
+        if delay:  # a scheduled join, not a wait for a condition
+            time.sleep(delay)
+        nodes.update(bed.drive(group, timeout=args.timeout)["nodes"])
+
+    before = bed.origin_bytes()
+    drivers = [threading.Thread(target=drive, args=(early, 0.0))]
+    drivers += [threading.Thread(target=drive, args=(late, 0.5 * floor))] if late else []
+    for thread in [*drivers, *timers]:
+        thread.start()
+    for thread in [*drivers, *timers]:
+        thread.join()
+    return {"origin_bytes": bed.origin_bytes() - before, "nodes": nodes}, {v.name for v in victims}
+
+
+def link_floor_s(model: Path, node_mbit: float) -> float:
+    """Seconds one node's link needs for the model (tbf counts packet headers)."""
+    size = sum(f.stat().st_size for f in model.iterdir() if f.name != MANIFEST_NAME)
+    return size / (node_mbit * 1e6 / 8 * 1448 / 1514)
+
+
+def identical(model: Path, node: dict[str, Any]) -> bool:
+    """Every file the node's agent holds is byte-identical to the model's."""
+    return all(
+        Path(f["path"]).read_bytes() == (model / f["name"]).read_bytes() for f in node["files"]
+    )
 
 
 LOCAL_DIGEST: dict[str, str] = {}  # the digest of a local load of the model, set in main
@@ -190,6 +241,10 @@ def main() -> None:
     parser.add_argument("--out")
     parser.add_argument("--logs", help="keep each fleet's agent/origin/coordinator logs here")
     parser.add_argument("--load", action="store_true", help="nodes run pagefault.load(uri)")
+    parser.add_argument(
+        "--churn", type=float, default=0.0, help="share of the nodes SIGKILLed at random times"
+    )
+    parser.add_argument("--late", type=int, default=0, help="nodes that join mid-swarm")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pagefault-swarm-bench-") as tmp:
@@ -200,7 +255,7 @@ def main() -> None:
         size = manifest.total_bytes
         LOCAL_DIGEST["model"] = load_and_digest(str(model), time.time())["digest"]
         ram_gbps = ram_tier_reference(model) if args.load else None
-        floor = size / (args.node_mbit * 1e6 / 8 * 1448 / 1514)  # tbf counts headers
+        floor = link_floor_s(model, args.node_mbit)
         runs = []
         for n in (int(x) for x in args.nodes.split(",")):
             for attempt in range(1, args.repeat + 1):

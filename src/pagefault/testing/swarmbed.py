@@ -217,7 +217,7 @@ class SwarmTestbed:
         ``agent=False``) and node cache at the same moment; each reports timings, bytes by
         source and a digest."""
         targets = nodes or self.nodes
-        before = self._origin_bytes()
+        before = self.origin_bytes()
         # every process imports torch first (~2.5 s of CPU each, on 2 CPUs), then all start
         # loading at one moment: the fleet's time is the swarm's, not the imports'
         start = time.time() + 3 + 0.6 * len(targets)
@@ -234,9 +234,10 @@ class SwarmTestbed:
             if child.wait(timeout=timeout):
                 raise PagefaultError(f"load on {name} failed: {self.log(f'load-{name}')[-2000:]}")
             results[name] = json.loads(out.read_text())
-        return {"origin_bytes": self._origin_bytes() - before, "nodes": results}
+        return {"origin_bytes": self.origin_bytes() - before, "nodes": results}
 
-    def _origin_bytes(self) -> int:
+    def origin_bytes(self) -> int:
+        """Bytes the origin has sent so far (all nodes, all models)."""
         url = f"http://{self.origin.address}:{ORIGIN_PORT}{STATS_PATH}"
         done = self.ctl.run(
             [*_PY, "pagefault.testing.swarmbed", "stats", "--url", url],
