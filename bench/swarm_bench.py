@@ -84,10 +84,10 @@ def run_fleet(
         result, killed = drive_with_churn(bed, model, args, attempt)
         busy1, total1 = cpu_busy()
         agent_cpu = {n: s - idle_cpu.get(n, 0.0) for n, s in bed.agent_cpu_s().items()}
-    per_node = [n for name, n in result["nodes"].items() if name not in killed]
+        per_node = [n for name, n in result["nodes"].items() if name not in killed]
+        failed = [n for n in per_node if n["state"] != "complete" or not identical(model, n)]
     forwarded = sum(n.get("uploaded", 0) for n in per_node)
     received = sum(n.get("from_origin", 0) + n.get("from_peers", 0) for n in per_node)
-    failed = [n for n in per_node if n["state"] != "complete" or not identical(model, n)]
     walls = [n["wall_s"] for n in per_node if "wall_s" in n]
     firsts = [n["first_piece_s"] for n in per_node if n.get("first_piece_s") is not None]
     return {
