@@ -12,10 +12,15 @@ GB they moved (received plus forwarded, read from /proc). Needs root.
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
         [--origin-mbit 50] [--piece-size 128KiB] [--stripes 2] [--queueing small-first|fifo]
         [--repeat 1] [--out FILE] [--logs DIR] [--load] [--churn 0.25] [--late 2]
+        [--slow-fraction 0.25 --slow-mbit 10]
 
 ``--churn F`` SIGKILLs that share of the agents at random moments (seeded per run) in the
 first 70% of the link floor; ``--late K`` has the last K nodes ask for the model only at
 half of it. Survivors must finish byte-identical (``failed`` counts those that did not).
+
+``--slow-fraction F`` puts that share of the nodes (spread over join order) on
+``--slow-mbit`` links; every agent declares its rate (``--link-mbit``), and
+``fast_done_s`` is when the last node at ``--node-mbit`` finished.
 
 ``--load``: each node runs ``pagefault.stream(uri)`` through its agent and its own node
 cache (the source chain) instead of ``swarm fetch``, then a second, warm load; reports the
@@ -45,6 +50,7 @@ import pagefault
 from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.cache import CacheConfig, NodeCache
 from pagefault.manifest import MANIFEST_NAME
+from pagefault.swarm.simulate import slow_positions
 from pagefault.swarm.topology import DEFAULT_STRIPES
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.system.sizes import parse_size
@@ -70,6 +76,8 @@ def run_fleet(
         node_mbit=args.node_mbit,
         origin_mbit=args.origin_mbit,
         stripes=args.stripes,
+        slow_fraction=args.slow_fraction,
+        slow_mbit=args.slow_mbit,
         queueing=args.queueing,
         logs_dir=Path(args.logs) / f"n{nodes}-run{attempt}" if args.logs else None,
     )
@@ -89,6 +97,10 @@ def run_fleet(
     forwarded = sum(n.get("uploaded", 0) for n in per_node)
     received = sum(n.get("from_origin", 0) + n.get("from_peers", 0) for n in per_node)
     walls = [n["wall_s"] for n in per_node if "wall_s" in n]
+    slow = {f"n{i}" for i in slow_positions(nodes, args.slow_fraction)}
+    fast_walls = [
+        n["wall_s"] for k, n in result["nodes"].items() if k not in slow and "wall_s" in n
+    ]
     firsts = [n["first_piece_s"] for n in per_node if n.get("first_piece_s") is not None]
     return {
         "nodes": nodes,
@@ -96,6 +108,7 @@ def run_fleet(
         "killed": sorted(killed),
         "late": args.late,
         "all_done_s": max(walls),
+        "fast_done_s": max(fast_walls),  # the nodes at --node-mbit (all without --slow-fraction)
         "egress_x": result["origin_bytes"] / size,
         "max_upload_x": max(n.get("uploaded", 0) for n in per_node) / size,
         "first_piece_median_s": statistics.median(firsts),
@@ -245,6 +258,10 @@ def main() -> None:
         "--churn", type=float, default=0.0, help="share of the nodes SIGKILLed at random times"
     )
     parser.add_argument("--late", type=int, default=0, help="nodes that join mid-swarm")
+    parser.add_argument(
+        "--slow-fraction", type=float, default=0.0, help="share of the nodes on slow links"
+    )
+    parser.add_argument("--slow-mbit", type=float, default=10.0, help="their link rate")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pagefault-swarm-bench-") as tmp:

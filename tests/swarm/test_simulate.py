@@ -79,3 +79,13 @@ def test_cli_prints_the_issue_fields_as_json() -> None:
     fields = json.loads(result.output)
     assert {"seconds", "floor_seconds", "origin_egress", "max_upload"} <= fields.keys()
     assert fields["seconds"] > fields["floor_seconds"] > 0
+
+
+@pytest.mark.parametrize("topology", ["chain", "two-trees"])
+@pytest.mark.parametrize("nodes", [16, 64])
+def test_a_quarter_of_slow_nodes_does_not_slow_the_others(topology: str, nodes: int) -> None:
+    alone = _run(nodes=nodes, topology=topology)
+    mixed = _run(nodes=nodes, topology=topology, slow_fraction=0.25, slow_mbit=10.0)
+    assert mixed["fast_seconds"] <= 1.10 * alone["seconds"]
+    assert mixed["seconds"] > mixed["fast_seconds"]  # the slow ones finish, later
+    assert mixed["max_upload"] <= 1.0 + 1e-9 and mixed["origin_egress"] == 1.0

@@ -104,3 +104,46 @@ def test_unbalanced_departures_still_keep_the_trees_interiors_apart() -> None:
             if upstream is not None:
                 children[(upstream.node, stripe)] += 1
     assert all(count == 1 for count in Counter(node for node, _ in children).values())
+
+
+def _mixed_fleet(size: int, slow_every: int) -> list[Member]:
+    """Every ``slow_every``-th node declares a quarter of the others' link rate."""
+    return [
+        Member(f"n{i}", f"10.0.0.{i}:6881", seq=i, link_mbit=10.0 if i % slow_every == 1 else 40.0)
+        for i in range(size)
+    ]
+
+
+@pytest.mark.parametrize("stripes", [1, 2])
+@pytest.mark.parametrize("size", [2, 3, 4, 5, 8, 9, 16, 17, 40])
+def test_slow_nodes_feed_only_slow_nodes_and_no_fast_node_forwards_more_than_its_link(
+    size: int, stripes: int
+) -> None:
+    fleet = _mixed_fleet(size, slow_every=4)
+    slow = {m.node for m in fleet if m.link_mbit < 20}
+    child_stripes: Counter[str] = Counter()
+    for member in fleet:
+        placement = place(member.node, fleet, stripes)
+        for upstream in placement.upstreams:
+            if upstream is None:
+                assert member.node not in slow  # only fast nodes read the origin
+                continue
+            child_stripes[upstream.node] += 1
+            if upstream.node in slow:
+                assert member.node in slow, "a slow node feeds a fast one"
+        for stripe in range(stripes):  # no cycle: every stripe reaches it from its root
+            assert _depth(member.node, stripe, fleet, stripes) < size
+    assert all(count <= stripes for count in child_stripes.values())  # <= 1x the model
+    assert sorted(s for m in fleet for s in place(m.node, fleet, stripes).fetch) == list(
+        range(stripes)
+    )
+
+
+def test_undeclared_links_are_placed_as_before() -> None:
+    fleet = _fleet(9)
+    declared = [Member(m.node, m.address, m.seq, link_mbit=40.0) for m in fleet]
+    for member, same in zip(fleet, declared, strict=True):
+        ups = place(member.node, fleet).upstreams
+        assert [u and u.node for u in ups] == [
+            u and u.node for u in place(same.node, declared).upstreams
+        ]

@@ -98,6 +98,14 @@ def agent_command(
     coordinator: CoordinatorOpt = None,
     token: TokenOpt = None,
     zone: Annotated[str, typer.Option(help="Rack/zone label (placement groups a zone)")] = "",
+    link_mbit: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="This node's link rate in Mbit/s; nodes under half the fastest are placed"
+            " in a chain of their own behind the fast trees (0: not declared)",
+        ),
+    ] = 0.0,
     stall: Annotated[float, typer.Option(help="Seconds without a piece before the origin")] = 10.0,
     origin_threads: Annotated[int, typer.Option(help="Concurrent origin reads")] = 4,
     notsent_lowat: Annotated[
@@ -122,6 +130,7 @@ def agent_command(
         coordinator=coordinator.rstrip("/") if coordinator else None,
         token=token,
         zone=zone,
+        link_mbit=link_mbit,
         stall_s=stall,
         origin_threads=origin_threads,
         notsent_lowat=notsent_lowat,

@@ -24,6 +24,7 @@ class AgentConfig:
     coordinator: str | None = None
     token: str | None = None
     zone: str = ""
+    link_mbit: float = 0.0  # declared link rate (placement keeps slow nodes out of the way)
     stall_s: float = 10.0
     origin_threads: int = 4
     notsent_lowat: int = NOTSENT_LOWAT  # bytes; 0 leaves the system's setting alone

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,7 +81,15 @@ class Coordinator:
         address = body.get("address")
         if not isinstance(address, str) or ":" not in address:
             raise ControlError("'address' must be 'ip:port'", 400)
-        given = Member(node, address, int(body.get("seq", -1)), str(body.get("zone", "")))
+        try:
+            link_mbit = float(body.get("link_mbit") or 0.0)
+        except (TypeError, ValueError):
+            link_mbit = math.nan
+        if not (math.isfinite(link_mbit) and link_mbit >= 0):
+            raise ControlError("'link_mbit' must be a non-negative number (Mbit/s)", 400)
+        given = Member(
+            node, address, int(body.get("seq", -1)), str(body.get("zone", "")), link_mbit
+        )
         with _redis_errors():
             member, settling = self.state.heartbeat(swarm, given, dict(body.get("stats") or {}))
             if settling:  # Redis restarted: keep every placement until the fleet beat again

@@ -436,6 +436,7 @@ class ModelJob:
             "address": self.address,
             "seq": self._seq,
             "zone": self.settings.zone,
+            "link_mbit": self.settings.link_mbit,
             "stats": stats,
         }
         beat = self._control(f"/v1/swarms/{self.id}/nodes/{self.settings.node}", body, quiet=True)

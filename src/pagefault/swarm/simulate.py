@@ -31,7 +31,7 @@ from pagefault.errors import ConfigError
 from pagefault.swarm.coordinator import MEMBER_TTL_S
 from pagefault.swarm.topology import Member, Placement, place
 
-__all__ = ["CALIBRATION", "TOPOLOGIES", "SimConfig", "SimResult", "simulate"]
+__all__ = ["CALIBRATION", "TOPOLOGIES", "SimConfig", "SimResult", "simulate", "slow_positions"]
 
 TOPOLOGIES = {"chain": 1, "two-trees": 2}  # name -> stripes of topology.place
 # Per queueing discipline of the testbed's links: (hop latency s, per-piece overhead s),
@@ -51,7 +51,8 @@ class SimConfig:
     piece_size: int
     topology: str = "two-trees"  # the coordinator's default (topology.DEFAULT_STRIPES)
     origin_mbit: float | None = None  # default: the node link rate
-    slow_fraction: float = 0.0  # this share of the nodes (every k-th) runs at slow_mbit
+    slow_fraction: float = 0.0  # this share of the nodes (spread over join order) runs at
+    # slow_mbit and declares it, as `pagefault agent --link-mbit` does
     slow_mbit: float | None = None
     fail: float = 0.0  # this share of the nodes dies at random times
     queueing: str = "small-first"
@@ -78,15 +79,24 @@ class SimResult:
     max_upload: float  # the busiest node's upload / model size
     failed: int = 0
     completion_s: dict[str, float] = field(default_factory=dict)
+    fast_seconds: float = 0.0  # the last live node at the full link rate complete
 
     def to_dict(self) -> dict[str, object]:
         return {
             "seconds": self.seconds,
+            "fast_seconds": self.fast_seconds,
             "floor_seconds": self.floor_seconds,
             "origin_egress": self.origin_egress,
             "max_upload": self.max_upload,
             "failed": self.failed,
         }
+
+
+def slow_positions(nodes: int, fraction: float) -> frozenset[int]:
+    """Which join positions (1..nodes) are the slow ``fraction``: spread evenly, so the
+    first to join (a tree's root under a placement blind to rates) is among the fast."""
+    count = round(nodes * fraction)
+    return frozenset(int((j + 0.5) * nodes / count) + 1 for j in range(count))
 
 
 def simulate(config: SimConfig) -> SimResult:
@@ -104,11 +114,14 @@ class _Run:
         )
         self.pieces = -(-config.size // config.piece_size)
         self.stripes = TOPOLOGIES[config.topology]
-        self.members = [Member(f"n{i}", "", i) for i in range(1, config.nodes + 1)]
-        self.rate = {m.node: _bytes_per_s(config.link_mbit) for m in self.members}
-        slow = round(config.nodes * config.slow_fraction)
-        for m in self.members[::-1][:slow]:  # the last to join: never the origin fetchers
-            self.rate[m.node] = _bytes_per_s(config.slow_mbit or config.link_mbit)
+        slow = slow_positions(config.nodes, config.slow_fraction)
+        self.members = [
+            Member(f"n{i}", "", i, link_mbit=config.slow_mbit or config.link_mbit)
+            if i in slow
+            else Member(f"n{i}", "", i, link_mbit=config.link_mbit)
+            for i in range(1, config.nodes + 1)
+        ]
+        self.rate = {m.node: _bytes_per_s(m.link_mbit) for m in self.members}
         self.origin_rate = _bytes_per_s(config.origin_mbit or config.link_mbit)
         self.arrival = {m.node: [_NEVER] * self.pieces for m in self.members}
         self.uploaded = dict.fromkeys(self.rate, 0)
@@ -130,8 +143,10 @@ class _Run:
         done = {m.node: max(self.arrival[m.node]) for m in live}
         config = self.config
         slowest = min([self.origin_rate, *(self.rate[m.node] for m in live)])
+        fast = [done[m.node] for m in live if m.link_mbit >= config.link_mbit] or [0.0]
         return SimResult(
             seconds=max(done.values()),
+            fast_seconds=max(fast),
             floor_seconds=config.size / slowest,
             origin_egress=self.origin_bytes / config.size,
             max_upload=max(self.uploaded.values()) / config.size,

@@ -42,7 +42,12 @@ class SwarmState:
         One script, so a seq is never handed out before its member is visible: two nodes
         joining at once could otherwise each see only itself and both fetch from the origin.
         """
-        body = json.dumps({"address": member.address, "zone": member.zone, "stats": stats})
+        body = json.dumps({
+            "address": member.address,
+            "zone": member.zone,
+            "link_mbit": member.link_mbit,
+            "stats": stats,
+        })  # fmt: skip
         keys = [
             "pf:swarms",
             f"pf:{swarm}:order",
@@ -69,7 +74,8 @@ class SwarmState:
             if body is None or node in bad:
                 continue
             data = json.loads(body)
-            out.append((Member(node, data["address"], seq, data["zone"]), data["stats"]))
+            member = Member(node, data["address"], seq, data["zone"], data.get("link_mbit", 0.0))
+            out.append((member, data["stats"]))
         return out
 
     @staticmethod

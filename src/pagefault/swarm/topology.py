@@ -17,6 +17,10 @@ so the origin serves each piece once. ``stripes=1`` is the chain (a heap of fano
 no longer keep the interiors apart.) On the testbed the trees match or beat the chain
 from N=4 on, and upload 1.00x (docs/benchmarks.md, "Two trees by default").
 
+Nodes that declare a link under half the fastest one (``pagefault agent --link-mbit``)
+would slow every node below them as interior nodes, so they form a chain of their own,
+fed through the fast trees' spare child slots (``_by_speed``, ``_spare_parents``).
+
 Members whose heartbeat lapsed or that a peer reported corrupt drop out, and the chain or
 trees close over the gap at the next heartbeat.
 """
@@ -32,6 +36,7 @@ __all__ = ["DEFAULT_STRIPES", "MAX_STRIPES", "Member", "Placement", "order", "pl
 
 DEFAULT_STRIPES = 2
 MAX_STRIPES = 2
+SLOW_SHARE = 0.5  # a declared link under this share of the fastest one is slow
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Member:
     address: str  # "ip:port" of its libtorrent SSL listener
     seq: int  # join order (kept across coordinator state loss: agents resend it)
     zone: str = ""
+    link_mbit: float = 0.0  # its link rate as the agent declares it (0: not declared)
 
 
 @dataclass(frozen=True)
@@ -62,17 +68,54 @@ def order(members: Sequence[Member]) -> list[Member]:
 
 def place(node: str, members: Sequence[Member], stripes: int = DEFAULT_STRIPES) -> Placement:
     """Where ``node`` sits in each stripe's tree over live ``members`` (it is one of them)."""
-    ordered = order(members)
-    size = len(ordered)
-    position = next(i for i, m in enumerate(ordered) if m.node == node)
     if not 1 <= stripes <= MAX_STRIPES:
         raise ConfigError(f"stripes must be 1..{MAX_STRIPES}, got {stripes}")
-    upstreams: list[Member | None] = []
+    ordered = order(members)
+    position = next(i for i, m in enumerate(ordered) if m.node == node)
+    fast, slow = _by_speed(ordered)
+    behind = next((i for i, m in enumerate(slow) if m.node == node), None)
+    if behind is None:
+        upstreams = tuple(_tree_parent(node, fast, stripe, stripes) for stripe in range(stripes))
+    elif behind:
+        upstreams = (slow[behind - 1],) * stripes
+    else:
+        upstreams = _spare_parents(fast, stripes)
+    return Placement(upstreams, position, len(ordered))
+
+
+def _by_speed(ordered: list[Member]) -> tuple[list[Member], list[Member]]:
+    """(fast, slow) members, each in placement order. A slow node (declared link under
+    SLOW_SHARE of the fastest) as a parent would slow its whole subtree, so the slow ones
+    form a chain of their own behind the fast trees: each forwards the whole model to one
+    slow child at its own rate, and only the chain's head takes a fast node's upload."""
+    fastest = max(m.link_mbit for m in ordered)
+    slow = [m for m in ordered if 0 < m.link_mbit < SLOW_SHARE * fastest]
+    return [m for m in ordered if m not in slow], slow
+
+
+def _tree_parent(node: str, fast: list[Member], stripe: int, stripes: int) -> Member | None:
+    heap = _heap_order(fast, stripe, stripes)
+    index = next(i for i, m in enumerate(heap) if m.node == node)
+    return heap[(index - 1) // stripes] if index else None
+
+
+def _spare_parents(fast: list[Member], stripes: int) -> tuple[Member, ...]:
+    """The slow chain head's parent per stripe: fast nodes with a free child slot.
+
+    Each fast node forwards at most ``stripes`` child-stripes (two children of half the
+    model, or one of all of it), and the fast trees use all but ``stripes`` of those slots
+    (N - 1 edges per tree): exactly what the slow chain's head needs, so no fast node
+    uploads more than its link for it. Fewest children first, then placement order."""
+    load = {m.node: 0 for m in fast}
     for stripe in range(stripes):
-        heap = _heap_order(ordered, stripe, stripes)
-        index = next(i for i, m in enumerate(heap) if m.node == node)
-        upstreams.append(heap[(index - 1) // stripes] if index else None)
-    return Placement(tuple(upstreams), position, size)
+        for index, member in enumerate(_heap_order(fast, stripe, stripes)):
+            load[member.node] += max(0, min(stripes, len(fast) - (index * stripes + 1)))
+    parents = []
+    for _ in range(stripes):
+        parent = min(fast, key=lambda m: load[m.node])
+        load[parent.node] += 1
+        parents.append(parent)
+    return tuple(parents)
 
 
 def _heap_order(ordered: list[Member], stripe: int, stripes: int) -> list[Member]:

@@ -29,6 +29,7 @@ import pagefault
 from pagefault.errors import PagefaultError
 from pagefault.swarm.client import AgentClient
 from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.simulate import slow_positions
 from pagefault.swarm.topology import DEFAULT_STRIPES
 from pagefault.testing.http_origin import STATS_PATH
 from pagefault.testing.netns import DEFAULT_QUEUEING, Host, Testbed
@@ -48,6 +49,8 @@ class FleetConfig:
     stall_s: float = 10.0
     coordinator: bool = True
     stripes: int = DEFAULT_STRIPES  # 1: chain, 2: two interleaved trees
+    slow_fraction: float = 0.0  # this share of the nodes (spread, simulate.slow_positions)
+    slow_mbit: float = 10.0  # ... has links this fast; every agent declares its rate
     prefix: str = "pfsw"
     queueing: str = DEFAULT_QUEUEING  # how shaped links queue packets (netns.QUEUEINGS)
     logs_dir: Path | None = None  # keep every process's log here (the work dir goes at close)
@@ -102,8 +105,13 @@ class SwarmTestbed:
         self.origin = self.bed.add_host(
             "origin", rate_mbit=self.config.origin_mbit, queueing=queueing
         )
+        slow = slow_positions(self.config.nodes, self.config.slow_fraction)
         self.nodes = [
-            self.bed.add_host(f"n{i}", rate_mbit=self.config.node_mbit, queueing=queueing)
+            self.bed.add_host(
+                f"n{i}",
+                rate_mbit=self.config.slow_mbit if i in slow else self.config.node_mbit,
+                queueing=queueing,
+            )
             for i in range(1, self.config.nodes + 1)
         ]
         self._spawn(
@@ -167,6 +175,8 @@ class SwarmTestbed:
             self.coordinator_url,
             "--token",
             TOKEN,
+            "--link-mbit",
+            str(node.rate_mbit or 0),
         ]
         self.agents[node.name] = self._spawn(
             node, f"agent-{node.name}", argv, env=self.cache_env(node)
