@@ -10,7 +10,7 @@ that kept the CPUs over 90% busy is marked CPU-bound; so are the agents' CPU sec
 GB they moved (received plus forwarded, read from /proc). Needs root.
 
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
-        [--origin-mbit 50] [--piece-size 128KiB] [--stripes 2] [--queueing small-first|fifo]
+        [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1] [--queueing small-first|fifo]
         [--repeat 1] [--out FILE] [--logs DIR] [--load] [--churn 0.25] [--late 2]
         [--slow-fraction 0.25 --slow-mbit 10]
 
@@ -240,7 +240,7 @@ def main() -> None:
     parser.add_argument("--node-mbit", type=float, default=25.0)
     parser.add_argument("--origin-mbit", type=float, default=50.0)
     parser.add_argument(
-        "--stripes", type=int, default=DEFAULT_STRIPES, help="2: two trees, 1: chain"
+        "--stripes", type=int, default=DEFAULT_STRIPES, help="1: chain, 2: two trees"
     )
     parser.add_argument("--piece-size", default="128KiB", help="torrent piece size")
     parser.add_argument(

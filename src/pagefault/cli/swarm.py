@@ -65,7 +65,7 @@ def coordinator_command(
         typer.Option(
             min=1,
             max=MAX_STRIPES,
-            help="2: two interleaved trees over piece stripes; 1: one forwarding chain",
+            help="1: one forwarding chain; 2: two interleaved trees over piece stripes",
         ),
     ] = DEFAULT_STRIPES,
 ) -> None:
@@ -192,7 +192,7 @@ def simulate_command(
     link_mbit: Annotated[float, typer.Option("--link-mbit", help="each node's link, both ways")],
     size: Annotated[str, typer.Option("--size", help="model bytes (e.g. 48MiB)")],
     piece_size: Annotated[str, typer.Option("--piece-size", help="piece bytes")] = "1MiB",
-    topology: Annotated[str, typer.Option("--topology", help="two-trees or chain")] = "two-trees",
+    topology: Annotated[str, typer.Option("--topology", help="chain or two-trees")] = "chain",
     origin_mbit: Annotated[
         float | None, typer.Option("--origin-mbit", help="default: the link rate")
     ] = None,

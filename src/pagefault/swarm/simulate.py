@@ -49,7 +49,7 @@ class SimConfig:
     link_mbit: float
     size: int
     piece_size: int
-    topology: str = "two-trees"  # the coordinator's default (topology.DEFAULT_STRIPES)
+    topology: str = "chain"  # the coordinator's default (topology.DEFAULT_STRIPES)
     origin_mbit: float | None = None  # default: the node link rate
     slow_fraction: float = 0.0  # this share of the nodes (spread over join order) runs at
     # slow_mbit and declares it, as `pagefault agent --link-mbit` does

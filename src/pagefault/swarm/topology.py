@@ -6,7 +6,7 @@ every node upload exactly what it downloads, but its depth is the fleet size: ev
 adds a piece time and a hop latency, linear in N (60x the link floor at 1,000 nodes in
 ``pagefault swarm simulate``).
 
-With ``stripes=2`` (the default) the pieces are split into two stripes (piece ``p`` is in
+With ``stripes=2`` the pieces are split into two stripes (piece ``p`` is in
 stripe ``p % 2``, each its own torrent: :mod:`pagefault.swarm.striped`) and each stripe
 flows down its own binary tree: a heap over the stripe's own members then the others
 (``_heap_order``, ``_split``). Each node is interior in at most one tree for every N: it
@@ -14,8 +14,15 @@ forwards half the model to two children, so it uploads about 1x, and the depth i
 log2(N) instead of N. Each tree's root is the designated origin fetcher of its stripe,
 so the origin serves each piece once. ``stripes=1`` is the chain (a heap of fanout 1).
 (More stripes slow every hop, since each runs at 1/stripes of the link, and the halves
-no longer keep the interiors apart.) On the testbed the trees match or beat the chain
-from N=4 on, and upload 1.00x (docs/benchmarks.md, "Two trees by default").
+no longer keep the interiors apart.)
+
+Which wins depends on the network. On this project's testbed (shaped veths without
+per-flow fair queueing, 2 CPUs) the chain still does at every N measured (4-16): since
+each stripe is its own torrent the trees upload 1.00x, but a parent's two child flows and
+the two roots' origin flows share their links unevenly, and a tree node's first piece
+comes later (10 Mbit/s: trees 1.05-1.2x the chain's time; docs/benchmarks.md, "Two
+trees, measured again"). So the chain is the default; the simulator puts the trees far
+ahead from about 100 nodes on, so they stay one flag away.
 
 Nodes that declare a link under half the fastest one (``pagefault agent --link-mbit``)
 would slow every node below them as interior nodes, so they form a chain of their own,
@@ -34,7 +41,7 @@ from pagefault.errors import ConfigError
 
 __all__ = ["DEFAULT_STRIPES", "MAX_STRIPES", "Member", "Placement", "order", "place"]
 
-DEFAULT_STRIPES = 2
+DEFAULT_STRIPES = 1
 MAX_STRIPES = 2
 SLOW_SHARE = 0.5  # a declared link under this share of the fastest one is slow
 
