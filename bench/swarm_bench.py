@@ -19,8 +19,8 @@ first 70% of the link floor; ``--late K`` has the last K nodes ask for the model
 half of it. Survivors must finish byte-identical (``failed`` counts those that did not).
 
 ``--slow-fraction F`` puts that share of the nodes (spread over join order) on
-``--slow-mbit`` links; every agent declares its rate (``--link-mbit``), and
-``fast_done_s`` is when the last node at ``--node-mbit`` finished.
+``--slow-mbit`` links; every agent declares its rate (``--link-mbit``; none does with
+``--undeclared``), and ``fast_done_s`` is when the last node at ``--node-mbit`` finished.
 
 ``--load``: each node runs ``pagefault.stream(uri)`` through its agent and its own node
 cache (the source chain) instead of ``swarm fetch``, then a second, warm load; reports the
@@ -78,6 +78,7 @@ def run_fleet(
         stripes=args.stripes,
         slow_fraction=args.slow_fraction,
         slow_mbit=args.slow_mbit,
+        declare_links=not args.undeclared,
         queueing=args.queueing,
         logs_dir=Path(args.logs) / f"n{nodes}-run{attempt}" if args.logs else None,
     )
@@ -262,6 +263,9 @@ def main() -> None:
         "--slow-fraction", type=float, default=0.0, help="share of the nodes on slow links"
     )
     parser.add_argument("--slow-mbit", type=float, default=10.0, help="their link rate")
+    parser.add_argument(
+        "--undeclared", action="store_true", help="agents do not declare their link rates"
+    )
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pagefault-swarm-bench-") as tmp:

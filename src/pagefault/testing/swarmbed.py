@@ -50,7 +50,8 @@ class FleetConfig:
     coordinator: bool = True
     stripes: int = DEFAULT_STRIPES  # 1: chain, 2: two interleaved trees
     slow_fraction: float = 0.0  # this share of the nodes (spread, simulate.slow_positions)
-    slow_mbit: float = 10.0  # ... has links this fast; every agent declares its rate
+    slow_mbit: float = 10.0  # ... has links this fast
+    declare_links: bool = True  # every agent declares its rate (--link-mbit)
     prefix: str = "pfsw"
     queueing: str = DEFAULT_QUEUEING  # how shaped links queue packets (netns.QUEUEINGS)
     logs_dir: Path | None = None  # keep every process's log here (the work dir goes at close)
@@ -176,7 +177,7 @@ class SwarmTestbed:
             "--token",
             TOKEN,
             "--link-mbit",
-            str(node.rate_mbit or 0),
+            str(node.rate_mbit or 0) if self.config.declare_links else "0",
         ]
         self.agents[node.name] = self._spawn(
             node, f"agent-{node.name}", argv, env=self.cache_env(node)
