@@ -35,9 +35,10 @@ __all__ = ["CALIBRATION", "TOPOLOGIES", "SimConfig", "SimResult", "simulate", "s
 
 TOPOLOGIES = {"chain": 1, "two-trees": 2}  # name -> stripes of topology.place
 # Per queueing discipline of the testbed's links: (hop latency s, per-piece overhead s),
-# fitted to its N=1 and N=8 chain runs (40 Mbit/s, 1 MiB pieces; bench/simulate_bench.py,
-# docs/benchmarks.md "Swarm simulator").
-CALIBRATION = {"small-first": (0.068, 0.0141), "fifo": (0.136, 0.0194)}
+# fitted to its N=1 and N=8 chain runs (40 Mbit/s, 128 KiB pieces; bench/simulate_bench.py,
+# docs/benchmarks.md "Swarm simulator"). The testbed's 2 CPUs are busy from N=8 on, so the
+# hop latency includes waiting for a CPU.
+CALIBRATION = {"small-first": (0.295, 0.0027), "fifo": (0.457, 0.0030)}
 _NEVER = math.inf
 
 
