@@ -59,10 +59,26 @@ def test_two_trees_root_each_stripe_once_and_keep_uploads_at_one_model(size: int
 
 def test_tree_roots_stay_put_as_the_fleet_grows() -> None:
     """A moved root would fetch its stripe from the origin a second time."""
-    for size in range(2, 20):
+    roots: dict[int, str] = {}
+    for size in range(1, 40):
         fleet = _fleet(size)
-        roots = {s: m.node for m in fleet for s in place(m.node, fleet, stripes=2).fetch}
-        assert roots == {0: "n0", 1: "n1"}
+        now = {s: m.node for m in fleet for s in place(m.node, fleet, stripes=2).fetch}
+        if size > 1:  # a lone node roots both stripes until a second one joins
+            assert all(now[s] == root for s, root in roots.items()), (size, roots, now)
+            roots = now
+
+
+def test_a_join_moves_no_one_else_in_either_tree() -> None:
+    for size in range(2, 40):
+        before, after = _fleet(size), _fleet(size + 1)
+        for stripe in range(2):
+            interior = {
+                up.node for m in before if (up := place(m.node, before, 2).upstreams[stripe])
+            }
+            for member in before:
+                if member.node in interior:
+                    old = place(member.node, before, 2).upstreams[stripe]
+                    assert place(member.node, after, 2).upstreams[stripe] == old
 
 
 def test_zones_stay_together_and_join_order_breaks_ties() -> None:
@@ -76,34 +92,6 @@ def test_unsupported_stripe_counts_are_refused() -> None:
         place("n0", fleet, stripes=MAX_STRIPES + 1)
     with pytest.raises(ConfigError, match="stripes"):
         place("n0", fleet, stripes=0)
-
-
-@pytest.mark.parametrize("size", [3, 4, 5, 8, 9, 16, 17])
-def test_when_a_root_leaves_the_other_tree_stays_and_its_child_takes_over(size: int) -> None:
-    """A moved root re-reads its stripe from the origin, a moved interior node re-forwards;
-    only leaves of the other tree may change parent."""
-    fleet = _fleet(size)
-    for stripe in range(2):
-        other = 1 - stripe
-        root = next(m for m in fleet if stripe in place(m.node, fleet, stripes=2).fetch)
-        children = {m.node for m in fleet if place(m.node, fleet, 2).upstreams[stripe] == root}
-        rest = [m for m in fleet if m != root]
-        interior = {up for m in fleet if (up := place(m.node, fleet, 2).upstreams[other])}
-        for member in interior:
-            before = place(member.node, fleet, stripes=2).upstreams[other]
-            assert place(member.node, rest, stripes=2).upstreams[other] == before
-        new_root = next(m for m in rest if stripe in place(m.node, rest, stripes=2).fetch)
-        assert new_root.node in children
-
-
-def test_unbalanced_departures_still_keep_the_trees_interiors_apart() -> None:
-    fleet = [m for m in _fleet(12) if m.seq % 2 == 1 or m.seq < 4]  # most of stripe 0 gone
-    children: Counter[tuple[str, int]] = Counter()
-    for member in fleet:
-        for stripe, upstream in enumerate(place(member.node, fleet, stripes=2).upstreams):
-            if upstream is not None:
-                children[(upstream.node, stripe)] += 1
-    assert all(count == 1 for count in Counter(node for node, _ in children).values())
 
 
 def _mixed_fleet(size: int, slow_every: int) -> list[Member]:

@@ -81,6 +81,7 @@ class Agent:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._credentials: tuple[bytes, NodeCredentials] | None = None
+        self._stripes = 1  # the coordinator's placement: torrents per model
         self._solo_reason = "no coordinator configured (--coordinator)"
         self._alerts = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
         self.api = JsonServer(
@@ -132,6 +133,7 @@ class Agent:
                     self.peer_address,
                     self._membership(),
                     cache=self.cache,
+                    stripes=self._stripes,
                     solo_reason=self._solo_reason,
                 )
                 self.jobs[job.id] = job
@@ -169,6 +171,7 @@ class Agent:
                 return None
             node = NodeCredentials(reply["cert"].encode(), reply["key"].encode())
             self._credentials = (reply["ca"].encode(), node)
+            self._stripes = int(reply.get("stripes") or 1)
         return self._credentials
 
     def _alert_loop(self) -> None:

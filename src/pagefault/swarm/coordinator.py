@@ -73,6 +73,7 @@ class Coordinator:
             "ca": self.ca.cert_pem.decode(),
             "cert": issued.cert_pem.decode(),
             "key": issued.key_pem.decode(),
+            "stripes": self.stripes,  # a job's torrents need it before the node joins
         }
 
     def _heartbeat(self, request: Request) -> tuple[int, Any]:

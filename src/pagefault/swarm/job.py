@@ -72,6 +72,7 @@ class ModelJob:
         *,
         cache: NodeCache | None = None,
         solo_reason: str = "no coordinator configured",
+        stripes: int = 1,
     ) -> None:
         self.uri = uri
         self.cache = cache  # where admitted pieces go, for every process on the node
@@ -81,6 +82,7 @@ class ModelJob:
         self.address = address  # this node's libtorrent listener, as peers reach it
         self.credentials = credentials  # (CA PEM, this node's certificate); None: no swarm
         self.solo_reason = solo_reason  # why there is no swarm, when there is none
+        self.stripes = stripes  # torrents per model, as the coordinator places them
         self.save_path = settings.data_dir / self.id
         self.state = "starting"
         self.reasons: list[str] = []
@@ -278,7 +280,7 @@ class ModelJob:
     ) -> None:
         ca, node = self.credentials or (SwarmCA.create().cert_pem, None)
         torrent = StripedTorrent.add(
-            self.session, manifest, ca, self.save_path, stripes=self._stripes(), node=node
+            self.session, manifest, ca, self.save_path, stripes=self.stripes, node=node
         )
         self.torrent, self.layout = torrent, torrent.layout
         self.admission = PieceAdmission(
@@ -299,21 +301,6 @@ class ModelJob:
             threads=self.settings.origin_threads,
         )
         self.state = "swarming"
-
-    def _stripes(self) -> int:
-        """How many stripes (torrents) the swarm has: the coordinator's word. A node that
-        joined while the coordinator was down would add torrents no peer shares, so it waits
-        for an answer as long as it would wait for a stalled swarm, then takes 1 (and falls
-        back to the origin when the swarm's count differs, ``_follow_placement``)."""
-        deadline = time.monotonic() + self.settings.stall_s
-        while self.credentials and not self._stop.is_set():
-            beat = self._heartbeat({})
-            if beat is not None:
-                return int(beat.get("stripes") or 1)
-            if time.monotonic() > deadline:
-                break
-            self._stop.wait(HEARTBEAT_S)
-        return 1
 
     def _cache_dir(self) -> str | None:
         """Where admitted pieces go, when they go into the node cache."""

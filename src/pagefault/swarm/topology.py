@@ -137,21 +137,9 @@ def _heap_order(ordered: list[Member], stripe: int, stripes: int) -> list[Member
 
 
 def _split(ordered: list[Member], stripes: int) -> list[list[Member]]:
-    """Each stripe's own members (interior in its tree only), in placement order.
-
-    By join order (``seq`` mod ``stripes``), so a node that leaves moves nobody else: the
-    other stripe's tree stays as it was, and its own tree's new root was its child (by
-    position, every node behind the dead one changed stripe, both roots moved, and the
-    origin served 1.3x in the kill-a-quarter test). The groups must differ in size by at
-    most one, or a tree's interior runs out of its own members: when departures unbalance
-    them, the newest members of the largest move to the smallest."""
-    groups = [[m for m in ordered if m.seq % stripes == s] for s in range(stripes)]
-    while True:
-        large, small = max(groups, key=len), min(groups, key=len)
-        if len(large) - len(small) <= 1:
-            break
-        newest = max(large, key=lambda m: (m.seq, m.node))
-        large.remove(newest)
-        small.append(newest)
-    rank = {m.node: i for i, m in enumerate(ordered)}
-    return [sorted(group, key=lambda m: rank[m.node]) for group in groups]
+    """Each stripe's own members (interior in its tree only): every ``stripes``-th in
+    placement order, so the groups never differ by more than one and a join (at the end
+    of the order) moves nobody. A departure does shift the members behind it to the
+    other stripe; a rule stable under both was tried and failed the joins (session 15,
+    docs/benchmarks.md)."""
+    return [ordered[stripe::stripes] for stripe in range(stripes)]
