@@ -94,12 +94,7 @@ class Coordinator:
         with _redis_errors():
             member, settling = self.state.heartbeat(swarm, given, dict(body.get("stats") or {}))
             if settling:  # Redis restarted: keep every placement until the fleet beat again
-                return 200, {
-                    "seq": member.seq,
-                    "excluded": False,
-                    "settling": True,
-                    "stripes": self.stripes,  # every answer: a joining node's torrents need it
-                }
+                return 200, {"seq": member.seq, "excluded": False, "settling": True}
             ranked = self.state.live(swarm)
             has_manifest = self.state.manifest(swarm) is not None
         live = [m for m, _ in ranked]

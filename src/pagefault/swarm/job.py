@@ -375,7 +375,7 @@ class ModelJob:
         if beat.get("settling"):  # the coordinator is rebuilding its state: keep ours
             return
         stripes = int(beat.get("stripes") or 1)
-        if stripes != self.torrent.stripes:  # it joined while the coordinator was down
+        if stripes != self.torrent.stripes:  # --stripes changed since our certificate
             joined = self.torrent.stripes
             why = f"origin fallback: joined as {joined} stripe(s), the swarm has {stripes}"
             if self.state != "complete" and self.feeder.start(why):

@@ -6,15 +6,15 @@ every node upload exactly what it downloads, but its depth is the fleet size: ev
 adds a piece time and a hop latency, linear in N (60x the link floor at 1,000 nodes in
 ``pagefault swarm simulate``).
 
-With ``stripes=2`` the pieces are split into two stripes (piece ``p`` is in
-stripe ``p % 2``, each its own torrent: :mod:`pagefault.swarm.striped`) and each stripe
-flows down its own binary tree: a heap over the stripe's own members then the others
-(``_heap_order``, ``_split``). Each node is interior in at most one tree for every N: it
-forwards half the model to two children, so it uploads about 1x, and the depth is
-log2(N) instead of N. Each tree's root is the designated origin fetcher of its stripe,
-so the origin serves each piece once. ``stripes=1`` is the chain (a heap of fanout 1).
-(More stripes slow every hop, since each runs at 1/stripes of the link, and the halves
-no longer keep the interiors apart.)
+With ``stripes=2`` the pieces are split into two stripes (piece ``p`` is in stripe
+``p % 2``, each its own torrent: :mod:`pagefault.swarm.striped`) and each stripe flows
+down its own binary tree: a heap over the nodes in even places then odd ones, the other
+stripe the other way round (``_heap_order``). Each node is interior in at most one tree
+for every N: it forwards half the model to two children, so it uploads about 1x, and the
+depth is log2(N) instead of N. Each tree's root is the designated origin fetcher of its
+stripe, so the origin serves each piece once. ``stripes=1`` is the chain (a heap of
+fanout 1). (More stripes slow every hop, since each runs at 1/stripes of the link, and
+the halves no longer keep the interiors apart.)
 
 Which wins depends on the network. On this project's testbed (shaped veths without
 per-flow fair queueing, 2 CPUs) the chain still does at every N measured (4-16): since
@@ -126,20 +126,14 @@ def _spare_parents(fast: list[Member], stripes: int) -> tuple[Member, ...]:
 
 
 def _heap_order(ordered: list[Member], stripe: int, stripes: int) -> list[Member]:
-    """The stripe's tree as a heap: the stripe's own members first (``_split``).
+    """The stripe's tree as a heap: the nodes placed at ``stripe`` mod ``stripes`` first.
 
     For two stripes a tree's interior is its first floor(N / 2) entries, which are all
-    its own members, so no node forwards in both trees; and each root is the first of its
-    members to join, so later joins never move a fetcher (a moved fetcher pulls pieces
-    twice)."""
-    groups = _split(ordered, stripes)
-    return groups[stripe] + [m for s, group in enumerate(groups) if s != stripe for m in group]
-
-
-def _split(ordered: list[Member], stripes: int) -> list[list[Member]]:
-    """Each stripe's own members (interior in its tree only): every ``stripes``-th in
-    placement order, so the groups never differ by more than one and a join (at the end
-    of the order) moves nobody. A departure does shift the members behind it to the
-    other stripe; a rule stable under both was tried and failed the joins (session 15,
-    docs/benchmarks.md)."""
-    return [ordered[stripe::stripes] for stripe in range(stripes)]
+    from its own half, so no node forwards in both trees; and each root is one of the
+    first nodes to join, so later joins never move a fetcher (a moved fetcher pulls
+    pieces twice). A departure does move the nodes behind it to the other half; grouping
+    by ``seq`` parity instead moved roots on joins (seqs are microsecond clocks), see
+    docs/benchmarks.md, "Two trees, measured again"."""
+    own = ordered[stripe::stripes]
+    rest = [m for i, m in enumerate(ordered) if i % stripes != stripe]
+    return own + rest
