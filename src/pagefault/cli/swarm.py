@@ -102,8 +102,8 @@ def agent_command(
         float,
         typer.Option(
             min=0,
-            help="This node's link rate in Mbit/s; nodes under half the fastest are placed"
-            " in a chain of their own behind the fast trees (0: not declared)",
+            help="This node's link rate in Mbit/s; nodes under half the fastest declared"
+            " rate feed only each other, behind the fast ones (0: not declared)",
         ),
     ] = 0.0,
     stall: Annotated[float, typer.Option(help="Seconds without a piece before the origin")] = 10.0,

@@ -2,7 +2,7 @@
 
 With two stripes each node is interior in one tree and a leaf in the other. In a single
 torrent libtorrent lets any connected peer request any piece it lacks, so a child asked
-its stripe-0 parent for stripe-1 pieces too: interior nodes uploaded up to 1.7x and the
+its stripe-0 parent for stripe-1 pieces too: interior nodes uploaded up to 1.9x and the
 trees ran 1.2-2x slower than their placement allows (docs/benchmarks.md). Here stripe
 ``s`` is its own torrent over the same files (its info dict names the stripe, so its
 info-hash differs; the other stripes' pieces have priority 0). A node meets only its
