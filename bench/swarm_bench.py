@@ -56,7 +56,7 @@ from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.system.sizes import parse_size
 from pagefault.testing import HTTPOrigin
 from pagefault.testing.netns import DEFAULT_QUEUEING, QUEUEINGS, Host
-from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed, load_and_digest
+from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed, holds_model, load_and_digest
 
 CPU_BOUND = 0.9  # host CPUs this busy over a run: its times say more about CPU than links
 
@@ -94,7 +94,7 @@ def run_fleet(
         busy1, total1 = cpu_busy()
         agent_cpu = {n: s - idle_cpu.get(n, 0.0) for n, s in bed.agent_cpu_s().items()}
         per_node = [n for name, n in result["nodes"].items() if name not in killed]
-        failed = [n for n in per_node if n["state"] != "complete" or not identical(model, n)]
+        failed = [n for n in per_node if not holds_model(model, n)]
     forwarded = sum(n.get("uploaded", 0) for n in per_node)
     received = sum(n.get("from_origin", 0) + n.get("from_peers", 0) for n in per_node)
     walls = [n["wall_s"] for n in per_node if "wall_s" in n]
@@ -155,13 +155,6 @@ def link_floor_s(model: Path, node_mbit: float) -> float:
     """Seconds one node's link needs for the model (tbf counts packet headers)."""
     size = sum(f.stat().st_size for f in model.iterdir() if f.name != MANIFEST_NAME)
     return size / (node_mbit * 1e6 / 8 * 1448 / 1514)
-
-
-def identical(model: Path, node: dict[str, Any]) -> bool:
-    """Every file the node's agent holds is byte-identical to the model's."""
-    return all(
-        Path(f["path"]).read_bytes() == (model / f["name"]).read_bytes() for f in node["files"]
-    )
 
 
 LOCAL_DIGEST: dict[str, str] = {}  # the digest of a local load of the model, set in main

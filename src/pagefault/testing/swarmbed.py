@@ -35,7 +35,7 @@ from pagefault.testing.http_origin import STATS_PATH
 from pagefault.testing.netns import DEFAULT_QUEUEING, Host, Testbed
 from pagefault.testing.redisd import redis_argv
 
-__all__ = ["FleetConfig", "SwarmTestbed", "load_and_digest"]
+__all__ = ["FleetConfig", "SwarmTestbed", "holds_model", "load_and_digest"]
 
 API_PORT, PEER_PORT, COORDINATOR_PORT, ORIGIN_PORT, REDIS_PORT = 7070, 6881, 7171, 8080, 6379
 TOKEN = "testbed-token"
@@ -348,6 +348,14 @@ def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) 
     for thread in threads:
         thread.join()
     return {"origin_bytes": call(origin_stats)["bytes_sent"] - before, "nodes": results}
+
+
+def holds_model(model_dir: Path, node: dict[str, Any]) -> bool:
+    """A driven node (one entry of ``SwarmTestbed.drive``'s ``nodes``) finished, and every
+    file its agent holds is byte-identical to the model's."""
+    return node.get("state") == "complete" and all(
+        Path(f["path"]).read_bytes() == (model_dir / f["name"]).read_bytes() for f in node["files"]
+    )
 
 
 def load_and_digest(uri: str, start: float) -> dict[str, Any]:
