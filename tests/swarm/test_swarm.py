@@ -220,8 +220,10 @@ def test_killing_a_quarter_of_the_agents_including_the_fetcher(model: Path) -> N
     assert result["origin_bytes"] <= 1.25 * size, _why_origin(result)
 
 
-def test_redis_restart_mid_run(model: Path) -> None:
-    with SwarmTestbed(FleetConfig(nodes=3, node_mbit=40, stall_s=6), model) as bed:
+def test_redis_restart_mid_run(model: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    config = FleetConfig(nodes=3, node_mbit=40, stall_s=6, logs_dir=logs)
+    with SwarmTestbed(config, model) as bed:
         thread, result = _drive_in_background(bed)
         _wait_for(lambda: any("designated" in bed.log(f"agent-{n.name}") for n in bed.nodes))
         bed.redis.kill()
@@ -232,7 +234,14 @@ def test_redis_restart_mid_run(model: Path) -> None:
         bed.start_redis()  # after pieces moved with Redis down (or all were already there)
         thread.join()
         check_identical(model, result, ["n1", "n2", "n3"])
-    assert result["origin_bytes"] <= 1.25 * manifest_of(model).total_bytes, _why_origin(result)
+    roles = [  # who was told to fetch when: what a failure here needs explained
+        f"{path.stem}: {line[11:23]} {line.split(': ', 1)[-1]}"
+        for path in sorted(logs.glob("agent-*.log"))
+        for line in path.read_text().splitlines()
+        if "designated" in line or "fed by" in line or "unavailable" in line
+    ]
+    why = (_why_origin(result), roles)
+    assert result["origin_bytes"] <= 1.25 * manifest_of(model).total_bytes, why
 
 
 def test_corrupt_peer_is_banned_and_everyone_completes(model: Path) -> None:
