@@ -57,19 +57,25 @@ def fit(runs: list[dict[str, Any]], queueing: str) -> tuple[float, float]:
     return max(0.0, per_hop), overhead
 
 
-def _predict(run: dict[str, Any], *, hop: float, overhead: float, nodes: int = 0) -> float:
-    config = SimConfig(
-        nodes=nodes or run["nodes"],
-        link_mbit=run["link_mbit"],
-        origin_mbit=run["origin_mbit"],
-        size=run["size"],
-        piece_size=run["piece_size"],
-        topology=run["topology"],
-        queueing=run["queueing"],
-        hop_latency_s=hop,
-        piece_overhead_s=overhead,
-    )
-    return simulate(config).seconds
+def _predict(run: dict[str, Any], *, hop: float, overhead: float) -> float:
+    return simulate(_config(run, hop=hop, overhead=overhead)).seconds
+
+
+def _config(run: dict[str, Any], *, hop: float, overhead: float, **overrides: Any) -> SimConfig:
+    """The simulator set up like testbed ``run`` (links, model, pieces, placement), with
+    ``overrides`` (another N or topology)."""
+    settings: dict[str, Any] = {
+        "nodes": run["nodes"],
+        "link_mbit": run["link_mbit"],
+        "origin_mbit": run["origin_mbit"],
+        "size": run["size"],
+        "piece_size": run["piece_size"],
+        "topology": run["topology"],
+        "queueing": run["queueing"],
+        "hop_latency_s": hop,
+        "piece_overhead_s": overhead,
+    }
+    return SimConfig(**(settings | overrides))
 
 
 def main() -> None:
@@ -97,15 +103,13 @@ def main() -> None:
     scale = []
     for topology in TOPOLOGIES:
         for nodes in (1, 4, 8, 16, 32, *SCALE):
-            config = SimConfig(
+            config = _config(
+                base,
+                hop=hop,
+                overhead=overhead,
                 nodes=nodes,
-                link_mbit=base["link_mbit"],
-                origin_mbit=base["origin_mbit"],
-                size=base["size"],
-                piece_size=base["piece_size"],
                 topology=topology,
-                hop_latency_s=hop,
-                piece_overhead_s=overhead,
+                queueing="small-first",  # the fit it uses
             )
             result = simulate(config)
             scale.append({"topology": topology, "nodes": nodes, **result.to_dict()})
