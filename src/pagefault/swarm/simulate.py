@@ -116,10 +116,9 @@ class _Run:
         self.pieces = -(-config.size // config.piece_size)
         self.stripes = TOPOLOGIES[config.topology]
         slow = slow_positions(config.nodes, config.slow_fraction)
+        slow_mbit = config.slow_mbit or config.link_mbit
         self.members = [
-            Member(f"n{i}", "", i, link_mbit=config.slow_mbit or config.link_mbit)
-            if i in slow
-            else Member(f"n{i}", "", i, link_mbit=config.link_mbit)
+            Member(f"n{i}", "", i, link_mbit=slow_mbit if i in slow else config.link_mbit)
             for i in range(1, config.nodes + 1)
         ]
         self.rate = {m.node: _bytes_per_s(m.link_mbit) for m in self.members}
