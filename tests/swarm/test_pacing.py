@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -95,3 +96,45 @@ def test_with_two_stripes_the_lead_counts_pieces_of_the_fetchers_stripe(
     fetch_gate.update(frozenset({0}), fleet_size=4)
     assert fetch_gate.allows(2 * (fetch_gate.lead - 1))  # its stripe's lead-th piece
     assert _blocks(fetch_gate, 2 * fetch_gate.lead, stop)
+
+
+def test_a_fetcher_holds_off_while_a_connected_peer_holds_more_of_its_stripe(
+    tmp_path: Path,
+) -> None:
+    """A placement that made this node fetcher while the old one still reads the origin
+    (its beat lapsed, or Redis restarted): the old one is the peer ahead of it."""
+    entry = write_synthetic_checkpoint(tmp_path / "m", SyntheticConfig(1 << 20, shards=1))
+    manifest = make_piece_manifest(entry, piece_size=PIECE)
+    ca = SwarmCA.create()
+
+    def node(name: str) -> tuple[lt.session, StripedTorrent]:
+        settings = {"listen_interfaces": "127.0.0.1:0s", "close_redundant_connections": False}
+        session = lt.session({**settings, "enable_dht": False})  # as agents have it
+        credentials = ca.issue(name)
+        return session, StripedTorrent.add(
+            session, manifest, ca.cert_pem, tmp_path / name, node=credentials
+        )
+
+    up_session, upstream = node("old-fetcher")
+    this_session, torrent = node("this")
+    torrent.handles[0].prioritize_pieces([0] * torrent.layout.num_pieces)  # stays behind
+    data = (entry.parent / upstream.layout.files[0].name).read_bytes()
+    for piece in range(4):
+        upstream.add_piece(piece, data[piece * PIECE : (piece + 1) * PIECE])
+    stop = threading.Event()
+    fetch_gate = FetchGate(torrent, stop)
+    fetch_gate.update(frozenset({0}), fleet_size=3)
+    assert fetch_gate.allows(5)  # no peer yet: within its lead
+    _until(lambda: upstream.stripe_pieces(0) == 4)
+    torrent.connect_peer(0, ("127.0.0.1", up_session.ssl_listen_port()))
+    _until(lambda: any(p.num_pieces == 4 for p in torrent.peers_of(0)))
+    assert not fetch_gate.allows(5)  # nobody has it, but the peer ahead is fetching
+    stop.set()
+    del up_session, this_session  # the sessions lived until here
+
+
+def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

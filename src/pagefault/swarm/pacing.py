@@ -7,6 +7,14 @@ and it is at most FETCH_LEAD_BYTES ahead of the best-fed peer: a lead of a few p
 keeps the downstream link busy (1, 3 and 6 MiB measured: 3 is best, docs/benchmarks.md)
 and bounds the kill test's extra egress. Urgent pieces (each file's first, which every
 node's loaders need before their first tensor) skip the lead.
+
+Held off: a connected peer of the stripe that holds more of it than this node is an
+upstream, not a child (children only hold what they were sent). This node is then
+fetcher only in a placement that will not last (a heartbeat of the old fetcher lapsed,
+or Redis lost its state and the fleet is coming back) while the old fetcher is alive and
+still reading the origin; reading too would serve those pieces twice (the Redis-restart
+test saw 1.54x). Such a node downloads what the peer has instead, and once it holds as
+much (the peer stopped or died) the gate opens again.
 """
 
 from __future__ import annotations
@@ -62,6 +70,8 @@ class FetchGate:
             peers = self.torrent.peers_of(piece)
             if any(len(p.pieces) > piece and p.pieces[piece] for p in peers):
                 return False  # a peer has it (e.g. fetched while it briefly was alone)
+            if any(p.num_pieces > self.torrent.stripe_pieces(stripe) for p in peers):
+                return False  # an upstream still fetching: see "Held off" above
             if self._fleet_size == 1:  # skipped for now, not waited for (LONE_DELAY_S)
                 alone_s = time.monotonic() - self._alone_since
                 first = stripe == 0 and not self._alone_after_fleet

@@ -103,6 +103,10 @@ class StripedTorrent:
         """Join ``address`` in ``stripe``'s torrent (a no-op while connected)."""
         self.handles[stripe % self.stripes].connect_peer(address)
 
+    def stripe_pieces(self, stripe: int) -> int:
+        """How many of ``stripe``'s pieces this node has (as its peers count them)."""
+        return int(self.handles[stripe].status().num_pieces)
+
     def peers_of(self, piece: int) -> list[lt.peer_info]:
         """The peers of the torrent that carries ``piece``."""
         return list(self.handle_of(piece).get_peer_info())
