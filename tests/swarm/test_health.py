@@ -9,9 +9,10 @@ import pytest
 import redis
 
 from pagefault.errors import ControlError
-from pagefault.swarm.coordinator import HEALTH_PATH, MEMBER_TTL_S, Coordinator
+from pagefault.swarm.coordinator import Coordinator
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.protocol import HEALTH_PATH, MEMBER_TTL_S
 from pagefault.swarm.state import SwarmState
 from pagefault.testing.redisd import LocalRedis
 

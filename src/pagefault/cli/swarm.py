@@ -1,4 +1,8 @@
-"""``pagefault agent``, ``pagefault coordinator`` and ``pagefault swarm status|fetch``."""
+"""``pagefault agent``, ``pagefault coordinator`` and ``pagefault swarm status|fetch``.
+
+The agent's and coordinator's modules (libtorrent, Redis, pydantic: ~0.3 s) are imported
+by their commands, not here: every ``pagefault`` command imports this module.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,17 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-import redis
 import typer
 from rich.table import Table
 
 from pagefault.cache import load_config
 from pagefault.errors import PagefaultError
-from pagefault.swarm.agent import Agent
 from pagefault.swarm.client import AgentClient
 from pagefault.swarm.config import AgentConfig
-from pagefault.swarm.coordinator import HEALTH_PATH, MEMBER_TTL_S, Coordinator
-from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.protocol import HEALTH_PATH, MEMBER_TTL_S
 from pagefault.swarm.simulate import SimConfig, simulate
 from pagefault.swarm.sockets import NOTSENT_LOWAT
-from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, MAX_STRIPES
 
 from .commands import JsonOpt, QuietOpt, app
@@ -72,6 +72,12 @@ def coordinator_command(
     """Serve peer discovery, chain/tree placement and origin policy (state in Redis)."""
     if not token:
         raise typer.BadParameter("a swarm token is required (--token or PAGEFAULT_SWARM_TOKEN)")
+    import redis  # noqa: PLC0415 - see the module's docstring
+
+    from pagefault.swarm.coordinator import Coordinator  # noqa: PLC0415
+    from pagefault.swarm.credentials import SwarmCA  # noqa: PLC0415
+    from pagefault.swarm.state import SwarmState  # noqa: PLC0415
+
     _log_to_stderr()
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     state = SwarmState(client, ttl_s=MEMBER_TTL_S)
@@ -117,6 +123,8 @@ def agent_command(
     ] = NOTSENT_LOWAT,
 ) -> None:
     """Run the node agent: serve models to peers and to this node's processes."""
+    from pagefault.swarm.agent import Agent  # noqa: PLC0415 - see the module's docstring
+
     _log_to_stderr()
     try:
         cache_config = load_config()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import libtorrent as lt
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,9 +21,13 @@ from pagefault.metrics import register_into
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials
 from pagefault.swarm.job import ModelJob, swarm_id
-from pagefault.swarm.jsonhttp import JsonServer, Request, call, split_address
+from pagefault.swarm.jsonhttp import call, split_address
+from pagefault.swarm.messages import Credentials, read_message
 from pagefault.swarm.metrics import AgentCollector
 from pagefault.swarm.sockets import cap_unsent_bytes
+
+if TYPE_CHECKING:
+    from pagefault.swarm.server import ApiServer
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -84,17 +88,7 @@ class Agent:
         self._stripes = 1  # the coordinator's placement: torrents per model
         self._solo_reason = "no coordinator configured (--coordinator)"
         self._alerts = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
-        self.api = JsonServer(
-            [
-                ("POST", r"/v1/models", self._open),
-                ("GET", r"/v1/models", self._list),
-                ("GET", r"/v1/models/([0-9a-f]{24})", self._describe),
-                ("GET", r"/v1/models/([0-9a-f]{24})/wait", self._wait),
-                ("GET", r"/metrics", self._metrics),
-            ],
-            config.api,
-            token=None,  # loopback of this node only
-        )
+        self.api: ApiServer | None = None  # the local API, from start()
 
     @property
     def peer_address(self) -> str:
@@ -102,9 +96,11 @@ class Agent:
         return f"{host}:{self.session.ssl_listen_port()}"
 
     def start(self) -> Agent:
+        from pagefault.swarm.routes import agent_server  # noqa: PLC0415 - FastAPI: see server
+
         cap_unsent_bytes(self.config.notsent_lowat)
+        self.api = agent_server(self, self.config.api).start()
         self._alerts.start()
-        self.api.start()
         _log.info(
             "agent %s: peers on %s, API on %s",
             self.config.node,
@@ -119,7 +115,8 @@ class Agent:
         self._stop.set()
         for job in self.jobs.values():
             job.stop()
-        self.api.stop()
+        if self.api is not None:
+            self.api.stop()
 
     def open(self, uri: str) -> ModelJob:
         """The job for ``uri``, started on first request."""
@@ -149,6 +146,7 @@ class Agent:
                     method="POST",
                     token=self.config.token,
                 )
+                issued = read_message(Credentials, reply, sender=self.config.coordinator)
             except ControlError as exc:
                 refused = exc.status in (401, 403)
                 self._solo_reason = (
@@ -169,9 +167,9 @@ class Agent:
                         self._solo_reason,
                     )
                 return None
-            node = NodeCredentials(reply["cert"].encode(), reply["key"].encode())
-            self._credentials = (reply["ca"].encode(), node)
-            self._stripes = int(reply.get("stripes") or 1)
+            node = NodeCredentials(issued.cert.encode(), issued.key.encode())
+            self._credentials = (issued.ca.encode(), node)
+            self._stripes = issued.stripes
         return self._credentials
 
     def _alert_loop(self) -> None:
@@ -212,34 +210,13 @@ class Agent:
                 return job
         return None
 
-    # -- local API -----------------------------------------------------------------------
-    def _open(self, request: Request) -> tuple[int, Any]:
-        uri = request.json().get("uri")
-        if not isinstance(uri, str) or not uri:
-            raise ControlError("'uri' must be a model URI", 400)
-        return 200, self.open(uri).describe()
-
-    def _list(self, request: Request) -> tuple[int, Any]:
-        return 200, {"node": self.config.node, "models": [j.describe() for j in self.jobs.values()]}
-
-    def _job(self, request: Request) -> ModelJob:
-        job = self.jobs.get(request.match.group(1))
+    # -- for the local API ---------------------------------------------------------------
+    def job(self, model_id: str) -> ModelJob:
+        job = self.jobs.get(model_id)
         if job is None:
             raise ControlError("no such model on this agent", 404)
         return job
 
-    def _describe(self, request: Request) -> tuple[int, Any]:
-        return 200, self._job(request).describe()
-
-    def _metrics(self, request: Request) -> tuple[int, Any]:
-        return 200, generate_latest(self.metrics)
-
-    def _wait(self, request: Request) -> tuple[int, Any]:
-        job = self._job(request)
-        try:
-            first, last = int(request.query["first"]), int(request.query["last"])
-            timeout = min(float(request.query.get("timeout", "10")), 60.0)
-        except (KeyError, ValueError) as exc:
-            raise ControlError("want integer 'first', 'last' and a numeric 'timeout'", 400) from exc
-        ready = job.wait(first, last, timeout)
-        return 200, {"ready": ready, "error": job.error, "contiguous": job.contiguous(first)}
+    def metrics_text(self) -> bytes:
+        """Prometheus text: the jobs' swarm figures and this process's loads and saves."""
+        return generate_latest(self.metrics)

@@ -9,34 +9,30 @@ the swarm CA, which is what lets it talk to other nodes at all. A store that fai
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
-import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import redis
 
 from pagefault.errors import ControlError
 from pagefault.swarm.credentials import SwarmCA
-from pagefault.swarm.jsonhttp import JsonServer, Request
+from pagefault.swarm.messages import Beat, Credentials, Heartbeat, Peer, Report, SwarmStatus
 from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, Member, order, place
 
-__all__ = ["HEALTH_PATH", "HEARTBEAT_S", "MEMBER_TTL_S", "Coordinator"]
+__all__ = ["Coordinator"]
 
-HEALTH_PATH = "/v1/health"
-
-HEARTBEAT_S = 0.5  # agents' heartbeat period
-# A node is gone after 4 missed beats: 3 (1.5 s) dropped live nodes whose beat was late
-# while 16 agents started on 2 CPUs, and the transient head fetched from the origin.
-MEMBER_TTL_S = 4 * HEARTBEAT_S
 _log = logging.getLogger("pagefault.coordinator")
-_ID = r"([A-Za-z0-9._-]{1,128})"
+
+if TYPE_CHECKING:
+    from pagefault.swarm.server import ApiServer
 
 
 class Coordinator:
+    """The control plane's logic over typed messages; :meth:`server` puts it on HTTP."""
+
     def __init__(
         self, state: SwarmState, ca: SwarmCA, token: str, *, stripes: int = DEFAULT_STRIPES
     ) -> None:
@@ -45,103 +41,69 @@ class Coordinator:
         self.token = token
         self.stripes = stripes
 
-    def server(self, address: str) -> JsonServer:
-        routes = [
-            ("POST", r"/v1/credentials/" + _ID, self._credentials),
-            ("POST", rf"/v1/swarms/{_ID}/nodes/{_ID}", self._heartbeat),
-            ("POST", rf"/v1/swarms/{_ID}/reports/{_ID}", self._report),
-            ("PUT", rf"/v1/swarms/{_ID}/manifest", self._put_manifest),
-            ("GET", rf"/v1/swarms/{_ID}/manifest", self._get_manifest),
-            ("GET", rf"/v1/swarms/{_ID}", self._status),
-            ("GET", r"/v1/swarms", self._list),
-            ("GET", HEALTH_PATH, self._health),
-        ]
-        return JsonServer(routes, address, self.token, public=frozenset({HEALTH_PATH}))
+    def server(self, address: str) -> ApiServer:
+        """Its HTTP API on ``address`` (not yet started)."""
+        from pagefault.swarm.routes import coordinator_server  # noqa: PLC0415 - FastAPI
 
-    def _health(self, request: Request) -> tuple[int, Any]:
-        """200 when the coordination store answers; 503 with its error otherwise. Needs no
-        token, so a Kubernetes probe or a load balancer can ask; it tells nothing else."""
+        return coordinator_server(self, address)
+
+    def health(self) -> None:
+        """Raises (503, naming the store's error) unless the coordination store answers."""
         with _redis_errors():
             self.state.redis.ping()
-        return 200, {"ok": True}
 
-    def _credentials(self, request: Request) -> tuple[int, Any]:
-        node = request.match.group(1)
+    def credentials(self, node: str) -> Credentials:
         issued = self.ca.issue(node)
         _log.info("issued a certificate to %s", node)
-        return 200, {
-            "ca": self.ca.cert_pem.decode(),
-            "cert": issued.cert_pem.decode(),
-            "key": issued.key_pem.decode(),
-            "stripes": self.stripes,  # a job's torrents need it before the node joins
-        }
-
-    def _heartbeat(self, request: Request) -> tuple[int, Any]:
-        swarm, node = request.match.groups()
-        body = request.json()
-        address = body.get("address")
-        if not isinstance(address, str) or ":" not in address:
-            raise ControlError("'address' must be 'ip:port'", 400)
-        try:
-            link_mbit = float(body.get("link_mbit") or 0.0)
-        except (TypeError, ValueError):
-            link_mbit = math.nan
-        if not (math.isfinite(link_mbit) and link_mbit >= 0):
-            raise ControlError("'link_mbit' must be a non-negative number (Mbit/s)", 400)
-        given = Member(
-            node, address, int(body.get("seq", -1)), str(body.get("zone", "")), link_mbit
+        return Credentials(
+            ca=self.ca.cert_pem.decode(),
+            cert=issued.cert_pem.decode(),
+            key=issued.key_pem.decode(),
+            stripes=self.stripes,  # a job's torrents need it before the node joins
         )
+
+    def heartbeat(self, swarm: str, node: str, beat: Heartbeat) -> Beat:
+        """Record ``node`` as live and answer with its place in the swarm."""
+        given = Member(node, beat.address, beat.seq, beat.zone, beat.link_mbit)
         with _redis_errors():
-            member, settling = self.state.heartbeat(swarm, given, dict(body.get("stats") or {}))
+            member, settling = self.state.heartbeat(swarm, given, beat.stats)
             if settling:  # Redis restarted: keep every placement until the fleet beat again
-                return 200, {"seq": member.seq, "excluded": False, "settling": True}
+                return Beat(seq=member.seq, settling=True)
             ranked = self.state.live(swarm)
             has_manifest = self.state.manifest(swarm) is not None
         live = [m for m, _ in ranked]
         have = {m.node: int(stats.get("have") or 0) for m, stats in ranked}
         if all(m.node != node for m in live):  # reported corrupt: nobody feeds from it
-            return 200, {
-                "seq": member.seq,
-                "excluded": True,
-                "stripes": self.stripes,
-                "upstreams": [],
-                "fetch": [],
-            }
+            return Beat(seq=member.seq, excluded=True, stripes=self.stripes)
         placement = place(node, live, self.stripes)
-        return 200, {
-            "seq": member.seq,
-            "excluded": False,
-            "stripes": self.stripes,
-            "upstreams": [_peer(up, have) for up in placement.upstreams],
-            "fetch": placement.fetch,
-            "position": placement.position,
-            "size": placement.size,
-            "manifest": has_manifest,
-        }
+        return Beat(
+            seq=member.seq,
+            stripes=self.stripes,
+            upstreams=[_peer(up, have) for up in placement.upstreams],
+            fetch=placement.fetch,
+            position=placement.position,
+            size=placement.size,
+            manifest=has_manifest,
+        )
 
-    def _report(self, request: Request) -> tuple[int, Any]:
-        swarm, bad = request.match.groups()
-        reason = request.json().get("reason", "")
-        _log.warning("swarm %s: node %s reported: %s", swarm, bad, reason)
+    def report(self, swarm: str, bad: str, report: Report) -> None:
+        _log.warning("swarm %s: node %s reported: %s", swarm, bad, report.reason)
         with _redis_errors():
             self.state.report_bad(swarm, bad)
-        return 200, {"excluded": bad}
 
-    def _put_manifest(self, request: Request) -> tuple[int, Any]:
-        swarm = request.match.group(1)
+    def publish_manifest(self, swarm: str, data: bytes) -> bool:
+        """Keep the first fetcher's manifest; False if one was already published."""
         with _redis_errors():
-            first = self.state.publish_manifest(swarm, request.body)
-        return (201 if first else 200), {"published": first}
+            return self.state.publish_manifest(swarm, data)
 
-    def _get_manifest(self, request: Request) -> tuple[int, Any]:
+    def manifest(self, swarm: str) -> bytes:
         with _redis_errors():
-            data = self.state.manifest(request.match.group(1))
+            data = self.state.manifest(swarm)
         if data is None:
             raise ControlError("no manifest published for this swarm yet", 404)
-        return 200, {"manifest": base64.b64encode(data).decode()}
+        return data
 
-    def _status(self, request: Request) -> tuple[int, Any]:
-        swarm = request.match.group(1)
+    def status(self, swarm: str) -> SwarmStatus:
         with _redis_errors():
             live = self.state.live(swarm)
             bad = self.state.bad(swarm)
@@ -160,19 +122,17 @@ class Coordinator:
                     **stats[member.node],
                 }
             )
-        return 200, {"swarm": swarm, "nodes": nodes, "bad": bad}
+        return SwarmStatus(swarm=swarm, nodes=nodes, bad=bad)
 
-    def _list(self, request: Request) -> tuple[int, Any]:
+    def swarms(self) -> list[str]:
         with _redis_errors():
-            return 200, {"swarms": self.state.swarms()}
+            return self.state.swarms()
 
 
-def _peer(member: Member | None, have: dict[str, int]) -> dict[str, Any] | None:
-    """An upstream as its child sees it; ``have`` (its piece count at its last heartbeat)
-    tells the child whether it is waiting on a slow chain or on a broken link."""
+def _peer(member: Member | None, have: dict[str, int]) -> Peer | None:
     if member is None:
         return None
-    return {"node": member.node, "address": member.address, "have": have.get(member.node, 0)}
+    return Peer(node=member.node, address=member.address, have=have.get(member.node, 0))
 
 
 @contextlib.contextmanager

@@ -31,12 +31,13 @@ from pagefault.sources.describe import ModelDescription, describe
 from pagefault.sources.remote_dir import RemoteDirectory
 from pagefault.swarm.admission import PieceAdmission
 from pagefault.swarm.config import AgentConfig
-from pagefault.swarm.coordinator import HEARTBEAT_S
 from pagefault.swarm.credentials import NodeCredentials, SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
 from pagefault.swarm.jsonhttp import call, split_address
+from pagefault.swarm.messages import Beat, Heartbeat, Peer, read_message
 from pagefault.swarm.metrics import WaitHistogram
 from pagefault.swarm.pacing import FetchGate
+from pagefault.swarm.protocol import HEARTBEAT_S
 from pagefault.swarm.stall import StallPolicy
 from pagefault.swarm.striped import StripedTorrent
 from pagefault.swarm.torrent import TorrentLayout
@@ -96,7 +97,7 @@ class ModelJob:
         self.feeder: OriginFeeder | None = None
         self.admission: PieceAdmission | None = None
         self._release_lease: Callable[[], None] = lambda: None
-        self.upstreams: list[dict[str, Any] | None] = []  # per stripe: node, address, have
+        self.upstreams: list[Peer | None] = []  # per stripe; None: the origin
         self.gate: FetchGate | None = None  # what this node may read as a fetcher
         self._seq = -1
         self._staging: Path | None = None  # a first fetcher's full download, until complete
@@ -155,9 +156,9 @@ class ModelJob:
         _log.warning("swarm %s: banned peer %s (%s)", self.id, ip, why)
         self.reasons.append(f"banned peer {ip}: {why}")
         for up in self.upstreams:
-            if up and split_address(up["address"])[0] == ip:
+            if up and split_address(up.address)[0] == ip:
                 self._control(
-                    f"/v1/swarms/{self.id}/reports/{up['node']}",
+                    f"/v1/swarms/{self.id}/reports/{up.node}",
                     {"reason": why, "reporter": self.settings.node},
                 )
 
@@ -219,7 +220,7 @@ class ModelJob:
                 }
                 for f in (layout.files if layout else ())
             ],
-            "upstreams": [up["address"] if up else None for up in self.upstreams],
+            "upstreams": [up.address if up else None for up in self.upstreams],
         }
 
     # -- the job -------------------------------------------------------------------------
@@ -257,7 +258,7 @@ class ModelJob:
                 data = base64.b64decode(shared["manifest"])
                 return PieceManifest.from_json(data, name=f"swarm {self.id} manifest")
             beat = self._heartbeat({})
-            if beat is None or 0 in beat.get("fetch", ()):  # the first stripe's root builds it
+            if beat is None or 0 in beat.fetch:  # the first stripe's root builds it
                 return self._build_manifest()
             self._stop.wait(HEARTBEAT_S)
         raise SwarmError("stopped before the model's manifest was available")
@@ -351,7 +352,7 @@ class ModelJob:
             self._check_stall(beat)
             self._stop.wait(HEARTBEAT_S)  # after the work: the first beat goes out at once
 
-    def _check_stall(self, beat: dict[str, Any] | None) -> None:
+    def _check_stall(self, beat: Beat | None) -> None:
         """Ask the stall policy; when it says so, fetch the missing pieces from the origin."""
         if self.feeder is None or self.layout is None or self.feeder.running:
             return
@@ -370,31 +371,31 @@ class ModelJob:
                 self.reasons.append(f"origin fallback: {why}")
                 self.stall.restart()
 
-    def _follow_placement(self, beat: dict[str, Any]) -> None:
+    def _follow_placement(self, beat: Beat) -> None:
         assert self.feeder is not None and self.torrent is not None
-        if beat.get("settling"):  # the coordinator is rebuilding its state: keep ours
+        if beat.settling:  # the coordinator is rebuilding its state: keep ours
             return
-        stripes = int(beat.get("stripes") or 1)
+        stripes = beat.stripes
         if stripes != self.torrent.stripes:  # --stripes changed since our certificate
             joined = self.torrent.stripes
             why = f"origin fallback: joined as {joined} stripe(s), the swarm has {stripes}"
             if self.state != "complete" and self.feeder.start(why):
                 self.reasons.append(why)
             return
-        upstreams = list(beat.get("upstreams") or [])
+        upstreams = beat.upstreams
         for stripe, up in enumerate(upstreams):
             if up:  # every beat: a no-op while connected, a retry after a drop
-                self.torrent.connect_peer(stripe, split_address(up["address"]))
-        feeders = [up and up["node"] for up in upstreams]
-        if feeders != [up and up["node"] for up in self.upstreams]:
+                self.torrent.connect_peer(stripe, split_address(up.address))
+        feeders = [up and up.node for up in upstreams]
+        if feeders != [up and up.node for up in self.upstreams]:
             _log.info("swarm %s: fed by %s", self.id, feeders)
         self.upstreams = upstreams
         # A placement can be transient (e.g. the first heartbeat after Redis lost its state
         # sees a fleet of one): fetch a stripe only while the coordinator keeps saying so.
         gate = self.gate
         assert gate is not None
-        fetch = frozenset(int(s) for s in beat.get("fetch") or ())
-        gate.update(fetch, int(beat.get("size") or 1))
+        fetch = frozenset(beat.fetch)
+        gate.update(fetch, beat.size)
         if fetch and self.state != "complete" and not self.feeder.running:
             self.feeder.start(
                 f"designated fetcher of stripe(s) {sorted(fetch)} of {stripes}",
@@ -406,7 +407,7 @@ class ModelJob:
         (Without this, the tail of a long chain whose head just died would time out and
         pull the whole model from the origin while the new head is already refilling.)"""
         have = len(self._have)
-        return any(up and int(up.get("have") or 0) > have for up in self.upstreams)
+        return any(up and up.have > have for up in self.upstreams)
 
     def _stall_report(self) -> str:
         """What the swarm looks like when it stops delivering: for the log, to debug it."""
@@ -418,19 +419,26 @@ class ModelJob:
             f"missing {len(missing)} pieces {missing[:8]} (libtorrent: {missing_lt[:8]}); {stripes}"
         )
 
-    def _heartbeat(self, stats: dict[str, Any]) -> dict[str, Any] | None:
-        body = {
-            "address": self.address,
-            "seq": self._seq,
-            "zone": self.settings.zone,
-            "link_mbit": self.settings.link_mbit,
-            "stats": stats,
-        }
-        beat = self._control(f"/v1/swarms/{self.id}/nodes/{self.settings.node}", body, quiet=True)
-        if isinstance(beat, dict):
-            self._seq = int(beat.get("seq", self._seq))
-            return beat
-        return None
+    def _heartbeat(self, stats: dict[str, Any]) -> Beat | None:
+        """One beat; the coordinator's answer, or None when there is none to follow."""
+        body = Heartbeat(
+            address=self.address,
+            seq=self._seq,
+            zone=self.settings.zone,
+            link_mbit=self.settings.link_mbit,
+            stats=stats,
+        )
+        path = f"/v1/swarms/{self.id}/nodes/{self.settings.node}"
+        answer = self._control(path, body.model_dump(), quiet=True)
+        if answer is None:
+            return None
+        try:
+            beat = read_message(Beat, answer, sender=str(self.settings.coordinator))
+        except ControlError as exc:
+            self._unavailable(exc, quiet=True)
+            return None
+        self._seq = beat.seq
+        return beat
 
     def _control(
         self,
@@ -454,15 +462,18 @@ class ModelJob:
         except ControlError as exc:
             if exc.status == 404:  # an answer (no such manifest yet), not an outage
                 self._reachable()
-                return None
-            if self.coordinator_error is None:  # once per outage, with its cause
-                _log.warning("swarm %s: coordinator unavailable: %s", self.id, exc)
-            elif not quiet:
-                _log.warning("coordinator: %s", exc)
-            self.coordinator_error = str(exc)
+            else:
+                self._unavailable(exc, quiet=quiet)
             return None
         self._reachable()
         return answer
+
+    def _unavailable(self, exc: ControlError, *, quiet: bool) -> None:
+        if self.coordinator_error is None:  # once per outage, with its cause
+            _log.warning("swarm %s: coordinator unavailable: %s", self.id, exc)
+        elif not quiet:
+            _log.warning("coordinator: %s", exc)
+        self.coordinator_error = str(exc)
 
     def _reachable(self) -> None:
         """The coordinator answered: an outage, if there was one, is over."""

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 from pagefault.errors import ConfigError
-from pagefault.swarm.coordinator import MEMBER_TTL_S
+from pagefault.swarm.protocol import MEMBER_TTL_S
 from pagefault.swarm.topology import Member, Placement, place
 
 __all__ = ["CALIBRATION", "TOPOLOGIES", "SimConfig", "SimResult", "simulate", "slow_positions"]

@@ -1,0 +1,114 @@
+"""The control planes' messages: what agents, coordinators and loaders send each other.
+
+Each request body and answer is one of these models, validated where it arrives: a
+malformed heartbeat is refused with the field named (HTTP 400) instead of failing as a
+``KeyError`` inside the placement, and a job reads ``beat.upstreams``, not dict keys.
+Unknown fields are ignored, so an older agent and a newer coordinator still talk.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pagefault.errors import ControlError
+
+__all__ = [
+    "Beat",
+    "Credentials",
+    "Heartbeat",
+    "Message",
+    "ModelRequest",
+    "Peer",
+    "Report",
+    "SwarmStatus",
+    "WaitReply",
+    "read_message",
+]
+
+_ADDRESS = r"^\S+:\d{1,5}$"  # "ip:port", as split_address reads it
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Heartbeat(Message):
+    """An agent's beat: where its peers reach it, the seq it was given (-1: new)."""
+
+    address: str = Field(pattern=_ADDRESS, description="ip:port of its libtorrent listener")
+    seq: int = -1
+    zone: str = ""
+    link_mbit: float = Field(0.0, ge=0, allow_inf_nan=False, description="declared link rate")
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class Peer(Message):
+    """An upstream as its child sees it; ``have`` (its piece count at its last heartbeat)
+    tells the child whether it is waiting on a slow chain or on a broken link."""
+
+    node: str
+    address: str
+    have: int = 0
+
+
+class Beat(Message):
+    """The coordinator's answer to a heartbeat: this node's place in the swarm.
+
+    ``settling``: Redis lost the swarm's state and members are still coming back; keep
+    the current placement. ``excluded``: reported corrupt; nobody feeds from this node.
+    """
+
+    seq: int
+    excluded: bool = False
+    settling: bool = False
+    stripes: int = Field(1, ge=1)
+    upstreams: list[Peer | None] = Field(default_factory=list)  # per stripe; None: origin
+    fetch: list[int] = Field(default_factory=list)  # the stripes this node reads from the origin
+    position: int = 0
+    size: int = Field(1, ge=1)  # live members
+    manifest: bool = False  # whether a first fetcher published the piece manifest
+
+
+class Credentials(Message):
+    """A node's swarm certificate, and the stripe count its torrents need before it joins."""
+
+    ca: str
+    cert: str
+    key: str
+    stripes: int = Field(1, ge=1)
+
+
+class Report(Message):
+    reason: str = ""
+
+
+class SwarmStatus(Message):
+    swarm: str
+    nodes: list[dict[str, Any]]  # placement plus each node's own stats, for people
+    bad: list[str]
+
+
+class ModelRequest(Message):
+    """A local process asking its agent for a model."""
+
+    uri: str = Field(min_length=1)
+
+
+class WaitReply(Message):
+    ready: bool
+    error: str | None
+    contiguous: int  # pieces from ``first`` on that are there without a gap
+
+
+M = TypeVar("M", bound=Message)
+
+
+def read_message(kind: type[M], data: Any, *, sender: str) -> M:
+    """``data`` (a decoded JSON answer from ``sender``) as a ``kind``; a ``ControlError``
+    naming the field that is wrong, like any other unusable answer."""
+    try:
+        return kind.model_validate(data)
+    except ValidationError as exc:
+        raise ControlError(f"{sender} sent an unreadable {kind.__name__}: {exc}") from exc

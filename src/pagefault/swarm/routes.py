@@ -1,0 +1,120 @@
+"""The coordinator's and the agent's HTTP routes: paths and queries validated, bodies
+parsed into :mod:`pagefault.swarm.messages`, then handed to the logic, which knows
+nothing of HTTP."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio
+from fastapi import Path as PathParam
+from fastapi import Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from pagefault.swarm.messages import (
+    Beat,
+    Credentials,
+    Heartbeat,
+    ModelRequest,
+    Report,
+    SwarmStatus,
+    WaitReply,
+)
+from pagefault.swarm.protocol import HEALTH_PATH
+from pagefault.swarm.server import ApiServer, control_app
+
+if TYPE_CHECKING:
+    from pagefault.swarm.agent import Agent
+    from pagefault.swarm.coordinator import Coordinator
+
+__all__ = ["agent_server", "coordinator_server"]
+
+Name = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,128}$")]  # a node or swarm
+ModelId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{24}$")]
+_LONG_POLLS = 256  # /wait calls in flight at once: each holds a thread while it waits
+_MAX_WAIT_S = 60.0
+
+
+def coordinator_server(coordinator: Coordinator, address: str) -> ApiServer:
+    """The coordinator's API on ``address`` (not yet started)."""
+    app = control_app(coordinator.token, public=frozenset({HEALTH_PATH}))
+
+    @app.get(HEALTH_PATH)
+    def health() -> dict[str, bool]:
+        """200 when the coordination store answers, 503 with its error otherwise. Needs no
+        token, so a Kubernetes probe or a load balancer can ask; it tells nothing else."""
+        coordinator.health()
+        return {"ok": True}
+
+    @app.post("/v1/credentials/{node}")
+    def credentials(node: Name) -> Credentials:
+        return coordinator.credentials(node)
+
+    @app.post("/v1/swarms/{swarm}/nodes/{node}")
+    def heartbeat(swarm: Name, node: Name, beat: Heartbeat) -> Beat:
+        return coordinator.heartbeat(swarm, node, beat)
+
+    @app.post("/v1/swarms/{swarm}/reports/{node}")
+    def report(swarm: Name, node: Name, report: Report) -> dict[str, str]:
+        coordinator.report(swarm, node, report)
+        return {"excluded": node}
+
+    @app.put("/v1/swarms/{swarm}/manifest")
+    async def put_manifest(swarm: Name, request: Request) -> Response:
+        """The body is the manifest's own JSON, stored as it came (the first one wins)."""
+        first = await run_in_threadpool(coordinator.publish_manifest, swarm, await request.body())
+        return JSONResponse({"published": first}, status_code=201 if first else 200)
+
+    @app.get("/v1/swarms/{swarm}/manifest")
+    def get_manifest(swarm: Name) -> dict[str, str]:
+        return {"manifest": base64.b64encode(coordinator.manifest(swarm)).decode()}
+
+    @app.get("/v1/swarms/{swarm}")
+    def status(swarm: Name) -> SwarmStatus:
+        return coordinator.status(swarm)
+
+    @app.get("/v1/swarms")
+    def swarms() -> dict[str, list[str]]:
+        return {"swarms": coordinator.swarms()}
+
+    return ApiServer(app, address)
+
+
+def agent_server(agent: Agent, address: str) -> ApiServer:
+    """The agent's local API on ``address`` (not yet started)."""
+    app = control_app(None)  # the node's own processes, on its loopback
+    long_polls = anyio.CapacityLimiter(_LONG_POLLS)
+
+    @app.post("/v1/models")
+    def open_model(request: ModelRequest) -> dict[str, Any]:
+        return agent.open(request.uri).describe()
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {"node": agent.config.node, "models": [j.describe() for j in agent.jobs.values()]}
+
+    @app.get("/v1/models/{model_id}")
+    def describe(model_id: ModelId) -> dict[str, Any]:
+        return agent.job(model_id).describe()
+
+    @app.get("/v1/models/{model_id}/wait")
+    async def wait(
+        model_id: ModelId,
+        first: Annotated[int, Query(ge=0)],
+        last: Annotated[int, Query(ge=0)],
+        timeout: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 10.0,
+    ) -> WaitReply:
+        """Until pieces ``first..last`` are verified on the node, or ``timeout`` seconds."""
+        job = agent.job(model_id)
+        seconds = min(timeout, _MAX_WAIT_S)
+        ready = await anyio.to_thread.run_sync(job.wait, first, last, seconds, limiter=long_polls)
+        return WaitReply(ready=ready, error=job.error, contiguous=job.contiguous(first))
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(agent.metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
+    return ApiServer(app, address)

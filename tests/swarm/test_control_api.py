@@ -1,0 +1,107 @@
+"""The control planes' HTTP APIs: requests validated into messages, errors named, the token
+checked; a real coordinator (with Redis) and a real agent on loopback."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pagefault.cache import CacheConfig
+from pagefault.errors import ControlError
+from pagefault.swarm.agent import Agent
+from pagefault.swarm.config import AgentConfig
+from pagefault.swarm.coordinator import Coordinator
+from pagefault.swarm.credentials import SwarmCA
+from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.protocol import MEMBER_TTL_S
+from pagefault.swarm.state import SwarmState
+from pagefault.testing.redisd import LocalRedis
+
+
+@pytest.fixture
+def coordinator() -> Iterator[str]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    with LocalRedis() as store:
+        client = redis.Redis.from_url(store.url, socket_timeout=1)
+        state = SwarmState(client, ttl_s=MEMBER_TTL_S)
+        server = Coordinator(state, SwarmCA.create(), "secret").server("127.0.0.1:0").start()
+        try:
+            yield f"http://{server.address}"
+        finally:
+            server.stop()
+            client.close()
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[str]:
+    config = AgentConfig(node="a1", listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=tmp_path)
+    running = Agent(config, CacheConfig(enabled=False)).start()
+    assert running.api is not None
+    try:
+        yield f"http://{running.api.address}"
+    finally:
+        running.stop()
+
+
+def _refused(url: str, **kwargs: object) -> ControlError:
+    with pytest.raises(ControlError) as refused:
+        call(url, **kwargs)  # type: ignore[arg-type]
+    return refused.value
+
+
+def test_a_heartbeat_is_validated_field_by_field(coordinator: str) -> None:
+    url = f"{coordinator}/v1/swarms/s/nodes/n1"
+    missing = _refused(url, method="POST", body={"seq": 3}, token="secret")
+    assert missing.status == 400 and "body.address" in str(missing)
+    slow = _refused(
+        url, method="POST", body={"address": "10.0.0.1:1", "link_mbit": -1}, token="secret"
+    )
+    assert slow.status == 400 and "body.link_mbit" in str(slow)
+    bad_name = _refused(
+        f"{coordinator}/v1/swarms/s/nodes/n%201", method="POST", body={}, token="secret"
+    )
+    assert bad_name.status == 400 and "path.node" in str(bad_name)
+    beat = call(url, method="POST", body={"address": "10.0.0.1:6881"}, token="secret")
+    assert beat["fetch"] == [0] and beat["upstreams"] == [None] and beat["size"] == 1
+
+
+def test_every_route_but_health_needs_the_token(coordinator: str) -> None:
+    assert _refused(f"{coordinator}/v1/swarms").status == 401
+    assert _refused(f"{coordinator}/v1/swarms", token="wrong").status == 401
+    assert call(f"{coordinator}/v1/health") == {"ok": True}
+    assert call(f"{coordinator}/v1/swarms", token="secret") == {"swarms": []}
+    assert _refused(f"{coordinator}/v1/nothing", token="secret").status == 404
+
+
+def test_the_first_published_manifest_wins(coordinator: str) -> None:
+    url = f"{coordinator}/v1/swarms/s/manifest"
+    assert _refused(url, token="secret").status == 404
+    assert call(url, method="PUT", body=b'{"first": 1}', token="secret") == {"published": True}
+    assert call(url, method="PUT", body=b'{"second": 2}', token="secret") == {"published": False}
+    stored = call(url, token="secret")["manifest"]
+    assert base64.b64decode(stored) == b'{"first": 1}'
+
+
+def test_the_agents_api_names_what_is_wrong(agent: str) -> None:
+    assert call(f"{agent}/v1/models") == {"node": "a1", "models": []}
+    no_uri = _refused(f"{agent}/v1/models", method="POST", body={})
+    assert no_uri.status == 400 and "body.uri" in str(no_uri)
+    assert _refused(f"{agent}/v1/models/{'0' * 24}").status == 404
+    not_an_id = _refused(f"{agent}/v1/models/xyz")
+    assert not_an_id.status == 400 and "path.model_id" in str(not_an_id)
+    bad_range = _refused(f"{agent}/v1/models/{'0' * 24}/wait?first=one&last=2")
+    assert bad_range.status == 400 and "query.first" in str(bad_range)
+    assert b"pagefault" in call(f"{agent}/metrics")  # Prometheus text, not JSON
+
+
+def test_a_taken_address_is_a_clear_error(agent: str) -> None:
+    taken = agent.removeprefix("http://")
+    config = AgentConfig(node="a2", listen="127.0.0.1:0", api=taken, data_dir=Path("/tmp"))
+    with pytest.raises(ControlError, match=f"cannot serve on {taken}"):
+        Agent(config, CacheConfig(enabled=False)).start()
