@@ -157,6 +157,10 @@ def test_swarm_fetch_fills_the_node_cache_for_any_process(
         assert loaded.stats.bytes_by_source["origin"] == 0
         assert loaded.stats.bytes_by_source["peers"] == 0
         assert origin.bytes_sent - sent < PIECE, "only HEADs: no model bytes from the origin"
+    # one copy on disk: the agent's seed files; the disk tier holds links to them
+    model_bytes = sum(f.stat().st_size for f in (served / "model").iterdir())
+    entries = [f for f in (cache_root / "disk" / "pieces").rglob("*") if f.is_file()]
+    assert entries and sum(f.stat().st_size for f in entries) < model_bytes // 20
 
 
 def test_agent_killed_mid_load_the_load_finishes_from_the_origin(

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pagefault.cache.catalog import Catalog
 from pagefault.cache.config import CacheConfig, load_config, nearest_existing
@@ -78,13 +79,25 @@ class NodeCache:
         return None
 
     def store(
-        self, sha: str, chunks: Sequence[memoryview], *, skip: PieceTier | None = None
+        self,
+        sha: str,
+        chunks: Sequence[memoryview],
+        *,
+        skip: PieceTier | None = None,
+        held_at: tuple[Path, int] | None = None,
     ) -> None:
-        """Write a verified piece to every tier that takes it; a full tier is bypassed."""
+        """Write a verified piece to every tier that takes it; a full tier is bypassed.
+
+        ``held_at``: a file (and offset) that already holds the piece and stays (the swarm
+        agent's seed files): the disk tier links to it instead of keeping a second copy.
+        """
         for tier in self.tiers:
             if tier is skip:
                 continue
             try:
+                if held_at is not None and tier is not self.ram:
+                    tier.link(sha, *held_at, chunks)
+                    continue
                 stored = tier.put(sha, chunks, self.protected)
             except CacheError as exc:
                 self._warn(tier.name, f"{exc}; loading on without this tier")

@@ -6,6 +6,12 @@ was fetched; the trailer lets every later read check the bytes at memory speed, 
 bit flipped at rest is caught without re-hashing SHA-256. Files appear only by rename
 of a complete (and, on durable tiers, fsynced) temp file, so a writer killed at any
 point leaves at worst a temp file, never an entry that reads as valid.
+
+An entry can instead be a link: the absolute path of a file that already holds the
+piece (the swarm agent's seed files, which libtorrent must keep), then a 24-byte record
+(magic, length, XXH3-64, offset in that file). The node then keeps one copy of a swarmed
+model, not two; reads check the XXH3 as for any piece, and a link whose file is gone or
+changed is dropped like a corrupt piece.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ __all__ = ["TRAILER_BYTES", "PieceFile", "PieceTier", "StoredPiece", "checksum"]
 _TRAILER = struct.Struct("<4sIQ")
 TRAILER_BYTES = _TRAILER.size
 _MAGIC = b"PFC1"
+_LINK = struct.Struct("<4sIQQ")  # magic, length, XXH3-64, offset in the linked file
+_LINK_MAGIC = b"PFL1"
+_MAX_LINK_PATH = 4096
 _RESCAN_SECONDS = 1.0  # other processes write too: re-count usage at least this often
 
 
@@ -58,10 +67,11 @@ class StoredPiece:
 class PieceFile:
     """An open piece: read it into buffers or map it, then check it against its trailer."""
 
-    def __init__(self, fd: int, length: int, expected: int, path: Path) -> None:
+    def __init__(self, fd: int, length: int, expected: int, path: Path, *, offset: int = 0) -> None:
         self.fd = fd
         self.length = length
         self.path = path
+        self.offset = offset  # where the bytes start in ``fd`` (a link's file: anywhere)
         self._expected = expected
 
     def read_into(self, buffers: Sequence[memoryview]) -> None:
@@ -70,7 +80,7 @@ class PieceFile:
         if cursor.total != self.length:
             raise CacheError(f"{self.path}: asked for {cursor.total} bytes of {self.length}")
         try:
-            read_fully(self.fd, 0, buffers, name=str(self.path))
+            read_fully(self.fd, self.offset, buffers, name=str(self.path))
         except SourceError as exc:
             raise CacheError(str(exc)) from exc
 
@@ -107,27 +117,35 @@ class PieceTier:
         return self._pieces / hex_part(sha)[:2] / sha
 
     def open(self, sha: str) -> PieceFile | None:
-        """The piece if this tier holds a well-formed copy (its bytes are checked on use)."""
+        """The piece if this tier holds a well-formed copy or a link to a file that still
+        exists (the bytes are checked on use)."""
         path = self.path(sha)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
-            size = os.fstat(fd).st_size
-            trailer = os.pread(fd, _TRAILER.size, max(0, size - _TRAILER.size))
-            if len(trailer) != _TRAILER.size:
-                trailer = _TRAILER.pack(b"", 0, 0)
-            magic, length, expected = _TRAILER.unpack(trailer)
-            if magic != _MAGIC or length + _TRAILER.size != size:
+            entry = _read_entry(fd)
+            if entry is None:
                 os.close(fd)
                 self.drop(sha)
                 return None
             with suppress(OSError):
                 os.utime(fd)  # the LRU clock
-            return PieceFile(fd, length, expected, path)
-        except OSError as exc:
+            length, expected, link = entry
+            if link is None:
+                return PieceFile(fd, length, expected, path)
             os.close(fd)
+            target, offset = link
+            try:
+                linked = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:  # the seeding agent's file is gone: so is the link
+                self.drop(sha)
+                return None
+            return PieceFile(linked, length, expected, target, offset=offset)
+        except OSError as exc:
+            with suppress(OSError):
+                os.close(fd)
             raise CacheError(f"{path}: cannot read cached piece: {exc.strerror}") from exc
 
     def has(self, sha: str) -> bool:
@@ -143,13 +161,32 @@ class PieceTier:
         if not self.make_room(length + _TRAILER.size, protected):
             return False
         try:
-            self._write(sha, chunks, length)
+            trailer = _TRAILER.pack(_MAGIC, length, checksum(chunks))
+            self._write(sha, [*chunks, memoryview(trailer)], durable=self.durable)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return False
             raise CacheError(f"{self.name} cache {self.root}: cannot store a piece: {exc}") from exc
         self._used = (self._used or 0) + length + _TRAILER.size
         return True
+
+    def link(self, sha: str, target: Path, offset: int, chunks: Sequence[memoryview]) -> None:
+        """Record that ``target`` holds the piece (``chunks``, already verified) at
+        ``offset``, instead of storing the bytes again. Not fsynced: a link lost to a
+        crash only means the piece is read again from the file's owner."""
+        if self.has(sha):
+            return
+        if not target.is_absolute():
+            raise CacheError(f"{target}: a piece link needs an absolute path")
+        name = os.fsencode(target)
+        if len(name) > _MAX_LINK_PATH:
+            raise CacheError(f"{target}: path too long for a piece link")
+        length = sum(len(c) for c in chunks)
+        record = _LINK.pack(_LINK_MAGIC, length, checksum(chunks), offset)
+        try:
+            self._write(sha, [memoryview(name), memoryview(record)], durable=False)
+        except OSError as exc:
+            raise CacheError(f"{self.name} cache {self.root}: cannot link a piece: {exc}") from exc
 
     def drop(self, sha: str) -> int:
         """Delete this tier's copy of a piece; returns the bytes freed (0 if it had none)."""
@@ -162,11 +199,16 @@ class PieceTier:
         return size
 
     def held(self, sha: str) -> int:
-        """How many of the piece's bytes this tier holds (0 or all of them)."""
+        """How many of the piece's bytes this tier holds or links to (0 or all of them)."""
         try:
-            return self.path(sha).stat().st_size - TRAILER_BYTES
-        except FileNotFoundError:
+            fd = os.open(self.path(sha), os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
             return 0
+        try:
+            entry = _read_entry(fd)
+        finally:
+            os.close(fd)
+        return 0 if entry is None else entry[0]
 
     def scan(self) -> list[StoredPiece]:
         """Every piece file with its size and last use; files that are not pieces are skipped."""
@@ -218,21 +260,21 @@ class PieceTier:
                     removed += 1
         return removed
 
-    def _write(self, sha: str, chunks: Sequence[memoryview], length: int) -> None:
+    def _write(self, sha: str, parts: Sequence[memoryview], *, durable: bool) -> None:
+        """``parts`` become the entry's file, by rename of a complete temp file."""
         final = self.path(sha)
         self._temp.mkdir(parents=True, exist_ok=True)
         final.parent.mkdir(parents=True, exist_ok=True)
         temp = self._temp / f"{hex_part(sha)[:16]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            trailer = _TRAILER.pack(_MAGIC, length, checksum(chunks))
-            _write_all(fd, [*chunks, memoryview(trailer)])
-            if self.durable:
+            _write_all(fd, parts)
+            if durable:
                 os.fsync(fd)
             os.close(fd)
             fd = -1
             os.rename(temp, final)
-            if self.durable:
+            if durable:
                 fsync_directory(final.parent)
         except BaseException:
             if fd >= 0:
@@ -247,6 +289,24 @@ class PieceTier:
         for bucket in self._pieces.iterdir():
             if len(bucket.name) == 2 and bucket.is_dir():
                 yield from (p for p in bucket.iterdir() if is_piece_digest(p.name))
+
+
+def _read_entry(fd: int) -> tuple[int, int, tuple[Path, int] | None] | None:
+    """An entry's (length, XXH3-64, link): link is (file, offset), or None for a piece
+    stored here; None when the file is neither (torn, truncated, foreign)."""
+    size = os.fstat(fd).st_size
+    tail = os.pread(fd, _LINK.size, max(0, size - _LINK.size))
+    if len(tail) >= _TRAILER.size:
+        magic, length, expected = _TRAILER.unpack(tail[-_TRAILER.size :])
+        if magic == _MAGIC and length + _TRAILER.size == size:
+            return length, expected, None
+    linked = len(tail) == _LINK.size and tail[:4] == _LINK_MAGIC
+    if linked and size <= _MAX_LINK_PATH + _LINK.size:
+        _, length, expected, offset = _LINK.unpack(tail)
+        target = Path(os.fsdecode(os.pread(fd, size - _LINK.size, 0)))
+        if target.is_absolute():
+            return length, expected, (target, offset)
+    return None
 
 
 def _write_all(fd: int, chunks: Sequence[memoryview]) -> None:

@@ -4,10 +4,11 @@ libtorrent checks a piece against the torrent's Merkle tree before it says the p
 finished, but the bytes readers get are the ones it stores afterwards (and its write may
 not have reached the file yet when the alert comes). So a finished piece is read back
 through libtorrent's own disk layer (``read_piece``), checked against the manifest's
-SHA-256, stored in the node cache (the one store every process on the node reads), and
-only then reported had. A piece whose stored bytes do not match is never reported: it
-is handed back to be fetched again, and the node never claims (or lets a reader see)
-bytes the manifest does not name.
+SHA-256, recorded in the node cache (the one store every process on the node reads: its
+RAM tier keeps a copy, its disk tier a link to libtorrent's file, so the node holds the
+model once on disk), and only then reported had. A piece whose stored bytes do not match
+is never reported: it is handed back to be fetched again, and the node never claims (or
+lets a reader see) bytes the manifest does not name.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 from pagefault.cache import NodeCache
 from pagefault.manifest import PieceManifest, piece_matches
@@ -34,12 +36,14 @@ class PieceAdmission:
         self,
         layout: TorrentLayout,
         manifest: PieceManifest,
+        save_path: Path,
         *,
         on_admitted: Callable[[int], None],
         on_corrupt: Callable[[int, str], None],
     ) -> None:
         self.layout = layout
         self.manifest = manifest
+        self.save_path = save_path  # where libtorrent keeps (and seeds from) the files
         self.cache: NodeCache | None = None  # set once the node cache knows the model
         self._on_admitted = on_admitted
         self._on_corrupt = on_corrupt
@@ -68,6 +72,7 @@ class PieceAdmission:
         if not piece_matches([data], want):
             self._on_corrupt(piece, f"{entry.name} bytes at {offset} fail their digest")
             return
-        if self.cache is not None:
-            self.cache.store(want, [memoryview(data)])
+        if self.cache is not None:  # the disk tier links to the seed file: one copy
+            held_at = (entry.path(self.save_path).absolute(), offset)
+            self.cache.store(want, [memoryview(data)], held_at=held_at)
         self._on_admitted(piece)

@@ -287,6 +287,7 @@ class ModelJob:
         self.admission = PieceAdmission(
             self.layout,
             manifest,
+            self.save_path,
             on_admitted=self._admitted,
             on_corrupt=self._corrupt,
         )
