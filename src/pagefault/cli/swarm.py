@@ -162,35 +162,34 @@ def fetch_command(
     try:
         client = AgentClient(agent)
         model = client.open(uri)
-        total = sum(f["size"] for f in model["files"])
+        total = sum(f.size for f in model.files)
         with progress_bar("swarm", enabled=not (quiet or as_json)) as bar:
             bar.set_total(total)
             done = 0
             for update in client.follow(model, interval=0.2):
                 model = update
-                now = min(total, model["have"] * model["piece_size"])  # pieces only add up
+                now = min(total, model.have * (model.piece_size or 0))  # pieces only add up
                 bar.advance(now - done)
                 done = now
     except PagefaultError as exc:
         fail(exc, as_json=as_json)
-    if model["state"] == "failed":
-        fail(PagefaultError(f"{uri}: {model['error']}"), as_json=as_json)
+    if model.state == "failed":
+        fail(PagefaultError(f"{uri}: {model.error}"), as_json=as_json)
     if as_json:
-        emit_json(model)
+        emit_json(model.model_dump())
     else:
         stdout_console().print(
-            f"{uri}: {total:,} bytes in {model['complete_s']:.2f} s "
-            f"(origin {model['from_origin']:,}, peers {model['from_peers']:,}, "
-            f"uploaded {model['uploaded']:,})"
+            f"{uri}: {total:,} bytes in {model.complete_s or 0.0:.2f} s "
+            f"(origin {model.from_origin:,}, peers {model.from_peers:,}, "
+            f"uploaded {model.uploaded:,})"
         )
-        for reason in model["reasons"]:  # why the swarm did not (fully) serve this model
+        for reason in model.reasons:  # why the swarm did not (fully) serve this model
             console.print(f"[yellow]note[/yellow]: {reason}", highlight=False, soft_wrap=True)
-        where = model.get("cache_dir")
         stdout_console().print(
-            f"in the node cache ({where}): load it with `pagefault load {uri}`"
-            if where
-            else f"not in the node cache ({'; '.join(model['reasons'])}); seeding from "
-            f"{model['save_path']}"
+            f"in the node cache ({model.cache_dir}): load it with `pagefault load {uri}`"
+            if model.cache_dir
+            else f"not in the node cache ({'; '.join(model.reasons)}); seeding from "
+            f"{model.save_path}"
         )
 
 

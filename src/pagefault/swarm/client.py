@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from pagefault.errors import ControlError, SourceError
@@ -23,6 +22,7 @@ from pagefault.sources.base import Buffer
 from pagefault.sources.describe import RemoteFile
 from pagefault.sources.local import read_fully
 from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.messages import ModelFile, ModelStatus, read_message
 
 __all__ = ["AgentClient", "AgentModel", "SwarmFileSource"]
 
@@ -37,26 +37,28 @@ class AgentClient:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
 
-    def open(self, uri: str, *, timeout: float | None = None) -> dict[str, Any]:
+    def open(self, uri: str, *, timeout: float | None = None) -> ModelStatus:
         """Ask the agent for a model; returns its description once the layout is known."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            model = call(
+            answer = call(
                 f"{self.url}/v1/models", method="POST", body={"uri": uri}, timeout=CALL_TIMEOUT_S
             )
-            if model.get("error"):
-                raise ControlError(f"agent {self.url}: {uri}: {model['error']}")
-            if model.get("files"):
-                return dict(model)
+            model = read_message(ModelStatus, answer, sender=f"agent {self.url}")
+            if model.error:
+                raise ControlError(f"agent {self.url}: {uri}: {model.error}")
+            if model.files:
+                return model
             if deadline is not None and time.monotonic() > deadline:
                 raise ControlError(f"agent {self.url}: no layout for {uri} after {timeout:.0f} s")
             time.sleep(0.05)
 
-    def follow(self, model: dict[str, Any], *, interval: float) -> Iterator[dict[str, Any]]:
+    def follow(self, model: ModelStatus, *, interval: float) -> Iterator[ModelStatus]:
         """``model``'s description every ``interval`` seconds until it is complete or failed."""
-        while model["state"] not in ("complete", "failed"):
+        while model.state not in ("complete", "failed"):
             time.sleep(interval)
-            model = call(f"{self.url}/v1/models/{quote(model['id'])}")
+            answer = call(f"{self.url}/v1/models/{quote(model.id)}")
+            model = read_message(ModelStatus, answer, sender=f"agent {self.url}")
             yield model
 
     def wait(self, model_id: str, first: int, last: int) -> int:
@@ -82,7 +84,7 @@ class AgentModel:
         self.client = AgentClient(agent)
         self.uri = uri
         self._open_timeout = open_timeout
-        self._model: dict[str, Any] | None = None
+        self._model: ModelStatus | None = None
         self._failure: str | None = None
         self._lock = threading.Lock()
 
@@ -92,22 +94,23 @@ class AgentModel:
         with suppress(SourceError):
             self._describe()
 
-    def file(self, name: str) -> dict[str, Any]:
-        """The agent's entry for one file: its path, size and first piece."""
+    def file(self, name: str) -> tuple[ModelFile, int]:
+        """The agent's entry for one file (its path, size and first piece), and the size
+        of the swarm's pieces."""
         model = self._describe()
-        entry = next((f for f in model["files"] if f["name"] == name), None)
-        if entry is None:
+        entry = next((f for f in model.files if f.name == name), None)
+        if entry is None or model.piece_size is None:
             raise self._fail(f"agent {self.client.url} has no file {name!r} in {self.uri}")
-        return dict(entry, piece_size=model["piece_size"])
+        return entry, model.piece_size
 
     def wait(self, first: int, last: int) -> int:
         model = self._describe()
         try:
-            return self.client.wait(model["id"], first, last)
+            return self.client.wait(model.id, first, last)
         except ControlError as exc:
             raise self._fail(str(exc)) from exc
 
-    def _describe(self) -> dict[str, Any]:
+    def _describe(self) -> ModelStatus:
         with self._lock:
             if self._failure is not None:
                 raise SourceError(self._failure)
@@ -131,7 +134,7 @@ class SwarmFileSource:
     def __init__(self, model: AgentModel, file: RemoteFile) -> None:
         self._model = model
         self._file = file
-        self._entry: dict[str, Any] | None = None
+        self._entry: tuple[ModelFile, int] | None = None  # the agent's file, piece size
         self._ready_below = 0  # bytes [0, n) known complete: no round trip for them
         self._fd: int | None = None
         self._lock = threading.Lock()
@@ -145,13 +148,12 @@ class SwarmFileSource:
 
     def await_range(self, offset: int, length: int) -> None:
         """Block until the agent has verified (and cached) every piece under the range."""
-        entry = self._describe()
+        entry, piece_size = self._describe()
         end = offset + length
         if end > self._ready_below:
-            piece_size = int(entry["piece_size"])
             first = offset // piece_size
             last = (max(end, 1) - 1) // piece_size
-            base = int(entry["first_piece"])
+            base = entry.first_piece
             contiguous = self._model.wait(base + first, base + last)
             if first * piece_size <= self._ready_below:  # the ready prefix grows
                 ready = min(self._file.size, (first + contiguous) * piece_size)
@@ -160,7 +162,7 @@ class SwarmFileSource:
     def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
         """Wait for the range, then read libtorrent's file (no node cache to read from)."""
         self.await_range(offset, sum(memoryview(b).nbytes for b in buffers))
-        read_fully(self._open(self._describe()), offset, buffers, name=self.name)
+        read_fully(self._open(self._describe()[0]), offset, buffers, name=self.name)
 
     def close(self) -> None:
         with self._lock:
@@ -168,24 +170,24 @@ class SwarmFileSource:
                 os.close(self._fd)
                 self._fd = None
 
-    def _describe(self) -> dict[str, Any]:
+    def _describe(self) -> tuple[ModelFile, int]:
         with self._lock:
             if self._entry is None:
-                entry = self._model.file(self._file.name)
-                if int(entry["size"]) != self._file.size:
+                entry, piece_size = self._model.file(self._file.name)
+                if entry.size != self._file.size:
                     raise SourceError(
-                        f"{self.name}: the agent has {entry['size']} bytes, the origin "
+                        f"{self.name}: the agent has {entry.size} bytes, the origin "
                         f"{self._file.size}: a different version of the model"
                     )
-                self._entry = entry
+                self._entry = entry, piece_size
             return self._entry
 
-    def _open(self, entry: dict[str, Any]) -> int:
+    def _open(self, entry: ModelFile) -> int:
         """The agent's file, opened once its first wanted pieces exist."""
         with self._lock:
             if self._fd is None:
                 try:
-                    self._fd = os.open(Path(entry["path"]), os.O_RDONLY | os.O_CLOEXEC)
+                    self._fd = os.open(Path(entry.path), os.O_RDONLY | os.O_CLOEXEC)
                 except OSError as exc:
                     raise SourceError(f"{self.name}: cannot open the agent's copy: {exc}") from exc
             return self._fd

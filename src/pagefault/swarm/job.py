@@ -34,7 +34,7 @@ from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials, SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
 from pagefault.swarm.jsonhttp import call, split_address
-from pagefault.swarm.messages import Beat, Heartbeat, Peer, read_message
+from pagefault.swarm.messages import Beat, Heartbeat, ModelFile, ModelStatus, Peer, read_message
 from pagefault.swarm.metrics import WaitHistogram
 from pagefault.swarm.pacing import FetchGate
 from pagefault.swarm.protocol import HEARTBEAT_S
@@ -197,31 +197,31 @@ class ModelJob:
             "complete_s": self.complete_s,
         }
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelStatus:
         """Everything a local reader needs: the stats, where each file lies, what went wrong."""
         layout = self.layout
-        return {
+        return ModelStatus(
             **self.stats(),
-            "id": self.id,
-            "uri": self.uri,
-            "error": self.error,
-            "coordinator_error": self.coordinator_error,
-            "reasons": list(self.reasons),
-            "save_path": str(self.save_path),
-            "cache_dir": self._cache_dir(),
-            "piece_size": layout.piece_size if layout else None,
-            "files": [
-                {
-                    "name": f.name,
-                    "size": f.size,
-                    "first_piece": f.first_piece,
-                    "pieces": f.pieces,
-                    "path": str(f.path(self.save_path)),
-                }
+            id=self.id,
+            uri=self.uri,
+            error=self.error,
+            coordinator_error=self.coordinator_error,
+            reasons=list(self.reasons),
+            save_path=str(self.save_path),
+            cache_dir=self._cache_dir(),
+            piece_size=layout.piece_size if layout else None,
+            files=[
+                ModelFile(
+                    name=f.name,
+                    size=f.size,
+                    first_piece=f.first_piece,
+                    pieces=f.pieces,
+                    path=str(f.path(self.save_path)),
+                )
                 for f in (layout.files if layout else ())
             ],
-            "upstreams": [up.address if up else None for up in self.upstreams],
-        }
+            upstreams=[up.address if up else None for up in self.upstreams],
+        )
 
     # -- the job -------------------------------------------------------------------------
     def _run(self) -> None:

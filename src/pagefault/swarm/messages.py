@@ -19,7 +19,9 @@ __all__ = [
     "Credentials",
     "Heartbeat",
     "Message",
+    "ModelFile",
     "ModelRequest",
+    "ModelStatus",
     "Peer",
     "Report",
     "SwarmStatus",
@@ -94,6 +96,40 @@ class ModelRequest(Message):
     """A local process asking its agent for a model."""
 
     uri: str = Field(min_length=1)
+
+
+class ModelFile(Message):
+    """Where one model file lies on the node (the agent's seed file) and its pieces."""
+
+    name: str
+    size: int
+    first_piece: int  # its first piece's index in the swarm's numbering
+    pieces: int
+    path: str
+
+
+class ModelStatus(Message):
+    """A model at its node's agent: progress, byte counts, where its files are, and every
+    reason the swarm did not (fully) serve it. What ``swarm fetch --json`` prints."""
+
+    id: str
+    uri: str
+    state: str  # starting, swarming, complete, failed
+    pieces: int | None  # None until the layout is known
+    have: int
+    from_origin: int
+    from_peers: int
+    uploaded: int
+    first_piece_s: float | None
+    complete_s: float | None
+    error: str | None
+    coordinator_error: str | None
+    reasons: list[str]
+    save_path: str
+    cache_dir: str | None  # None: admitted pieces are not in the node cache
+    piece_size: int | None
+    files: list[ModelFile]
+    upstreams: list[str | None]  # per stripe: the upstream's address; None: the origin
 
 
 class WaitReply(Message):

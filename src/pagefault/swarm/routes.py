@@ -19,6 +19,7 @@ from pagefault.swarm.messages import (
     Credentials,
     Heartbeat,
     ModelRequest,
+    ModelStatus,
     Report,
     SwarmStatus,
     WaitReply,
@@ -89,7 +90,7 @@ def agent_server(agent: Agent, address: str) -> ApiServer:
     long_polls = anyio.CapacityLimiter(_LONG_POLLS)
 
     @app.post("/v1/models")
-    def open_model(request: ModelRequest) -> dict[str, Any]:
+    def open_model(request: ModelRequest) -> ModelStatus:
         return agent.open(request.uri).describe()
 
     @app.get("/v1/models")
@@ -97,7 +98,7 @@ def agent_server(agent: Agent, address: str) -> ApiServer:
         return {"node": agent.config.node, "models": [j.describe() for j in agent.jobs.values()]}
 
     @app.get("/v1/models/{model_id}")
-    def describe(model_id: ModelId) -> dict[str, Any]:
+    def describe(model_id: ModelId) -> ModelStatus:
         return agent.job(model_id).describe()
 
     @app.get("/v1/models/{model_id}/wait")

@@ -337,10 +337,9 @@ def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) 
                 model = update
                 if time.monotonic() - began > timeout:
                     raise PagefaultError("timed out")
-            model["wall_s"] = time.monotonic() - began
+            results[name] = model.model_dump() | {"wall_s": time.monotonic() - began}
         except PagefaultError as exc:
-            model = {"state": "failed", "error": str(exc)}
-        results[name] = model
+            results[name] = {"state": "failed", "error": str(exc)}
 
     threads = [threading.Thread(target=one, args=item) for item in agents.items()]
     for thread in threads:
