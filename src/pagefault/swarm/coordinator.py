@@ -87,7 +87,8 @@ class Coordinator:
         )
 
     def report(self, swarm: str, bad: str, report: Report) -> None:
-        _log.warning("swarm %s: node %s reported: %s", swarm, bad, report.reason)
+        by = report.reporter or "a node"
+        _log.warning("swarm %s: node %s reported by %s: %s", swarm, bad, by, report.reason)
         with _redis_errors():
             self.state.report_bad(swarm, bad)
 

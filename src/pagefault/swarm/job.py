@@ -34,7 +34,15 @@ from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials, SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
 from pagefault.swarm.jsonhttp import call, split_address
-from pagefault.swarm.messages import Beat, Heartbeat, ModelFile, ModelStatus, Peer, read_message
+from pagefault.swarm.messages import (
+    Beat,
+    Heartbeat,
+    ModelFile,
+    ModelStatus,
+    Peer,
+    Report,
+    read_message,
+)
 from pagefault.swarm.metrics import WaitHistogram
 from pagefault.swarm.pacing import FetchGate
 from pagefault.swarm.protocol import HEARTBEAT_S
@@ -159,7 +167,7 @@ class ModelJob:
             if up and split_address(up.address)[0] == ip:
                 self._control(
                     f"/v1/swarms/{self.id}/reports/{up.node}",
-                    {"reason": why, "reporter": self.settings.node},
+                    Report(reason=why, reporter=self.settings.node).model_dump(),
                 )
 
     # -- readers -----------------------------------------------------------------------

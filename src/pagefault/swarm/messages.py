@@ -83,7 +83,10 @@ class Credentials(Message):
 
 
 class Report(Message):
+    """A node reporting a peer that sent it corrupt pieces."""
+
     reason: str = ""
+    reporter: str = ""  # the reporting node
 
 
 class SwarmStatus(Message):

@@ -70,7 +70,8 @@ class FetchGate:
             peers = self.torrent.peers_of(piece)
             if any(len(p.pieces) > piece and p.pieces[piece] for p in peers):
                 return False  # a peer has it (e.g. fetched while it briefly was alone)
-            if any(p.num_pieces > self.torrent.stripe_pieces(stripe) for p in peers):
+            mine = self.torrent.stripe_pieces(stripe)
+            if any(p.num_pieces > mine for p in peers):
                 return False  # an upstream still fetching: see "Held off" above
             if self._fleet_size == 1:  # skipped for now, not waited for (LONE_DELAY_S)
                 alone_s = time.monotonic() - self._alone_since

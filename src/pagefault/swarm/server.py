@@ -29,9 +29,9 @@ from fastapi.responses import JSONResponse
 from pagefault.errors import ControlError
 from pagefault.swarm.jsonhttp import split_address
 
-__all__ = ["MAX_BODY", "ApiServer", "control_app"]
+__all__ = ["ApiServer", "control_app"]
 
-MAX_BODY = 64 * 1024 * 1024  # a published manifest of a very large model
+_MAX_BODY = 64 * 1024 * 1024  # a published manifest of a very large model
 _START_S = 10.0
 
 
@@ -46,7 +46,10 @@ def control_app(token: str | None, *, public: frozenset[str] = frozenset()) -> F
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        length = request.headers.get("content-length") or "0"
+        if not length.isdigit():
+            return _error(400, f"Content-Length {length!r} is not a byte count")
+        if int(length) > _MAX_BODY:
             return _error(413, "request body too large")
         given = request.headers.get("authorization", "").encode()
         guarded = expected is not None and request.url.path not in public
