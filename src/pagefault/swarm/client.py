@@ -61,14 +61,17 @@ class AgentClient:
             model = read_message(ModelStatus, answer, sender=f"agent {self.url}")
             yield model
 
-    def wait(self, model_id: str, first: int, last: int) -> int:
-        """Block until pieces ``first..last`` are verified on the node; returns how many
-        pieces from ``first`` on are there without a gap (at least ``last - first + 1``)."""
-        query = f"first={first}&last={last}&timeout={_WAIT_S}"
+    def wait(self, model_id: str, first: int, last: int, *, timeout: float | None = None) -> int:
+        """Block until pieces ``first..last`` are verified on the node (at most ``timeout``
+        seconds, else ``ControlError``); returns how many pieces from ``first`` on are
+        there without a gap (at least ``last - first + 1``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            reply = call(
-                f"{self.url}/v1/models/{quote(model_id)}/wait?{query}", timeout=_WAIT_S + 10
-            )
+            left = _WAIT_S if deadline is None else min(_WAIT_S, deadline - time.monotonic())
+            if left <= 0:
+                raise ControlError(f"agent {self.url}: model {model_id}: timed out")
+            query = f"first={first}&last={last}&timeout={left:.3f}"
+            reply = call(f"{self.url}/v1/models/{quote(model_id)}/wait?{query}", timeout=left + 10)
             if reply.get("error"):
                 raise ControlError(f"agent {self.url}: model {model_id}: {reply['error']}")
             if reply.get("ready"):

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 
 import pagefault
-from pagefault.errors import PagefaultError
+from pagefault.errors import ControlError, PagefaultError
 from pagefault.swarm.client import AgentClient
 from pagefault.swarm.jsonhttp import call
 from pagefault.swarm.simulate import slow_positions
@@ -333,7 +334,11 @@ def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) 
         client = AgentClient(url)
         try:
             model = client.open(uri)
-            for update in client.follow(model, interval=0.05):
+            # One long poll, then "complete" at once: describing every agent 20 times a
+            # second took ~0.65 of this 2-CPU host's CPUs at N=16 (2 ms per request).
+            with suppress(ControlError):  # a failed job: its description says why
+                client.wait(model.id, 0, (model.pieces or 1) - 1, timeout=timeout)
+            for update in client.follow(model, interval=0.01):
                 model = update
                 if time.monotonic() - began > timeout:
                     raise PagefaultError("timed out")
