@@ -133,7 +133,12 @@ def _heap_order(ordered: list[Member], stripe: int, stripes: int) -> list[Member
     first nodes to join, so later joins never move a fetcher (a moved fetcher pulls
     pieces twice). A departure does move the nodes behind it to the other half; grouping
     by ``seq`` parity instead moved roots on joins (seqs are microsecond clocks), see
-    docs/benchmarks.md, "Two trees, measured again"."""
+    docs/benchmarks.md, "Two trees, measured again".
+
+    A join does move leaves, though: the newcomer lengthens one group, which shifts the
+    other group one place in that tree's heap, so half of its leaves change parent, and
+    while the old links stay up both parents feed them (the busiest node uploaded
+    1.3-1.6x at N=8-16 while the fleet joined; docs/benchmarks.md, "Session 16")."""
     own = ordered[stripe::stripes]
     rest = [m for i, m in enumerate(ordered) if i % stripes != stripe]
     return own + rest
