@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ import redis
 from pagefault.errors import ControlError
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.messages import Beat, Credentials, Heartbeat, Peer, Report, SwarmStatus
+from pagefault.swarm.protocol import MEMBER_TTL_S
 from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, Member, order, place
 
@@ -40,6 +42,8 @@ class Coordinator:
         self.ca = ca
         self.token = token
         self.stripes = stripes
+        self._store_failing = False
+        self._store_back_at = -MEMBER_TTL_S  # when the store answered again after failing
 
     def server(self, address: str) -> ApiServer:
         """Its HTTP API on ``address`` (not yet started)."""
@@ -49,7 +53,7 @@ class Coordinator:
 
     def health(self) -> None:
         """Raises (503, naming the store's error) unless the coordination store answers."""
-        with _redis_errors():
+        with self._store():
             self.state.redis.ping()
 
     def credentials(self, node: str) -> Credentials:
@@ -65,10 +69,11 @@ class Coordinator:
     def heartbeat(self, swarm: str, node: str, beat: Heartbeat) -> Beat:
         """Record ``node`` as live and answer with its place in the swarm."""
         given = Member(node, beat.address, beat.seq, beat.zone, beat.link_mbit)
-        with _redis_errors():
+        with self._store():
             member, settling = self.state.heartbeat(swarm, given, beat.stats)
-            if settling:  # Redis restarted: keep every placement until the fleet beat again
-                return Beat(seq=member.seq, settling=True)
+        if settling or self._recovering():  # keep every placement until all beat again
+            return Beat(seq=member.seq, settling=True)
+        with self._store():
             ranked = self.state.live(swarm)
             has_manifest = self.state.manifest(swarm) is not None
         live = [m for m, _ in ranked]
@@ -89,23 +94,23 @@ class Coordinator:
     def report(self, swarm: str, bad: str, report: Report) -> None:
         by = report.reporter or "a node"
         _log.warning("swarm %s: node %s reported by %s: %s", swarm, bad, by, report.reason)
-        with _redis_errors():
+        with self._store():
             self.state.report_bad(swarm, bad)
 
     def publish_manifest(self, swarm: str, data: bytes) -> bool:
         """Keep the first fetcher's manifest; False if one was already published."""
-        with _redis_errors():
+        with self._store():
             return self.state.publish_manifest(swarm, data)
 
     def manifest(self, swarm: str) -> bytes:
-        with _redis_errors():
+        with self._store():
             data = self.state.manifest(swarm)
         if data is None:
             raise ControlError("no manifest published for this swarm yet", 404)
         return data
 
     def status(self, swarm: str) -> SwarmStatus:
-        with _redis_errors():
+        with self._store():
             live = self.state.live(swarm)
             bad = self.state.bad(swarm)
         members = [m for m, _ in live]
@@ -126,20 +131,31 @@ class Coordinator:
         return SwarmStatus(swarm=swarm, nodes=nodes, bad=bad)
 
     def swarms(self) -> list[str]:
-        with _redis_errors():
+        with self._store():
             return self.state.swarms()
+
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[None]:
+        """A store call: 503 naming its error when Redis is down or restarting (agents keep
+        their peers and retry), and a note of when it answers again after failing."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            self._store_failing = True
+            raise ControlError(f"coordination store unavailable: {exc}", 503) from exc
+        if self._store_failing:
+            self._store_failing = False
+            self._store_back_at = time.monotonic()
+
+    def _recovering(self) -> bool:
+        """Within one member TTL of the store answering again after this coordinator saw it
+        fail. Redis may have lost the swarm, and a node whose first beat is the first one
+        back has no seq to resend, so the store cannot tell (``state._JOIN`` catches
+        resends): that node would be placed alone and fetch beside the old head."""
+        return time.monotonic() - self._store_back_at < MEMBER_TTL_S
 
 
 def _peer(member: Member | None, have: dict[str, int]) -> Peer | None:
     if member is None:
         return None
     return Peer(node=member.node, address=member.address, have=have.get(member.node, 0))
-
-
-@contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
-    """Redis down or restarting: answer 503 so agents keep their current peers and retry."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise ControlError(f"coordination store unavailable: {exc}", 503) from exc
