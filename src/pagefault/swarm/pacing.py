@@ -70,14 +70,13 @@ class FetchGate:
             peers = self.torrent.peers_of(piece)
             if any(len(p.pieces) > piece and p.pieces[piece] for p in peers):
                 return False  # a peer has it (e.g. fetched while it briefly was alone)
-            mine = self.torrent.stripe_pieces(stripe)
-            if any(p.num_pieces > mine for p in peers):
+            fed = max((p.num_pieces for p in peers), default=0)  # of this stripe
+            if fed and fed > self.torrent.stripe_pieces(stripe):
                 return False  # an upstream still fetching: see "Held off" above
             if self._fleet_size == 1:  # skipped for now, not waited for (LONE_DELAY_S)
                 alone_s = time.monotonic() - self._alone_since
                 first = stripe == 0 and not self._alone_after_fleet
                 return first or alone_s > LONE_DELAY_S
-            fed = max((p.num_pieces for p in peers), default=0)  # of this stripe
             if rank < fed + self.lead or piece in self.urgent or time.monotonic() > deadline:
                 return True
             self.stop.wait(0.02)
