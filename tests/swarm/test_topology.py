@@ -65,7 +65,9 @@ def test_tree_roots_stay_put_as_the_fleet_grows() -> None:
         assert roots == {0: "n0", 1: "n1"}
 
 
-def test_a_join_moves_no_one_else_in_either_tree() -> None:
+def test_a_join_moves_no_interior_node_in_either_tree() -> None:
+    """Interior nodes keep their parent (leaves of the other group do move:
+    ``topology._heap_order``)."""
     for size in range(2, 40):
         before, after = _fleet(size), _fleet(size + 1)
         for stripe in range(2):

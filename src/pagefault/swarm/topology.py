@@ -17,12 +17,13 @@ fanout 1). (More stripes slow every hop, since each runs at 1/stripes of the lin
 the halves no longer keep the interiors apart.)
 
 Which wins depends on the network. On this project's testbed (shaped veths without
-per-flow fair queueing, 2 CPUs) the chain still does at every N measured (4-16): since
-each stripe is its own torrent the trees upload 1.00x, but a parent's two child flows and
-the two roots' origin flows share their links unevenly, and a tree node's first piece
-comes later (10 Mbit/s: trees 1.05-1.2x the chain's time; docs/benchmarks.md, "Two
-trees, measured again"). So the chain is the default; the simulator puts the trees far
-ahead from about 100 nodes on, so they stay one flag away.
+per-flow fair queueing, 2 CPUs) the chain still does at every N measured (4-16): a
+parent's two child flows and the two roots' origin flows share their links unevenly, a
+tree node's first piece comes later (10 Mbit/s: trees 1.05-1.2x the chain's time;
+docs/benchmarks.md, "Two trees, measured again"), and while the fleet joins, leaves
+change parent and are fed twice (``_heap_order``: 1.3-1.6x uploaded). So the chain is
+the default; the simulator puts the trees far ahead from about 100 nodes on, so they
+stay one flag away.
 
 Nodes that declare a link under half the fastest one (``pagefault agent --link-mbit``)
 would slow every node below them as interior nodes, so they form a chain of their own,
