@@ -22,11 +22,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from pagefault.testing.ports import free_port
 
 CHILD = r"""
 import hashlib, json, os, sys, time
@@ -89,12 +90,6 @@ def start_s3() -> tuple[object, dict[str, str]]:
         aws_secret_access_key="bench",
     ).create_bucket(Bucket="compile")
     return server, env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main() -> None:

@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from pagefault.cli.output import parse_size
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.system.sizes import parse_size
+from pagefault.testing.agentd import LocalAgent
 from pagefault.testing.http_origin import HTTPOrigin
 
 
@@ -37,20 +36,14 @@ def main() -> None:
             "PAGEFAULT_CACHE_DIR": str(root / "disk"),
             "PAGEFAULT_CACHE_RAM_DIR": str(root / "ram"),
         }
-        api = f"127.0.0.1:{_free_port()}"
-        argv = [sys.executable, "-m", "pagefault", "agent", "--api", api]
-        agent = subprocess.Popen(
-            [*argv, "--listen", f"127.0.0.1:{_free_port()}"], env=env, stderr=subprocess.DEVNULL
-        )
+        agent = LocalAgent(env, root / "agent.log")
         try:
-            _wait_for(api)
             with HTTPOrigin(root / "srv") as origin:
                 fetch = [sys.executable, "-m", "pagefault", "swarm", "fetch", "--quiet"]
-                fetch += [f"{origin.url}/model/", "--agent", f"http://{api}"]
+                fetch += [f"{origin.url}/model/", "--agent", agent.url]
                 subprocess.run(fetch, env=env, check=True, capture_output=True)
         finally:
-            agent.terminate()
-            agent.wait()
+            agent.kill()
         report = {
             "model": _bytes(root / "srv" / "model"),
             "disk_tier_pieces": _bytes(root / "disk" / "pieces"),
@@ -62,23 +55,6 @@ def main() -> None:
 
 def _bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(address: str, timeout: float = 30.0) -> None:
-    host, port = address.rsplit(":", 1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex((host, int(port))) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"no agent API on {address} after {timeout:.0f} s")
 
 
 if __name__ == "__main__":

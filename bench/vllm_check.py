@@ -14,17 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from pagefault.testing.ports import free_port
 
 
 def serve(model: str, load_format: str, extra: dict[str, str], timeout: float) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pagefault
 from pagefault.checkpoint.plan import INDEX_NAME
 from pagefault.errors import CheckpointError, ConfigError
 from pagefault.manifest import MANIFEST_NAME
+from pagefault.testing.ports import free_port
 from tests.helpers import random_tensor, same_bytes, verify_manifest
 
 moto_server = pytest.importorskip("moto.server")
@@ -21,12 +21,6 @@ obstore = pytest.importorskip("obstore")
 boto3 = pytest.importorskip("boto3")
 
 BUCKET = "ckpts"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -51,12 +50,6 @@ def assert_same_tensors(got: dict[str, torch.Tensor], want: dict[str, torch.Tens
 
 def reference(path: Path) -> dict[str, torch.Tensor]:
     return pagefault.load(path, mmap=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # Every object store is checked on the same shapes of URI: (path under the bucket, local).

@@ -26,6 +26,7 @@ from obstore.store import AzureStore
 import pagefault
 from pagefault.errors import SourceError
 from pagefault.manifest import MANIFEST_NAME
+from pagefault.testing.ports import free_port
 
 from .conftest import (
     LAYOUTS,
@@ -34,7 +35,6 @@ from .conftest import (
     check_missing_objects,
     check_published_manifest,
     emulator,
-    free_port,
     reference,
 )
 

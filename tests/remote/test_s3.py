@@ -16,13 +16,13 @@ from moto.server import ThreadedMotoServer
 import pagefault
 from pagefault.errors import NotFound, SourceError
 from pagefault.manifest import MANIFEST_NAME
+from pagefault.testing.ports import free_port
 
 from .conftest import (
     LAYOUTS,
     PIECE,
     assert_same_tensors,
     check_published_manifest,
-    free_port,
     reference,
 )
 

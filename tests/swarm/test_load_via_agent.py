@@ -6,8 +6,6 @@ itself, as a fleet of one does), a real HTTP origin, and the node cache both sha
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +23,8 @@ from pagefault.swarm.config import configured_agent
 from pagefault.swarm.jsonhttp import call
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.testing import HTTPOrigin
+from pagefault.testing.agentd import LocalAgent
+from pagefault.testing.ports import free_port
 
 PIECE = 256 * 1024
 
@@ -48,36 +48,12 @@ def _cache_env(root: Path) -> dict[str, str]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AgentProcess:
+class AgentProcess(LocalAgent):
     """``pagefault agent`` on loopback, sharing the test's node cache."""
 
     def __init__(self, cache_root: Path, log: Path, *extra: str) -> None:
-        self.url = f"http://127.0.0.1:{_free_port()}"
-        argv = [sys.executable, "-m", "pagefault", "agent", "--node", "t1"]
-        argv += ["--listen", "127.0.0.1:0", "--api", self.url.removeprefix("http://")]
-        argv += ["--stall", "2", *extra]
-        env = {**os.environ, **_cache_env(cache_root), "AWS_EC2_METADATA_DISABLED": "true"}
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:  # the agent imports torch: a few seconds before its API answers
-            try:
-                call(f"{self.url}/v1/models", timeout=1)
-                return
-            except ControlError:
-                assert self.process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the agent's API never came up"
-                time.sleep(0.1)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
+        env = {**_cache_env(cache_root), "AWS_EC2_METADATA_DISABLED": "true"}
+        super().__init__(env, log, "--stall", "2", *extra)
 
 
 def swarm_fetch(uri: str, agent_url: str) -> subprocess.CompletedProcess[str]:
@@ -194,7 +170,7 @@ def test_no_agent_answering_means_the_origin_with_a_warning(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("PAGEFAULT_AGENT", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("PAGEFAULT_AGENT", f"http://127.0.0.1:{free_port()}")
     with HTTPOrigin(served) as origin, caplog.at_level(logging.WARNING):
         stream = pagefault.stream(f"{origin.url}/model/")
         _same(dict(stream), pagefault.load(served / "model"))
@@ -218,7 +194,7 @@ def test_agent_setting_is_validated(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[str]:
     """A coordinator (token ``right``) on loopback with its own Redis."""
-    redis_port, port = _free_port(), _free_port()
+    redis_port, port = free_port(), free_port()
     redis = subprocess.Popen(
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
         stdout=subprocess.DEVNULL,

@@ -5,11 +5,12 @@ the coordinator's tests reproduce a Redis restart."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 
 import redis
+
+from pagefault.testing.ports import free_port
 
 __all__ = ["LocalRedis", "redis_argv"]
 
@@ -24,9 +25,7 @@ class LocalRedis:
     everything, as a Redis without a volume does in a fleet."""
 
     def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 
