@@ -1,7 +1,8 @@
 """``pagefault agent``, ``pagefault coordinator`` and ``pagefault swarm status|fetch``.
 
-The agent's and coordinator's modules (libtorrent, Redis, pydantic: ~0.3 s) are imported
-by their commands, not here: every ``pagefault`` command imports this module.
+The agent's, coordinator's and agent client's modules (libtorrent, Redis, pydantic:
+~0.3 s) are imported by their commands, not here: every ``pagefault`` command imports
+this module.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from rich.table import Table
 
 from pagefault.cache import load_config
 from pagefault.errors import PagefaultError
-from pagefault.swarm.client import AgentClient
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.jsonhttp import call
 from pagefault.swarm.protocol import HEALTH_PATH, MEMBER_TTL_S
@@ -159,6 +159,8 @@ def fetch_command(
 
     Afterwards any process on the node loads it (``pagefault load URI``) with no origin
     and no peer bytes."""
+    from pagefault.swarm.client import AgentClient  # noqa: PLC0415 - see the docstring
+
     try:
         client = AgentClient(agent)
         model = client.open(uri)
