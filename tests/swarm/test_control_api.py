@@ -105,3 +105,12 @@ def test_a_taken_address_is_a_clear_error(agent: str) -> None:
     config = AgentConfig(node="a2", listen="127.0.0.1:0", api=taken, data_dir=Path("/tmp"))
     with pytest.raises(ControlError, match=f"cannot serve on {taken}"):
         Agent(config, CacheConfig(enabled=False)).start()
+
+
+def test_stop_ends_the_alert_loop_before_the_process_may_exit(tmp_path: Path) -> None:
+    """An interpreter exiting while a thread waits in libtorrent's wait_for_alert aborts
+    the process (std::terminate, status 134): a SIGTERMed agent must not."""
+    config = AgentConfig(node="a3", listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=tmp_path)
+    running = Agent(config, CacheConfig(enabled=False)).start()
+    running.stop()
+    assert not running._alerts.is_alive()

@@ -139,6 +139,18 @@ def test_swarm_fetch_fills_the_node_cache_for_any_process(
     assert entries and sum(f.stat().st_size for f in entries) < model_bytes // 20
 
 
+def test_the_agent_exits_cleanly_on_sigterm_while_seeding(
+    served: Path, agent: AgentProcess, tmp_path: Path
+) -> None:
+    """Kubernetes stops a pod with SIGTERM: the agent must exit 0, not abort in libtorrent
+    (it did, "terminate called without an active exception", status 134)."""
+    with HTTPOrigin(served) as origin:
+        fetched = swarm_fetch(f"{origin.url}/model/", agent.url)
+        assert fetched.returncode == 0, fetched.stderr
+    assert agent.terminate() == 0
+    assert "terminate called" not in (tmp_path / "agent.log").read_text()
+
+
 def test_agent_killed_mid_load_the_load_finishes_from_the_origin(
     served: Path, agent: AgentProcess, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -117,6 +117,10 @@ class Agent:
             job.stop()
         if self.api is not None:
             self.api.stop()
+        # libtorrent aborts the process (std::terminate) if the interpreter exits while a
+        # thread is still inside wait_for_alert: the loop wakes within its 500 ms wait
+        if self._alerts.is_alive():
+            self._alerts.join()
 
     def open(self, uri: str) -> ModelJob:
         """The job for ``uri``, started on first request."""

@@ -50,3 +50,8 @@ class LocalAgent:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """Stop it as a service manager does (SIGTERM); returns its exit status."""
+        self.process.terminate()
+        return self.process.wait(timeout=timeout)
