@@ -20,6 +20,7 @@ from pagefault.errors import ControlError
 from pagefault.metrics import register_into
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.credentials import NodeCredentials
+from pagefault.swarm.filling import Filling
 from pagefault.swarm.job import ModelJob, swarm_id
 from pagefault.swarm.jsonhttp import call, split_address
 from pagefault.swarm.messages import Credentials, read_message
@@ -187,31 +188,33 @@ class Agent:
         if error and any(marker in alert.message() for marker in _HARMLESS):
             return
         handle = getattr(alert, "handle", None)
-        job = self._job_for(handle) if handle is not None else None
-        if job is None:
+        filling = self._filling_for(handle) if handle is not None else None
+        if filling is None:
             if error:
                 _log.warning("libtorrent: %s", alert.message())
             return
         if isinstance(alert, lt.piece_finished_alert):
-            job.piece_finished(int(alert.piece_index))
+            filling.piece_finished(int(alert.piece_index))
         elif isinstance(alert, lt.read_piece_alert):
             failed = alert.error.value() != 0
-            job.piece_read(
+            filling.piece_read(
                 int(alert.piece), bytes(alert.buffer), alert.error.message() if failed else None
             )
         elif isinstance(alert, lt.peer_ban_alert):
-            job.peer_banned(str(alert.endpoint[0]), "sent pieces that failed verification")
+            filling.peer_banned(str(alert.endpoint[0]), "sent pieces that failed verification")
         elif isinstance(alert, lt.peer_disconnected_alert):
-            _log.info("swarm %s: %s", job.id, alert.message())
+            _log.info("swarm %s: %s", filling.swarm, alert.message())
         elif isinstance(alert, lt.hash_failed_alert):
-            _log.warning("swarm %s: piece %d failed its hash", job.id, alert.piece_index)
+            _log.warning("swarm %s: piece %d failed its hash", filling.swarm, alert.piece_index)
         elif error:
-            _log.warning("swarm %s: %s", job.id, alert.message())
+            _log.warning("swarm %s: %s", filling.swarm, alert.message())
 
-    def _job_for(self, handle: Any) -> ModelJob | None:
+    def _filling_for(self, handle: Any) -> Filling | None:
+        """The torrent a libtorrent alert is about (None: not one of ours, or not built)."""
         for job in self.jobs.values():
-            if job.torrent is not None and job.torrent.owns(handle):
-                return job
+            filling = job.filling
+            if filling is not None and filling.torrent.owns(handle):
+                return filling
         return None
 
     # -- for the local API ---------------------------------------------------------------

@@ -89,6 +89,6 @@ class AgentCollector(Collector):
             for event in ("first_piece", "complete"):
                 if stats[f"{event}_s"] is not None:
                     timings.add_metric([job.id, event], stats[f"{event}_s"])
-            buckets, total = job.piece_waits.buckets()
+            buckets, total = job.ledger.waits.buckets()
             waits.add_metric([job.id], buckets, sum_value=total)
         yield from (received, uploaded, pieces, timings, waits)

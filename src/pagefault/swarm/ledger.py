@@ -1,0 +1,92 @@
+"""Which pieces of one model are verified on this node, and since when: what readers wait on.
+
+Admission is the only writer (a piece goes in once its stored bytes match the manifest);
+the job, the local API's long polls and the metrics only read. Keeping this record apart
+from the swarm's machinery means a reader never waits on a heartbeat or a placement
+change, only on the pieces it asked for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from pagefault.swarm.metrics import WaitHistogram
+
+__all__ = ["PieceLedger"]
+
+
+class PieceLedger:
+    """The admitted pieces of a model of ``total`` pieces (set once the layout is known)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.started = clock()
+        self.total: int | None = None
+        self.first_piece_s: float | None = None
+        self.complete_s: float | None = None
+        self.waits = WaitHistogram()  # seconds from one verified piece to the next
+        self._have: set[int] = set()
+        self._interrupted = False
+        self._changed = threading.Condition()
+
+    def expect(self, total: int) -> None:
+        """The model's layout is known: it has ``total`` pieces."""
+        with self._changed:
+            self.total = total
+
+    def add(self, piece: int, waited: float) -> None:
+        """Piece ``piece`` is verified and stored, ``waited`` seconds after the previous one."""
+        with self._changed:
+            self._have.add(piece)
+            self.waits.observe(waited)
+            now = self._clock() - self.started
+            if self.first_piece_s is None:
+                self.first_piece_s = now
+            if self.complete_s is None and len(self._have) == self.total:
+                self.complete_s = now
+            self._changed.notify_all()
+
+    def interrupt(self) -> None:
+        """The job failed: every waiting reader returns now (and every later one at once)."""
+        with self._changed:
+            self._interrupted = True
+            self._changed.notify_all()
+
+    @property
+    def count(self) -> int:
+        return len(self._have)
+
+    @property
+    def complete(self) -> bool:
+        return self.complete_s is not None
+
+    def has(self, piece: int) -> bool:
+        return piece in self._have
+
+    def missing(self) -> list[int]:
+        """The pieces not yet here, in order (none before the layout is known)."""
+        with self._changed:
+            return [p for p in range(self.total or 0) if p not in self._have]
+
+    def wait(self, first: int, last: int, timeout: float) -> bool:
+        """Block until pieces ``first..last`` (inclusive) are here; False on timeout or when
+        interrupted."""
+        deadline = self._clock() + timeout
+        with self._changed:
+            while not all(p in self._have for p in range(first, last + 1)):
+                left = deadline - self._clock()
+                if left <= 0 or self._interrupted:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def contiguous(self, first: int) -> int:
+        """How many pieces from ``first`` on are here without a gap: a reader need not ask
+        again for any of them."""
+        with self._changed:
+            count = 0
+            while first + count in self._have:
+                count += 1
+            return count
