@@ -56,14 +56,14 @@ class AgentProcess(LocalAgent):
         super().__init__(env, log, "--stall", "2", *extra)
 
 
-def swarm_fetch(uri: str, agent_url: str) -> subprocess.CompletedProcess[str]:
+def swarm_fetch(uri: str, agent_url: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``pagefault swarm fetch`` as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "pagefault", "swarm", "fetch", uri, "--agent", agent_url],
         capture_output=True,
         text=True,
         check=False,
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -149,6 +149,30 @@ def test_the_agent_exits_cleanly_on_sigterm_while_seeding(
         assert fetched.returncode == 0, fetched.stderr
     assert agent.terminate() == 0
     assert "terminate called" not in (tmp_path / "agent.log").read_text()
+
+
+def test_a_restarted_agent_serves_the_pieces_it_already_holds(
+    served: Path, cache_root: Path, tmp_path: Path
+) -> None:
+    """libtorrent finds a restarted agent's files complete when it checks them, and says
+    no "piece finished" for them: the agent used to wait forever for pieces it had (a
+    swarm fetch hung, falling back to the origin every stall without end)."""
+    data = ("--data-dir", str(tmp_path / "data"))
+    with HTTPOrigin(served) as origin:
+        uri = f"{origin.url}/model/"
+        first = AgentProcess(cache_root, tmp_path / "agent.log", *data)
+        try:
+            assert swarm_fetch(uri, first.url).returncode == 0
+        finally:
+            assert first.terminate() == 0
+        sent = origin.bytes_sent
+        again = AgentProcess(cache_root, tmp_path / "agent.log", *data)
+        try:
+            fetched = swarm_fetch(uri, again.url, timeout=30)  # it hung: TimeoutExpired
+        finally:
+            again.kill()
+        assert fetched.returncode == 0, fetched.stderr
+        assert origin.bytes_sent - sent < PIECE, "only the description: no model bytes again"
 
 
 def test_agent_killed_mid_load_the_load_finishes_from_the_origin(

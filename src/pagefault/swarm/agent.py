@@ -200,6 +200,8 @@ class Agent:
             filling.piece_read(
                 int(alert.piece), bytes(alert.buffer), alert.error.message() if failed else None
             )
+        elif isinstance(alert, lt.torrent_checked_alert):
+            filling.admit_held()
         elif isinstance(alert, lt.peer_ban_alert):
             filling.peer_banned(str(alert.endpoint[0]), "sent pieces that failed verification")
         elif isinstance(alert, lt.peer_disconnected_alert):

@@ -40,7 +40,8 @@ class Filling:
     ``ledger``.
 
     The job's thread calls ``follow`` and ``check_stall`` once a heartbeat; the agent's
-    alert loop calls ``piece_finished``, ``piece_read`` and ``peer_banned``."""
+    alert loop calls ``piece_finished``, ``piece_read``, ``peer_banned`` and, when
+    libtorrent has checked the files, ``admit_held``."""
 
     def __init__(
         self,
@@ -89,6 +90,15 @@ class Filling:
     def piece_finished(self, piece: int) -> None:
         """libtorrent verified a piece: read it back through libtorrent to admit it."""
         self.torrent.read_piece(piece)
+
+    def admit_held(self) -> None:
+        """Admit what libtorrent found already on disk when it checked the files (an agent
+        restarted over its data dir): it finishes those pieces without a "piece finished"
+        alert, and unadmitted they would never be counted, so readers would wait forever.
+        Called once the job holds this filling and again when the check ends."""
+        for piece in self.torrent.held_pieces():
+            if not self.ledger.has(piece):
+                self.torrent.read_piece(piece)
 
     def piece_read(self, piece: int, data: bytes, error: str | None) -> None:
         """libtorrent read a finished piece back: check it, cache it, then report it had."""

@@ -155,8 +155,9 @@ class ModelJob:
             staging = self.settings.data_dir / f"{self.id}.staging"
             plan = obtain(self.uri, self.coordinator, staging, self._stop)
             self.reasons.extend(plan.reasons)
-            self.filling = self._fill(plan)
-            self._follow(self.filling, plan.staging)
+            self.filling = filling = self._fill(plan)
+            filling.admit_held()  # if the files' check ended before the alerts could see us
+            self._follow(filling, plan.staging)
         except Exception as exc:
             _log.exception("swarm %s failed", self.id)
             self.error = f"{type(exc).__name__}: {exc}"

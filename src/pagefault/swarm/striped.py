@@ -90,6 +90,14 @@ class StripedTorrent:
     def have_piece(self, piece: int) -> bool:
         return bool(self.handle_of(piece).have_piece(piece))
 
+    def held_pieces(self) -> list[int]:
+        """Every piece libtorrent has, over every stripe (one status query per stripe)."""
+        held = []
+        for stripe, handle in enumerate(self.handles):
+            bits = handle.status(lt.status_flags_t.query_pieces).pieces
+            held += [p for p in range(stripe, len(bits), self.stripes) if bits[p]]
+        return sorted(held)
+
     def add_piece(self, piece: int, data: bytes, flags: int = 0) -> None:
         self.handle_of(piece).add_piece(piece, data, flags)
 
