@@ -26,14 +26,16 @@ def layout(sizes: list[tuple[int, int]]) -> list[TensorEntry]:
     st.integers(64, 4096),
     st.sampled_from([1, 2, 4, 8]),
     st.integers(1, 8),
+    st.booleans(),
 )
-def test_plan_invariants(sizes, request_size, granularity, max_segments) -> None:
+def test_plan_invariants(sizes, request_size, granularity, max_segments, tails) -> None:
     entries = layout(sizes)
     plan = plan_reads(
         entries,
         request_size=request_size,
         element_sizes=[granularity] * len(entries),
         max_segments=max_segments,
+        tails_end_tasks=tails,
     )
     covered = [0] * len(entries)
     last_tensor = -1
@@ -74,10 +76,13 @@ def test_element_larger_than_request_is_read_whole() -> None:
     st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5000)), min_size=1, max_size=30),
     st.integers(64, 4096),
     st.sampled_from([64, 128, 1024]),
+    st.booleans(),
 )
-def test_piece_aligned_tasks_hold_whole_pieces(sizes, request_size, piece_size) -> None:
+def test_piece_aligned_tasks_hold_whole_pieces(sizes, request_size, piece_size, tails) -> None:
     entries = layout(sizes)
-    plan = plan_reads(entries, request_size=request_size, piece_size=piece_size)
+    plan = plan_reads(
+        entries, request_size=request_size, piece_size=piece_size, tails_end_tasks=tails
+    )
     starts = {e.file_index: 100 for e in entries}
     ends = {}
     for e in entries:
@@ -88,3 +93,16 @@ def test_piece_aligned_tasks_hold_whole_pieces(sizes, request_size, piece_size) 
         assert end % piece_size == 0 or end == ends[task.file_index]
         assert task.length <= max(request_size, piece_size)
     assert sum(t.length for t in plan.tasks) == plan.total_bytes
+
+
+def test_a_split_tensors_tail_ends_its_task_when_bytes_arrive_over_time() -> None:
+    """Streaming from a swarm: the first tensor (2,000 bytes over requests of 1,500) is
+    handed out when its own bytes are here, not when the next 1,500 are too."""
+    entries = layout([(0, 2000), (0, 10), (0, 3000)])
+    whole = plan_reads(entries, request_size=1500)
+    assert [t.length for t in whole.tasks] == [1500, 1500, 1500, 510]
+    tails = plan_reads(entries, request_size=1500, tails_end_tasks=True)
+    assert [t.length for t in tails.tasks] == [1500, 500, 1500, 1500, 10]
+    pieces = plan_reads(entries, request_size=1500, piece_size=256, tails_end_tasks=True)
+    # to the piece boundary after the tail (100 + 2,000 -> 2,304): the small tensor joins
+    assert [t.file_offset + t.length for t in pieces.tasks[:2]] == [1536, 2304]

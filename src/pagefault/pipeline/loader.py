@@ -199,6 +199,7 @@ def _open_mapped(
         entries,
         request_size=tuning.request_size,
         piece_size=_piece_size(model, verifier, tuning.request_size),
+        tails_end_tasks=model.provenance.streaming,
     )
     stats.mode, stats.threads, stats.request_size = "mapped", tuning.threads, tuning.request_size
     stats.pages = "file-mapping"  # private copy-on-write views of the page cache
@@ -263,6 +264,7 @@ def _open_read(
         element_sizes=[d.source_dtype.itemsize if d.staged else 1 for d in destinations],
         max_segments=max_segments,
         piece_size=_piece_size(model, verifier, request),
+        tails_end_tasks=model.provenance.streaming,
     )
     stats.mode = "into" if targets else "device" if options.device.type != "cpu" else "private"
     stats.threads, stats.request_size = tuning.threads, request

@@ -6,7 +6,10 @@ can scatter into many destinations. A task is at most ``request_size`` bytes and
 ``max_segments`` destinations; a tensor split across tasks is split on element
 boundaries so each piece can be converted or copied on its own. With ``piece_size``
 (verified loads), tasks also start and end on piece boundaries, so each task can be
-checked against the piece manifest on its own.
+checked against the piece manifest on its own. With ``tails_end_tasks`` (sources that
+fill over time), the task holding the tail of a tensor split across tasks ends there (at
+the next piece boundary): the tensor is handed out once its own bytes are here, not once
+the next tensors' bytes are too.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def plan_reads(
     element_sizes: Sequence[int] | None = None,
     max_segments: int = DEFAULT_MAX_SEGMENTS,
     piece_size: int | None = None,
+    tails_end_tasks: bool = False,
 ) -> LoadPlan:
     """Split ``tensors`` (in consumption order) into read tasks of at most ``request_size``.
 
@@ -75,7 +79,7 @@ def plan_reads(
     if request_size <= 0 or max_segments <= 0 or (piece_size is not None and piece_size <= 0):
         raise ConfigError("request_size, max_segments and piece_size must be positive")
     sizes = element_sizes or [1] * len(tensors)
-    builder = _TaskBuilder(request_size, max_segments, piece_size)
+    builder = _TaskBuilder(request_size, max_segments, piece_size, tails_end_tasks)
     for index, tensor in enumerate(tensors):
         builder.add_tensor(index, tensor, max(1, sizes[index]))
     builder.flush()
@@ -89,11 +93,15 @@ def plan_reads(
 class _TaskBuilder:
     """Accumulates segments into the current task and cuts tasks at the limits."""
 
-    def __init__(self, request_size: int, max_segments: int, piece_size: int | None) -> None:
+    def __init__(
+        self, request_size: int, max_segments: int, piece_size: int | None, tails_end_tasks: bool
+    ) -> None:
         self.request_size = request_size
         self.max_segments = max_segments
         self.piece_size = piece_size
+        self.tails_end_tasks = tails_end_tasks
         self.tasks: list[ReadTask] = []
+        self._cut: int | None = None  # where the current task must end (a split tensor's tail)
         self._segments: list[Segment] = []
         self._file = -1
         self._start = 0
@@ -121,21 +129,27 @@ class _TaskBuilder:
             if self._room() <= 0 or len(self._segments) >= self.max_segments:
                 self.flush()
                 self._start = tensor.start + done
+        if self.tails_end_tasks and self._segments and self._start > tensor.start:
+            self._cut = self._piece_end(tensor.end) if self.piece_size else tensor.end
 
     def _room(self) -> int:
         """Bytes the current task may still take before it must end."""
         end = self._start + self.request_size
         if self.piece_size is not None:
             boundary = end - end % self.piece_size
-            end = (
-                boundary
-                if boundary > self._start
-                else self._start - self._start % self.piece_size + self.piece_size
-            )
+            end = boundary if boundary > self._start else self._piece_end(self._start + 1)
+        if self._cut is not None:
+            end = min(end, self._cut)
         return end - self._start - self._length
+
+    def _piece_end(self, offset: int) -> int:
+        """The first piece boundary at or after ``offset``."""
+        assert self.piece_size is not None
+        return -(-offset // self.piece_size) * self.piece_size
 
     def flush(self) -> None:
         if self._segments:
             self.tasks.append(ReadTask(self._file, self._start, tuple(self._segments)))
         self._segments = []
+        self._cut = None
         self._length = 0
