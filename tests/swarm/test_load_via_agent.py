@@ -19,10 +19,11 @@ import pagefault
 from pagefault.cache import CacheConfig, NodeCache
 from pagefault.errors import ControlError, SwarmError
 from pagefault.manifest import MANIFEST_NAME
+from pagefault.swarm.client import AgentClient
 from pagefault.swarm.config import configured_agent
 from pagefault.swarm.jsonhttp import call
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
-from pagefault.testing import HTTPOrigin
+from pagefault.testing import FaultPlan, HTTPOrigin
 from pagefault.testing.agentd import LocalAgent
 from pagefault.testing.ports import free_port
 
@@ -173,6 +174,24 @@ def test_a_restarted_agent_serves_the_pieces_it_already_holds(
             again.kill()
         assert fetched.returncode == 0, fetched.stderr
         assert origin.bytes_sent - sent < PIECE, "only the description: no model bytes again"
+
+
+def test_a_load_gives_up_on_an_agent_that_verifies_nothing(
+    served: Path, agent: AgentProcess
+) -> None:
+    """An agent that answers but gets no piece (here: its origin fails every read once
+    the agent knows the layout) must not hold a load forever: the read fails over to the
+    next link."""
+    with HTTPOrigin(served, faults=FaultPlan(first_byte_delay=1.0)) as origin:
+        client = AgentClient(agent.url)
+        model = client.open(f"{origin.url}/model/", timeout=30)
+        origin.faults = FaultPlan(error_rate=1.0)  # reads in flight still land
+        biggest = max(model.files, key=lambda f: f.size)  # its tail: not among those
+        last = biggest.first_piece + biggest.pieces - 1
+        started = time.monotonic()
+        with pytest.raises(ControlError, match="no piece verified on the node for 1 s"):
+            client.wait(model.id, last, last, no_progress_s=1.0)
+        assert time.monotonic() - started < 10
 
 
 def test_agent_killed_mid_load_the_load_finishes_from_the_origin(

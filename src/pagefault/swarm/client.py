@@ -22,11 +22,14 @@ from pagefault.sources.base import Buffer
 from pagefault.sources.describe import RemoteFile
 from pagefault.sources.local import read_fully
 from pagefault.swarm.jsonhttp import call
-from pagefault.swarm.messages import ModelFile, ModelStatus, read_message
+from pagefault.swarm.messages import ModelFile, ModelStatus, WaitReply, read_message
 
 __all__ = ["AgentClient", "AgentModel", "SwarmFileSource"]
 
 _WAIT_S = 30.0  # one long poll; the agent itself falls back to the origin when stalled
+# The agent verified no piece at all for this long (its own stall policy acts after 10 s):
+# something is wrong with it, and the load reads the rest from the origin instead.
+NO_PROGRESS_S = 60.0
 OPEN_TIMEOUT_S = 30.0  # how long the agent may take to learn the model's layout
 CALL_TIMEOUT_S = 5.0  # one control call that should answer at once
 
@@ -61,21 +64,41 @@ class AgentClient:
             model = read_message(ModelStatus, answer, sender=f"agent {self.url}")
             yield model
 
-    def wait(self, model_id: str, first: int, last: int, *, timeout: float | None = None) -> int:
-        """Block until pieces ``first..last`` are verified on the node (at most ``timeout``
-        seconds, else ``ControlError``); returns how many pieces from ``first`` on are
-        there without a gap (at least ``last - first + 1``)."""
+    def wait(
+        self,
+        model_id: str,
+        first: int,
+        last: int,
+        *,
+        timeout: float | None = None,
+        no_progress_s: float = NO_PROGRESS_S,
+    ) -> int:
+        """Block until pieces ``first..last`` are verified on the node; returns how many
+        pieces from ``first`` on are there without a gap (at least ``last - first + 1``).
+        ``ControlError`` after ``timeout`` seconds, or once the node has verified no piece
+        at all for ``no_progress_s`` (a slow swarm still progresses; a stuck agent not)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        have, progressed = -1, time.monotonic()
         while True:
-            left = _WAIT_S if deadline is None else min(_WAIT_S, deadline - time.monotonic())
+            left = min(_WAIT_S, no_progress_s)
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
             if left <= 0:
                 raise ControlError(f"agent {self.url}: model {model_id}: timed out")
             query = f"first={first}&last={last}&timeout={left:.3f}"
-            reply = call(f"{self.url}/v1/models/{quote(model_id)}/wait?{query}", timeout=left + 10)
-            if reply.get("error"):
-                raise ControlError(f"agent {self.url}: model {model_id}: {reply['error']}")
-            if reply.get("ready"):
-                return max(int(reply.get("contiguous") or 0), last - first + 1)
+            url = f"{self.url}/v1/models/{quote(model_id)}/wait?{query}"
+            reply = read_message(WaitReply, call(url, timeout=left + 10), sender=self.url)
+            if reply.error:
+                raise ControlError(f"agent {self.url}: model {model_id}: {reply.error}")
+            if reply.ready:
+                return max(reply.contiguous, last - first + 1)
+            if reply.have != have:
+                have, progressed = reply.have, time.monotonic()
+            elif time.monotonic() - progressed >= no_progress_s:
+                raise ControlError(
+                    f"agent {self.url}: model {model_id}: no piece verified on the node "
+                    f"for {no_progress_s:.0f} s"
+                )
 
 
 class AgentModel:

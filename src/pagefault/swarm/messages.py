@@ -139,6 +139,7 @@ class WaitReply(Message):
     ready: bool
     error: str | None
     contiguous: int  # pieces from ``first`` on that are there without a gap
+    have: int = 0  # pieces verified on the node, anywhere in the model: its progress
 
 
 M = TypeVar("M", bound=Message)

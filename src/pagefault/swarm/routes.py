@@ -112,7 +112,9 @@ def agent_server(agent: Agent, address: str) -> ApiServer:
         job = agent.job(model_id)
         seconds = min(timeout, _MAX_WAIT_S)
         ready = await anyio.to_thread.run_sync(job.wait, first, last, seconds, limiter=long_polls)
-        return WaitReply(ready=ready, error=job.error, contiguous=job.contiguous(first))
+        return WaitReply(
+            ready=ready, error=job.error, contiguous=job.contiguous(first), have=job.ledger.count
+        )
 
     @app.get("/metrics")
     def metrics() -> Response:
