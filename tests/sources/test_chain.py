@@ -122,3 +122,52 @@ def test_the_cache_drops_a_corrupt_swarm_piece_and_keeps_the_origins(tmp_path: P
     assert counters.corrupt_pieces == 1
     assert node.find(digest) is not None
     assert node.find(hash_piece([corrupt(DATA)])) is None
+
+
+class AgentLikeSource(MemorySource):
+    """Fills the node cache over time, as the agent does: ``await_range`` stores the
+    range's pieces there (what admission does) and records each wait."""
+
+    def __init__(self, data: bytes, node: NodeCache) -> None:
+        super().__init__("swarm:x", data)
+        self.data = data
+        self.node = node
+        self.waits: list[tuple[int, int]] = []
+
+    def await_range(self, offset: int, length: int) -> None:
+        self.waits.append((offset, length))
+        for start in range(offset, offset + length, PIECE):
+            piece = self.data[start : start + PIECE]
+            self.node.store(hash_piece([piece]), [memoryview(piece)])
+
+
+def test_a_read_through_the_cache_waits_once_for_all_its_missing_pieces(
+    tmp_path: Path,
+) -> None:
+    """One long poll of the agent per read, not one per piece (a 2 MiB read of 128 KiB
+    pieces asked up to 16 times, and the polls cost the node's CPU)."""
+    node = NodeCache(
+        CacheConfig(disk_dir=tmp_path / "disk", ram_dir=tmp_path / "ram", piece_size=PIECE)
+    )
+    data = b"".join(bytes([i]) * PIECE for i in range(6))
+    pieces = [data[i : i + PIECE] for i in range(0, len(data), PIECE)]
+    node.store(hash_piece([pieces[1]]), [memoryview(pieces[1])])  # one already on the node
+    counters = SourceCounters()
+    swarm = AgentLikeSource(data, node)
+    chain = ChainSource([Link("peers", swarm, fills_cache=True), Link("origin", swarm)], counters)
+    source = CachedFileSource(
+        chain,
+        node,
+        FileRecord("x.safetensors", len(data), "k"),
+        piece_size=PIECE,
+        digests=[hash_piece([p]) for p in pieces],
+        published=True,
+        counters=counters,
+    )
+    out = bytearray(5 * PIECE)
+    source.read_into(0, [memoryview(out)])
+    assert bytes(out) == data[: 5 * PIECE]
+    assert swarm.waits == [(0, 5 * PIECE)], "pieces 0-4 in one wait (1 was held: inside)"
+    source.read_into(0, [memoryview(out)])
+    assert len(swarm.waits) == 1, "every piece is in the cache now: no wait at all"
+    assert counters.bytes_by_source()["peers"] == 4 * PIECE

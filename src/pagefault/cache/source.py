@@ -62,6 +62,7 @@ class CachedFileSource:
         self._published = published  # digests are the origin's word: a mismatch is an error
         self._counters = counters
         self._populated: set[int] = set()
+        self._delivered: dict[str, str] = {}  # digest -> the link that just put it in a tier
         self._piece_locks = [threading.Lock() for _ in range(piece_count(file.size, piece_size))]
 
     @property
@@ -74,6 +75,7 @@ class CachedFileSource:
     def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
         cursor = BufferCursor(buffers)
         position, end = offset, offset + cursor.total
+        self._await_missing(offset // self._piece_size, -(-end // self._piece_size))
         while position < end:
             index = position // self._piece_size
             start, stop = self._range(index)
@@ -98,6 +100,7 @@ class CachedFileSource:
     def populate(self, mapping: mmap.mmap, offset: int, length: int) -> None:
         """Make ``[offset, offset + length)`` of ``mapping`` hold the file's bytes, checked."""
         first, last = offset // self._piece_size, -(-(offset + length) // self._piece_size)
+        self._await_missing(first, last)
         for index in range(first, last):
             with self._piece_locks[index]:
                 if index not in self._populated:
@@ -106,6 +109,23 @@ class CachedFileSource:
 
     def close(self) -> None:
         self._below.close()
+
+    def _await_missing(self, first: int, stop: int) -> None:
+        """Wait once for the pieces ``first..stop-1`` that no tier holds, where a link
+        below fills the cache over time: one long poll of the agent per read, not one per
+        piece (a 2 MiB read of 128 KiB pieces asked up to 16 times)."""
+        missing = [i for i in range(first, stop) if not self._held(i)]
+        if len(missing) > 1:
+            start, _ = self._range(missing[0])
+            _, end = self._range(missing[-1])
+            kind = self._below.await_range(start, end - start)
+            if kind is not None:  # the cache has them now: count them where they came from
+                self._delivered.update((d, kind) for i in missing if (d := self._digests[i]))
+
+    def _held(self, index: int) -> bool:
+        """Whether some tier holds the piece (a stat per tier; digests known here only)."""
+        digest = self._digests[index]
+        return digest is not None and any(tier.has(digest) for tier in self._cache.tiers)
 
     def _range(self, index: int) -> tuple[int, int]:
         start = index * self._piece_size
@@ -201,7 +221,7 @@ class CachedFileSource:
 
     def _count_hit(self, hit: CacheHit, digest: str, views: list[memoryview]) -> None:
         size = sum(len(v) for v in views)
-        self._counters.add(hit.tier.name, size)
+        self._counters.add(self._delivered.pop(digest, hit.tier.name), size)
         if hit.tier is not self._cache.ram:
             self._cache.promote(digest, views)
 

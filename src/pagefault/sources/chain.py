@@ -134,6 +134,22 @@ class ChainSource:
             return link.kind
         raise AssertionError("unreachable: the last link either returns or raises")
 
+    def await_range(self, offset: int, length: int) -> str | None:
+        """Wait once for a whole range on the first live link that fills the cache over
+        time (the swarm), so the reads that follow, piece by piece, find it there; returns
+        that link's kind (None: no such link, or it failed and is skipped from now on)."""
+        for position, link in enumerate(self._links[:-1]):
+            if position in self._failed or not link.fills_cache:
+                continue
+            if isinstance(link.source, AwaitableSource):
+                try:
+                    link.source.await_range(offset, length)
+                except SourceError as exc:
+                    self._fail(position, link, exc)
+                    return None
+                return link.kind
+        return None
+
     @staticmethod
     def _awaited(link: Link, offset: int, size: int, from_cache: Callable[[], bool]) -> bool:
         if not (link.fills_cache and isinstance(link.source, AwaitableSource)):

@@ -161,7 +161,7 @@ class SwarmFileSource:
         self._model = model
         self._file = file
         self._entry: tuple[ModelFile, int] | None = None  # the agent's file, piece size
-        self._ready_below = 0  # bytes [0, n) known complete: no round trip for them
+        self._ready: set[int] = set()  # pieces of this file known verified: no round trip
         self._fd: int | None = None
         self._lock = threading.Lock()
 
@@ -175,15 +175,13 @@ class SwarmFileSource:
     def await_range(self, offset: int, length: int) -> None:
         """Block until the agent has verified (and cached) every piece under the range."""
         entry, piece_size = self._describe()
-        end = offset + length
-        if end > self._ready_below:
-            first = offset // piece_size
-            last = (max(end, 1) - 1) // piece_size
-            base = entry.first_piece
-            contiguous = self._model.wait(base + first, base + last)
-            if first * piece_size <= self._ready_below:  # the ready prefix grows
-                ready = min(self._file.size, (first + contiguous) * piece_size)
-                self._ready_below = max(self._ready_below, ready)
+        first = offset // piece_size
+        last = (max(offset + length, 1) - 1) // piece_size
+        if all(p in self._ready for p in range(first, last + 1)):
+            return
+        contiguous = self._model.wait(entry.first_piece + first, entry.first_piece + last)
+        with self._lock:
+            self._ready.update(range(first, min(first + contiguous, entry.pieces)))
 
     def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
         """Wait for the range, then read libtorrent's file (no node cache to read from)."""
