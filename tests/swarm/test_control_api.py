@@ -4,6 +4,7 @@ checked; a real coordinator (with Redis) and a real agent on loopback."""
 from __future__ import annotations
 
 import base64
+import http.client
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,18 @@ def test_every_route_but_health_needs_the_token(coordinator: str) -> None:
     assert call(f"{coordinator}/v1/health") == {"ok": True}
     assert call(f"{coordinator}/v1/swarms", token="secret") == {"swarms": []}
     assert _refused(f"{coordinator}/v1/nothing", token="secret").status == 404
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(coordinator: str) -> None:
+    host, port = coordinator.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.putrequest("PUT", "/v1/swarms/s/manifest")
+    connection.putheader("Authorization", "Bearer secret")
+    connection.putheader("Content-Length", str(1 << 30))
+    connection.endheaders()  # and no body: the answer must not wait for one
+    answer = connection.getresponse()
+    assert answer.status == 413 and b"too large" in answer.read()
+    connection.close()
 
 
 def test_the_first_published_manifest_wins(coordinator: str) -> None:

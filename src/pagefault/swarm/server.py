@@ -18,13 +18,14 @@ import hmac
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pagefault.errors import ControlError
 from pagefault.swarm.jsonhttp import split_address
@@ -41,21 +42,7 @@ def control_app(token: str | None, *, public: frozenset[str] = frozenset()) -> F
     API, which listens on the node's loopback)."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     expected = f"Bearer {token}".encode() if token else None
-
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length") or "0"
-        if not length.isdigit():
-            return _error(400, f"Content-Length {length!r} is not a byte count")
-        if int(length) > _MAX_BODY:
-            return _error(413, "request body too large")
-        given = request.headers.get("authorization", "").encode()
-        guarded = expected is not None and request.url.path not in public
-        if guarded and not hmac.compare_digest(given, expected or b""):
-            return _error(401, "missing or wrong swarm token")
-        return await call_next(request)
+    app.add_middleware(_Guard, expected=expected, public=public)
 
     @app.exception_handler(ControlError)
     async def control_error(request: Request, exc: ControlError) -> Response:
@@ -66,6 +53,39 @@ def control_app(token: str | None, *, public: frozenset[str] = frozenset()) -> F
         return _error(400, "; ".join(_field_error(e) for e in exc.errors()))
 
     return app
+
+
+class _Guard:
+    """Every request's Content-Length and token, checked before any route. A plain ASGI
+    middleware: FastAPI's ``@app.middleware`` kind runs each request through a task group
+    and memory streams, which cost more than the agent's busiest route itself."""
+
+    def __init__(self, app: ASGIApp, *, expected: bytes | None, public: frozenset[str]) -> None:
+        self.app = app
+        self.expected = expected
+        self.public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refusal(scope) if scope["type"] == "http" else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+        else:
+            await refusal(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        headers = dict(scope["headers"])  # lower-case names, as ASGI servers give them
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit():
+            return _error(
+                400, f"Content-Length {length.decode(errors='replace')!r} is not a byte count"
+            )
+        if int(length) > _MAX_BODY:
+            return _error(413, "request body too large")
+        if self.expected is None or scope["path"] in self.public:
+            return None
+        if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+            return _error(401, "missing or wrong swarm token")
+        return None
 
 
 class ApiServer:
