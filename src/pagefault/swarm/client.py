@@ -92,7 +92,9 @@ class AgentClient:
                 raise ControlError(f"agent {self.url}: model {model_id}: {reply.error}")
             if reply.ready:
                 return max(reply.contiguous, last - first + 1)
-            if reply.have != have:
+            if reply.have is None:  # an older agent: its progress cannot be seen here
+                progressed = time.monotonic()
+            elif reply.have != have:
                 have, progressed = reply.have, time.monotonic()
             elif time.monotonic() - progressed >= no_progress_s:
                 raise ControlError(

@@ -139,7 +139,9 @@ class WaitReply(Message):
     ready: bool
     error: str | None
     contiguous: int  # pieces from ``first`` on that are there without a gap
-    have: int = 0  # pieces verified on the node, anywhere in the model: its progress
+    # pieces verified on the node, anywhere in the model: its progress (None: an agent
+    # older than this field, whose progress the loader cannot see)
+    have: int | None = None
 
 
 M = TypeVar("M", bound=Message)
