@@ -123,3 +123,14 @@ def dropped(path: Path) -> Path:
     if resident_share(path) > 0.1:
         pytest.skip(f"the page cache of {path.parent} does not drop pages (tmpfs?)")
     return path
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test sets ``now``: timing policies are
+    tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from pagefault.swarm.ledger import PieceLedger
-from tests.swarm.test_stall import FakeClock
+from tests.helpers import FakeClock
 
 
 def test_timings_and_completion_follow_the_admitted_pieces() -> None:

@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from pagefault.swarm.stall import TAIL_PIECES, TAIL_STALL_S, StallPolicy
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 def test_a_broken_upstream_link_falls_back_after_stall_s() -> None:

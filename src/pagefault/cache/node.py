@@ -70,6 +70,10 @@ class NodeCache:
             self._warn("lease", f"cannot record a read lease in {self.runtime}: {exc}")
             return lambda: None
 
+    def holds(self, sha: str) -> bool:
+        """Whether some tier has a piece (a stat per tier; its bytes are checked on use)."""
+        return any(tier.has(sha) for tier in self.tiers)
+
     def find(self, sha: str) -> CacheHit | None:
         """The fastest tier's copy of a piece, if any tier has one."""
         for tier in self.tiers:

@@ -51,7 +51,7 @@ class CatalogEntry:
         """Whether some tier holds every piece (a stat per piece): then nothing below the
         cache will be asked."""
         return all(
-            digest is not None and any(tier.has(digest) for tier in cache.tiers)
+            digest is not None and cache.holds(digest)
             for file_digests in self.digests
             for digest in file_digests
         )

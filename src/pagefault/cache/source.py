@@ -125,7 +125,7 @@ class CachedFileSource:
     def _held(self, index: int) -> bool:
         """Whether some tier holds the piece (a stat per tier; digests known here only)."""
         digest = self._digests[index]
-        return digest is not None and any(tier.has(digest) for tier in self._cache.tiers)
+        return digest is not None and self._cache.holds(digest)
 
     def _range(self, index: int) -> tuple[int, int]:
         start = index * self._piece_size

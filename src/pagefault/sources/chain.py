@@ -139,11 +139,10 @@ class ChainSource:
         time (the swarm), so the reads that follow, piece by piece, find it there; returns
         that link's kind (None: no such link, or it failed and is skipped from now on)."""
         for position, link in enumerate(self._links[:-1]):
-            if position in self._failed or not link.fills_cache:
-                continue
-            if isinstance(link.source, AwaitableSource):
+            filling = _filling(link)
+            if position not in self._failed and filling is not None:
                 try:
-                    link.source.await_range(offset, length)
+                    filling.await_range(offset, length)
                 except SourceError as exc:
                     self._fail(position, link, exc)
                     return None
@@ -152,9 +151,10 @@ class ChainSource:
 
     @staticmethod
     def _awaited(link: Link, offset: int, size: int, from_cache: Callable[[], bool]) -> bool:
-        if not (link.fills_cache and isinstance(link.source, AwaitableSource)):
+        filling = _filling(link)
+        if filling is None:
             return False
-        link.source.await_range(offset, size)
+        filling.await_range(offset, size)
         return from_cache()
 
     def close(self) -> None:
@@ -176,3 +176,11 @@ class ChainSource:
             f"{self.name}: {where} from {link.kind} do not match the manifest's digest"
             f"{blame if link.kind == 'origin' else ''}"
         )
+
+
+def _filling(link: Link) -> AwaitableSource | None:
+    """The link's source if its filler puts verified pieces in the node cache as they
+    arrive (the swarm): a reader waits for a range on it, then reads the cache's copy."""
+    if link.fills_cache and isinstance(link.source, AwaitableSource):
+        return link.source
+    return None
