@@ -57,10 +57,12 @@ class AgentProcess(LocalAgent):
         super().__init__(env, log, "--stall", "2", *extra)
 
 
-def swarm_fetch(uri: str, agent_url: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``pagefault swarm fetch`` as a user runs it."""
+def swarm_fetch(
+    uri: str, agent_url: str, *extra: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``pagefault swarm fetch`` as a user runs it (``extra``: more options)."""
     return subprocess.run(
-        [sys.executable, "-m", "pagefault", "swarm", "fetch", uri, "--agent", agent_url],
+        [sys.executable, "-m", "pagefault", "swarm", "fetch", uri, "--agent", agent_url, *extra],
         capture_output=True,
         text=True,
         check=False,
@@ -192,6 +194,17 @@ def test_a_load_gives_up_on_an_agent_that_verifies_nothing(
         with pytest.raises(ControlError, match="no piece verified on the node for 1 s"):
             client.wait(model.id, last, last, no_progress_s=1.0)
         assert time.monotonic() - started < 10
+
+
+def test_swarm_fetch_gives_up_after_its_timeout(served: Path, agent: AgentProcess) -> None:
+    """Each origin read waits 0.5 s: the model needs ~4 s, the fetch may take 2.5."""
+    with HTTPOrigin(served, faults=FaultPlan(first_byte_delay=0.5)) as origin:
+        uri = f"{origin.url}/model/"
+        started = time.monotonic()
+        late = swarm_fetch(uri, agent.url, "--timeout", "2.5", "--json", timeout=60)
+        assert late.returncode == 2  # the CLI's status for every error
+        assert "after 2.5 s" in late.stdout + late.stderr
+        assert time.monotonic() - started < 20
 
 
 def test_agent_killed_mid_load_the_load_finishes_from_the_origin(

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -152,18 +153,24 @@ def agent_command(
 def fetch_command(
     uri: Annotated[str, typer.Argument(help="Model URI")],
     agent: AgentOpt = "http://127.0.0.1:7070",
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0, help="give up after this many seconds (default: never)"),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Have the node agent fetch a model into the node cache; wait until every piece is here.
 
     Afterwards any process on the node loads it (``pagefault load URI``) with no origin
-    and no peer bytes."""
+    and no peer bytes. With ``--timeout`` it fails (exit 2) if the model is not complete by then
+    (the agent carries on)."""
     from pagefault.swarm.client import AgentClient  # noqa: PLC0415 - see the docstring
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         client = AgentClient(agent)
-        model = client.open(uri)
+        model = client.open(uri, timeout=timeout)
         total = sum(f.size for f in model.files)
         with progress_bar("swarm", enabled=not (quiet or as_json)) as bar:
             bar.set_total(total)
@@ -173,6 +180,12 @@ def fetch_command(
                 now = min(total, model.have * (model.piece_size or 0))  # pieces only add up
                 bar.advance(now - done)
                 done = now
+                late = deadline is not None and time.monotonic() > deadline
+                if late and model.state not in ("complete", "failed"):
+                    raise PagefaultError(
+                        f"{uri}: not complete after {timeout:g} s ({model.have} of "
+                        f"{model.pieces} pieces on the node; the agent carries on)"
+                    )
     except PagefaultError as exc:
         fail(exc, as_json=as_json)
     if model.state == "failed":

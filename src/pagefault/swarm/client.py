@@ -53,7 +53,7 @@ class AgentClient:
             if model.files:
                 return model
             if deadline is not None and time.monotonic() > deadline:
-                raise ControlError(f"agent {self.url}: no layout for {uri} after {timeout:.0f} s")
+                raise ControlError(f"agent {self.url}: no layout for {uri} after {timeout:g} s")
             time.sleep(0.05)
 
     def follow(self, model: ModelStatus, *, interval: float) -> Iterator[ModelStatus]:
