@@ -25,15 +25,15 @@ def admission(
     layout = TorrentLayout(PIECE, (SwarmFile("w.safetensors", len(DATA), 0, 4, "w.safetensors"),))
     admitted: list[int] = []
     corrupt: list[tuple[int, str]] = []
+    ram_dir = tmp_path / "ram" if ram else None
     gate = PieceAdmission(
         layout,
         manifest,
         tmp_path / "seed",
+        cache=NodeCache(CacheConfig(disk_dir=tmp_path / "disk", ram_dir=ram_dir)),
         on_admitted=admitted.append,
         on_corrupt=lambda p, w: corrupt.append((p, w)),
     )
-    ram_dir = tmp_path / "ram" if ram else None
-    gate.cache = NodeCache(CacheConfig(disk_dir=tmp_path / "disk", ram_dir=ram_dir))
     return gate, admitted, corrupt
 
 

@@ -38,13 +38,14 @@ class PieceAdmission:
         manifest: PieceManifest,
         save_path: Path,
         *,
+        cache: NodeCache | None,
         on_admitted: Callable[[int], None],
         on_corrupt: Callable[[int, str], None],
     ) -> None:
         self.layout = layout
         self.manifest = manifest
         self.save_path = save_path  # where libtorrent keeps (and seeds from) the files
-        self.cache: NodeCache | None = None  # set once the node cache knows the model
+        self.cache = cache  # None: the model is not in the node cache (checked, not stored)
         self._on_admitted = on_admitted
         self._on_corrupt = on_corrupt
         self._pool = ThreadPoolExecutor(_ADMITTERS, thread_name_prefix="pagefault-admit")

@@ -69,10 +69,10 @@ class Filling:
             self.layout,
             manifest,
             save_path,
+            cache=cache,
             on_admitted=self._admitted,
             on_corrupt=self._corrupt,
         )
-        self.admission.cache = cache
         for piece in self.layout.header_pieces:  # every loader waits on these first
             torrent.set_piece_deadline(piece, 0)
         self.gate = FetchGate(torrent, stop, frozenset(self.layout.header_pieces))
