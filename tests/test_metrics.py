@@ -3,7 +3,6 @@ the counters to a real Prometheus scrape over HTTP."""
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import pagefault
 import pagefault.metrics
+from pagefault.testing.ports import free_port
 
 
 def _value(name: str, **labels: str) -> float:
@@ -34,9 +34,7 @@ def test_loads_and_saves_are_counted_and_served(sharded_checkpoint: Path, tmp_pa
     pagefault.save(tensors, tmp_path / "saved").wait()
     assert _value("pagefault_save_bytes_total") - saved >= size  # tensors plus headers
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     pagefault.metrics.serve(port)
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     names = {family.name for family in text_string_to_metric_families(text)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import tarfile
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pagefault.compile.key import compile_key
 from pagefault.compile.session import compile_cache
 from pagefault.compile.stores import DirectoryStore, ObjectBundleStore, open_store
 from pagefault.errors import CacheError, ConfigError, IntegrityError
+from pagefault.testing.ports import free_port
 from pagefault.testing.redisd import LocalRedis
 
 
@@ -96,9 +96,7 @@ def test_stores_keep_bundles_behind_a_latest_pointer(
 
 
 def test_unreachable_redis_fails_fast_as_a_cache_error() -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens on it
     store = open_store(f"redis://127.0.0.1:{port}/0")
     started = time.monotonic()
     with pytest.raises(CacheError):
@@ -115,9 +113,7 @@ def test_an_unreachable_store_costs_a_warning_not_a_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Entering and leaving the block with a dead store: the cause is recorded, no error."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("PAGEFAULT_CACHE_DIR", str(tmp_path / "node"))
     monkeypatch.setenv("PAGEFAULT_CACHE_RAM_DIR", "off")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "before"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 import pagefault
 from pagefault.errors import ConfigError, SourceError
 from pagefault.testing import HTTPOrigin
+from pagefault.testing.ports import free_port
 
 from .conftest import assert_same_tensors, reference
 
@@ -35,9 +35,7 @@ def test_file_uris_are_local_paths(single_checkpoint: Path) -> None:
 
 
 def test_a_refused_connection_says_so() -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens on it
     with pytest.raises(SourceError, match="connection refused"):
         pagefault.load(f"http://127.0.0.1:{port}/model/", cache=False)
 
