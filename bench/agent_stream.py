@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -56,10 +57,17 @@ class CountingClient(AgentClient):
         return super().wait(*args, **kwargs)
 
 
+def ram_root(root: Path) -> Path:
+    """Where this round's RAM tier lives: tmpfs when the machine has /dev/shm."""
+    shm = Path("/dev/shm")
+    return shm / root.name if shm.is_dir() else root
+
+
 def one_round(root: Path, conn_bytes_s: float) -> dict[str, float]:
     cache = {
         "PAGEFAULT_CACHE_DIR": str(root / "cache"),
-        "PAGEFAULT_CACHE_RAM_DIR": str(root / "ram"),
+        # the RAM tier on tmpfs, as its default /dev/shm/pagefault is
+        "PAGEFAULT_CACHE_RAM_DIR": str(ram_root(root) / "ram"),
     }
     with HTTPOrigin(root / "origin", bandwidth=conn_bytes_s) as origin:
         agent = LocalAgent(cache, root / "agent.log")
@@ -106,7 +114,10 @@ def main() -> None:
             entry = write_synthetic_checkpoint(model, SyntheticConfig(parse_size(args.size), 2))
             manifest = make_piece_manifest(entry, piece_size=parse_size(args.piece_size))
             write_piece_manifest(manifest, str(model / MANIFEST_NAME))
-            rounds.append(one_round(root, args.conn_mbps * 1e6))
+            try:
+                rounds.append(one_round(root, args.conn_mbps * 1e6))
+            finally:
+                shutil.rmtree(ram_root(root), ignore_errors=True)
     medians = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     if args.json:
         print(json.dumps({"args": vars(args), "rounds": rounds, "median": medians}))

@@ -15,6 +15,7 @@ from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.pacing import FETCH_LEAD_BYTES, FetchGate
 from pagefault.swarm.striped import StripedTorrent
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from tests.swarm.nodes import tls_node
 
 PIECE = 64 * 1024
 
@@ -107,16 +108,8 @@ def test_a_fetcher_holds_off_while_a_connected_peer_holds_more_of_its_stripe(
     manifest = make_piece_manifest(entry, piece_size=PIECE)
     ca = SwarmCA.create()
 
-    def node(name: str) -> tuple[lt.session, StripedTorrent]:
-        settings = {"listen_interfaces": "127.0.0.1:0s", "close_redundant_connections": False}
-        session = lt.session({**settings, "enable_dht": False})  # as agents have it
-        credentials = ca.issue(name)
-        return session, StripedTorrent.add(
-            session, manifest, ca.cert_pem, tmp_path / name, node=credentials
-        )
-
-    up_session, upstream = node("old-fetcher")
-    this_session, torrent = node("this")
+    up_session, upstream = tls_node(ca, manifest, tmp_path, "old-fetcher")
+    this_session, torrent = tls_node(ca, manifest, tmp_path, "this")
     torrent.handles[0].prioritize_pieces([0] * torrent.layout.num_pieces)  # stays behind
     data = (entry.parent / upstream.layout.files[0].name).read_bytes()
     for piece in range(4):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pagefault.api import make_piece_manifest
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.striped import StripedTorrent
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from tests.swarm.nodes import tls_node
 
 PIECE = 64 * 1024
 
@@ -37,3 +39,28 @@ def test_each_stripe_is_its_own_torrent_and_the_files_fill_from_both(tmp_path: P
         assert [handle.have_piece(p) for p in pieces] == [p % 2 == stripe for p in pieces]
     for f in torrent.layout.files:
         assert f.path(tmp_path / "dl").read_bytes() == (tmp_path / "m" / f.name).read_bytes()
+
+
+def test_a_torrent_with_no_connection_dials_its_upstream_at_once(tmp_path: Path) -> None:
+    """libtorrent dials given peers on its once-a-second tick; with the tick stretched to
+    5 s here, only the connect boost (pause and resume) joins within 2 s."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:  # libtorrent 2.1 may crash tearing two TLS sessions down
+        seconds, paused = pool.apply(_dial_upstream, (tmp_path,), {"tick_interval": 5000})
+    assert seconds < 2.0
+    assert not paused
+
+
+def _dial_upstream(root: Path, **settings: int) -> tuple[float, bool]:
+    """Seconds from ``connect_peer`` until a fresh node is connected to its upstream, and
+    whether its torrent was left paused. Runs in a pool worker, which the pool ends."""
+    entry = write_synthetic_checkpoint(root / "m", SyntheticConfig(1 << 20, shards=1))
+    manifest = make_piece_manifest(entry, piece_size=PIECE)
+    ca = SwarmCA.create()
+    up_session, _ = tls_node(ca, manifest, root, "up", **settings)
+    _, torrent = tls_node(ca, manifest, root, "down", **settings)
+    began = time.monotonic()
+    torrent.connect_peer(0, ("127.0.0.1", up_session.ssl_listen_port()))
+    while not torrent.peers_of(0) and time.monotonic() - began < 10:
+        time.sleep(0.01)
+    return time.monotonic() - began, bool(torrent.handles[0].status().paused)

@@ -108,8 +108,17 @@ class StripedTorrent:
         self.handle_of(piece).set_piece_deadline(piece, deadline_ms)
 
     def connect_peer(self, stripe: int, address: tuple[str, int]) -> None:
-        """Join ``address`` in ``stripe``'s torrent (a no-op while connected)."""
-        self.handles[stripe % self.stripes].connect_peer(address)
+        """Join ``address`` in ``stripe``'s torrent (a no-op while connected).
+
+        libtorrent dials the peers it is given only on its once-a-second tick, so a node
+        joining a chain waited up to a second per hop before its first piece. Resuming a
+        paused torrent dials at once (its "connect boost"), so a torrent with no
+        connection yet, which pausing cannot cut, is paused and resumed."""
+        handle = self.handles[stripe % self.stripes]
+        handle.connect_peer(address)
+        if not handle.get_peer_info():  # no peer, connecting ones included
+            handle.pause()
+            handle.resume()
 
     def stripe_pieces(self, stripe: int) -> int:
         """How many of ``stripe``'s pieces this node has (as its peers count them)."""
