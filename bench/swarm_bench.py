@@ -12,7 +12,7 @@ GB they moved (received plus forwarded, read from /proc). Needs root.
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
         [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1] [--queueing small-first|fifo]
         [--repeat 1] [--out FILE] [--logs DIR] [--load] [--churn 0.25] [--late 2]
-        [--slow-fraction 0.25 --slow-mbit 10]
+        [--slow-fraction 0.25 --slow-mbit 10] [--timeline]
 
 ``--churn F`` SIGKILLs that share of the agents at random moments (seeded per run) in the
 first 70% of the link floor; ``--late K`` has the last K nodes ask for the model only at
@@ -40,6 +40,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ import pagefault
 from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.cache import CacheConfig, NodeCache
 from pagefault.manifest import MANIFEST_NAME
+from pagefault.swarm.messages import Timeline
 from pagefault.swarm.simulate import slow_positions
 from pagefault.swarm.topology import DEFAULT_STRIPES
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
@@ -57,6 +59,7 @@ from pagefault.system.sizes import parse_size
 from pagefault.testing import HTTPOrigin
 from pagefault.testing.netns import DEFAULT_QUEUEING, QUEUEINGS, Host
 from pagefault.testing.swarmbed import FleetConfig, SwarmTestbed, holds_model, load_and_digest
+from pagefault.testing.timeline import hop_table
 
 CPU_BOUND = 0.9  # host CPUs this busy over a run: its times say more about CPU than links
 
@@ -87,11 +90,14 @@ def run_fleet(
         if args.load:
             result = bed.load_all(timeout=args.timeout)
             busy1, total1 = cpu_busy()
+            hops = hop_timeline(bed, args) if args.timeline else None
             warm = warm_loads(bed, args.timeout)
-            return load_summary(nodes, size, result, warm, (busy1 - busy0) / (total1 - total0))
+            summary = load_summary(nodes, size, result, warm, (busy1 - busy0) / (total1 - total0))
+            return summary | ({"timeline": hops} if hops is not None else {})
         idle_cpu = bed.agent_cpu_s()  # start-up (imports, joining) is not the transfer's
         result, killed = drive_with_churn(bed, model, args, attempt)
         busy1, total1 = cpu_busy()
+        hops = hop_timeline(bed, args) if args.timeline else None
         agent_cpu = {n: s - idle_cpu.get(n, 0.0) for n, s in bed.agent_cpu_s().items()}
         per_node = [n for name, n in result["nodes"].items() if name not in killed]
         failed = [n for n in per_node if not holds_model(model, n)]
@@ -118,7 +124,31 @@ def run_fleet(
         "agent_cpu_s": agent_cpu,
         "agent_cpu_s_per_gb_moved": sum(agent_cpu.values()) / ((forwarded + received) / 1e9),
         "per_node": result["nodes"],
-    }
+    } | ({"timeline": hops} if hops is not None else {})
+
+
+def timeline_table(run: dict[str, Any]) -> Table:
+    """One fleet's hops: in the order the nodes received the model."""
+    table = Table(title=f"N={run['nodes']} #{run['run']}: pieces verified, hop by hop")
+    for column in ("node", "first (s)", "last (s)", "steady Mbit/s", "lag behind previous (ms)"):
+        table.add_column(column, justify="right")
+    for hop in run["timeline"]:
+        lag = hop["lag_ms"]
+        table.add_row(
+            hop["node"],
+            f"{hop['first_s']:.2f}",
+            f"{hop['last_s']:.2f}",
+            f"{hop['steady_mbit']:.1f}",
+            "-" if lag is None else f"{lag:.0f}",
+        )
+    return table
+
+
+def hop_timeline(bed: SwarmTestbed, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each node's first and last piece, steady rate and lag behind the node before it,
+    from the agents' piece timelines (``--timeline``)."""
+    timelines = {name: Timeline.model_validate(t) for name, t in bed.timelines().items()}
+    return [asdict(row) for row in hop_table(timelines, parse_size(args.piece_size))]
 
 
 def drive_with_churn(
@@ -249,6 +279,9 @@ def main() -> None:
     parser.add_argument("--logs", help="keep each fleet's agent/origin/coordinator logs here")
     parser.add_argument("--load", action="store_true", help="nodes run pagefault.load(uri)")
     parser.add_argument(
+        "--timeline", action="store_true", help="print each fleet's per-hop piece timeline"
+    )
+    parser.add_argument(
         "--churn", type=float, default=0.0, help="share of the nodes SIGKILLed at random times"
     )
     parser.add_argument("--late", type=int, default=0, help="nodes that join mid-swarm")
@@ -309,6 +342,9 @@ def main() -> None:
             str(r["failed"]),
         )
     console.print(table)
+    for r in runs:
+        if "timeline" in r:
+            console.print(timeline_table(r))
     if args.load:
         ratios = [r["warm_gbps_median"] / r["ram_tier_gbps_median"] for r in runs]
         console.print(

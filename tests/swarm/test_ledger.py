@@ -25,6 +25,20 @@ def test_timings_and_completion_follow_the_admitted_pieces() -> None:
     assert total == 2.0 and buckets[-1] == ("+Inf", 3.0)
 
 
+def test_the_timeline_keeps_when_each_piece_was_first_verified() -> None:
+    clock = FakeClock()
+    ledger = PieceLedger(clock, wall=lambda: 1_700_000_000.0)
+    assert ledger.timeline() == []  # no layout yet
+    ledger.expect(3)
+    clock.now += 0.25
+    ledger.add(1, waited=0.25)
+    clock.now += 0.5
+    ledger.add(1, waited=0.5)  # admitted again (a replaced piece): the first time stays
+    ledger.add(0, waited=0.0)
+    assert ledger.started_at == 1_700_000_000.0
+    assert ledger.timeline() == [0.75, 0.25, None]
+
+
 def test_a_reader_wakes_when_its_pieces_arrive_and_not_before() -> None:
     ledger = PieceLedger()
     ledger.expect(4)

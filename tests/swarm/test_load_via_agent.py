@@ -142,6 +142,19 @@ def test_swarm_fetch_fills_the_node_cache_for_any_process(
     assert entries and sum(f.stat().st_size for f in entries) < model_bytes // 20
 
 
+def test_the_agent_says_when_each_piece_was_verified(served: Path, agent: AgentProcess) -> None:
+    with HTTPOrigin(served) as origin:
+        uri = f"{origin.url}/model/"
+        asked = time.time()
+        assert swarm_fetch(uri, agent.url).returncode == 0
+        client = AgentClient(agent.url)
+        model = client.open(uri)
+        timeline = client.timeline(model.id)
+    assert asked - 1 <= timeline.started_at <= time.time()
+    assert len(timeline.verified_s) == model.pieces
+    assert all(s is not None and 0 <= s <= time.time() - asked for s in timeline.verified_s)
+
+
 def test_the_agent_exits_cleanly_on_sigterm_while_seeding(
     served: Path, agent: AgentProcess, tmp_path: Path
 ) -> None:

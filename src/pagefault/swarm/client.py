@@ -22,7 +22,7 @@ from pagefault.sources.base import Buffer
 from pagefault.sources.describe import RemoteFile
 from pagefault.sources.local import read_fully
 from pagefault.swarm.jsonhttp import call
-from pagefault.swarm.messages import ModelFile, ModelStatus, WaitReply, read_message
+from pagefault.swarm.messages import ModelFile, ModelStatus, Timeline, WaitReply, read_message
 
 __all__ = ["AgentClient", "AgentModel", "SwarmFileSource"]
 
@@ -63,6 +63,11 @@ class AgentClient:
             answer = call(f"{self.url}/v1/models/{quote(model.id)}")
             model = read_message(ModelStatus, answer, sender=f"agent {self.url}")
             yield model
+
+    def timeline(self, model_id: str) -> Timeline:
+        """When each of the model's pieces was verified on the node."""
+        answer = call(f"{self.url}/v1/models/{quote(model_id)}/timeline")
+        return read_message(Timeline, answer, sender=f"agent {self.url}")
 
     def wait(
         self,

@@ -20,14 +20,17 @@ __all__ = ["PieceLedger"]
 class PieceLedger:
     """The admitted pieces of a model of ``total`` pieces (set once the layout is known)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
+    ) -> None:
         self._clock = clock
         self.started = clock()
+        self.started_at = wall()  # epoch seconds: timelines of different nodes line up
         self.total: int | None = None
         self.first_piece_s: float | None = None
         self.complete_s: float | None = None
         self.waits = WaitHistogram()  # seconds from one verified piece to the next
-        self._have: set[int] = set()
+        self._have: dict[int, float] = {}  # piece -> seconds after start it was verified
         self._interrupted = False
         self._changed = threading.Condition()
 
@@ -39,9 +42,9 @@ class PieceLedger:
     def add(self, piece: int, waited: float) -> None:
         """Piece ``piece`` is verified and stored, ``waited`` seconds after the previous one."""
         with self._changed:
-            self._have.add(piece)
-            self.waits.observe(waited)
             now = self._clock() - self.started
+            self._have.setdefault(piece, now)
+            self.waits.observe(waited)
             if self.first_piece_s is None:
                 self.first_piece_s = now
             if self.complete_s is None and len(self._have) == self.total:
@@ -64,6 +67,11 @@ class PieceLedger:
 
     def has(self, piece: int) -> bool:
         return piece in self._have
+
+    def timeline(self) -> list[float | None]:
+        """Per piece, seconds after the start when it was verified (None: not yet)."""
+        with self._changed:
+            return [self._have.get(p) for p in range(self.total or 0)]
 
     def missing(self) -> list[int]:
         """The pieces not yet here, in order (none before the layout is known)."""

@@ -25,6 +25,7 @@ __all__ = [
     "Peer",
     "Report",
     "SwarmStatus",
+    "Timeline",
     "WaitReply",
     "read_message",
 ]
@@ -133,6 +134,15 @@ class ModelStatus(Message):
     piece_size: int | None
     files: list[ModelFile]
     upstreams: list[str | None]  # per stripe: the upstream's address; None: the origin
+
+
+class Timeline(Message):
+    """When each piece of a model was verified on a node: ``started_at`` (epoch seconds,
+    when the node's job began) plus ``verified_s[piece]`` (None: not yet). Nodes' clocks
+    being one, timelines of a fleet line up hop by hop (``swarm_bench.py --timeline``)."""
+
+    started_at: float
+    verified_s: list[float | None]
 
 
 class WaitReply(Message):

@@ -22,6 +22,7 @@ from pagefault.swarm.messages import (
     ModelStatus,
     Report,
     SwarmStatus,
+    Timeline,
     WaitReply,
 )
 from pagefault.swarm.protocol import HEALTH_PATH
@@ -115,6 +116,11 @@ def agent_server(agent: Agent, address: str) -> ApiServer:
         return WaitReply(
             ready=ready, error=job.error, contiguous=job.contiguous(first), have=job.ledger.count
         )
+
+    @app.get("/v1/models/{model_id}/timeline")
+    def timeline(model_id: ModelId) -> Timeline:
+        ledger = agent.job(model_id).ledger
+        return Timeline(started_at=ledger.started_at, verified_s=ledger.timeline())
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -15,7 +15,7 @@ Piece indices stay global: every call routes ``piece`` to the torrent of
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import libtorrent as lt
@@ -42,6 +42,7 @@ class StripedTorrent:
 
     handles: tuple[lt.torrent_handle, ...]
     layout: TorrentLayout
+    _dialed: set[int] = field(default_factory=set, compare=False, repr=False)  # stripes
 
     @classmethod
     def add(
@@ -112,13 +113,15 @@ class StripedTorrent:
 
         libtorrent dials the peers it is given only on its once-a-second tick, so a node
         joining a chain waited up to a second per hop before its first piece. Resuming a
-        paused torrent dials at once (its "connect boost"), so a torrent with no
-        connection yet, which pausing cannot cut, is paused and resumed."""
+        paused torrent dials at once (its "connect boost"), so the first time a stripe is
+        given an upstream while its torrent has no connection, which pausing would cut,
+        the torrent is paused and resumed. Later dials (after a drop) wait for the tick."""
         handle = self.handles[stripe % self.stripes]
         handle.connect_peer(address)
-        if not handle.get_peer_info():  # no peer, connecting ones included
+        if stripe not in self._dialed and not handle.get_peer_info():  # connecting included
             handle.pause()
             handle.resume()
+        self._dialed.add(stripe)
 
     def stripe_pieces(self, stripe: int) -> int:
         """How many of ``stripe``'s pieces this node has (as its peers count them)."""

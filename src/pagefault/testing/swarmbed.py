@@ -199,8 +199,7 @@ class SwarmTestbed:
 
     def drive(self, nodes: list[Host] | None = None, *, timeout: float = 300) -> dict[str, Any]:
         """Every listed node asks its agent for the model at the same moment; wait for all."""
-        targets = nodes or self.nodes
-        agents = ",".join(f"{n.name}=http://{n.address}:{API_PORT}" for n in targets)
+        agents = self._agents_arg(nodes or self.nodes)
         done = self.ctl.run(
             [
                 *_PY,
@@ -221,6 +220,21 @@ class SwarmTestbed:
         if done.returncode:
             raise PagefaultError(f"swarm drive failed: {done.stderr.decode()[-2000:]}")
         return dict(json.loads(done.stdout))
+
+    def timelines(self) -> dict[str, dict[str, Any]]:
+        """Per live agent, when each piece of the model was verified there (a ``Timeline``
+        as JSON): the raw material of ``swarm_bench.py --timeline``."""
+        agents = self._agents_arg(self.nodes)
+        argv = [*_PY, "pagefault.testing.swarmbed", "timelines", "--uri", self.origin_url]
+        done = self.ctl.run([*argv, "--agents", agents], capture_output=True, timeout=60)
+        if done.returncode:
+            raise PagefaultError(f"reading timelines failed: {done.stderr.decode()[-2000:]}")
+        return dict(json.loads(done.stdout))
+
+    @staticmethod
+    def _agents_arg(nodes: list[Host]) -> str:
+        """``name=url,...`` of ``nodes``' agent APIs, as the control-host commands take it."""
+        return ",".join(f"{n.name}=http://{n.address}:{API_PORT}" for n in nodes)
 
     def load_all(
         self, nodes: list[Host] | None = None, *, timeout: float = 300, agent: bool = True
@@ -354,6 +368,15 @@ def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) 
     return {"origin_bytes": call(origin_stats)["bytes_sent"] - before, "nodes": results}
 
 
+def _timelines(uri: str, agents: dict[str, str]) -> dict[str, Any]:
+    timelines = {}
+    for name, url in agents.items():
+        client = AgentClient(url)
+        with suppress(ControlError):  # a killed agent has none
+            timelines[name] = client.timeline(client.open(uri).id).model_dump()
+    return timelines
+
+
 def holds_model(model_dir: Path, node: dict[str, Any]) -> bool:
     """A driven node (one entry of ``SwarmTestbed.drive``'s ``nodes``) finished, and every
     file its agent holds is byte-identical to the model's."""
@@ -391,7 +414,7 @@ def load_and_digest(uri: str, start: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m pagefault.testing.swarmbed")
-    parser.add_argument("command", choices=["drive", "load", "stats"])
+    parser.add_argument("command", choices=["drive", "load", "stats", "timelines"])
     parser.add_argument("--uri")
     parser.add_argument("--agents", help="name=url,...")
     parser.add_argument("--timeout", type=float, default=300)
@@ -406,7 +429,10 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(load_and_digest(args.uri, args.start)))
     else:
         agents = dict(item.split("=", 1) for item in args.agents.split(","))
-        print(json.dumps(_drive(args.uri, agents, args.timeout, args.origin_stats)))
+        if args.command == "timelines":
+            print(json.dumps(_timelines(args.uri, agents)))
+        else:
+            print(json.dumps(_drive(args.uri, agents, args.timeout, args.origin_stats)))
 
 
 if __name__ == "__main__":
