@@ -74,6 +74,11 @@ class Agent:
                 # upload-only message, and libtorrent closed the link in between, leaving
                 # the node without the piece or a peer to get it from (docs/benchmarks.md)
                 "close_redundant_connections": False,
+                # redial a dropped peer after 1 s, not 60: peers are the coordinator's
+                # placement, and a node pausing its torrent to dial its own upstream at once
+                # (StripedTorrent.connect_peer) cuts a child whose handshake was under way;
+                # at 60 s that child stalled and read the whole model from the origin
+                "min_reconnect_time": 1,
             }
         )
         self.jobs: dict[str, ModelJob] = {}

@@ -114,8 +114,9 @@ class StripedTorrent:
         libtorrent dials the peers it is given only on its once-a-second tick, so a node
         joining a chain waited up to a second per hop before its first piece. Resuming a
         paused torrent dials at once (its "connect boost"), so the first time a stripe is
-        given an upstream while its torrent has no connection, which pausing would cut,
-        the torrent is paused and resumed. Later dials (after a drop) wait for the tick."""
+        given an upstream while its torrent has no connection, the torrent is paused and
+        resumed. A child whose handshake is under way at that moment is cut; it redials
+        after the agent's ``min_reconnect_time`` (1 s). Later dials wait for the tick."""
         handle = self.handles[stripe % self.stripes]
         handle.connect_peer(address)
         if stripe not in self._dialed and not handle.get_peer_info():  # connecting included
