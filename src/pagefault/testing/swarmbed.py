@@ -369,6 +369,7 @@ def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) 
 
 
 def _timelines(uri: str, agents: dict[str, str]) -> dict[str, Any]:
+    """Each agent's timeline of ``uri``, as JSON; an agent that is down has none."""
     timelines = {}
     for name, url in agents.items():
         client = AgentClient(url)
