@@ -93,7 +93,7 @@ def run_fleet(
             hops = hop_timeline(bed, args) if args.timeline else None
             warm = warm_loads(bed, args.timeout)
             summary = load_summary(nodes, size, result, warm, (busy1 - busy0) / (total1 - total0))
-            return summary | ({"timeline": hops} if hops is not None else {})
+            return summary | {"timeline": hops}
         idle_cpu = bed.agent_cpu_s()  # start-up (imports, joining) is not the transfer's
         result, killed = drive_with_churn(bed, model, args, attempt)
         busy1, total1 = cpu_busy()
@@ -124,7 +124,8 @@ def run_fleet(
         "agent_cpu_s": agent_cpu,
         "agent_cpu_s_per_gb_moved": sum(agent_cpu.values()) / ((forwarded + received) / 1e9),
         "per_node": result["nodes"],
-    } | ({"timeline": hops} if hops is not None else {})
+        "timeline": hops,  # None without --timeline
+    }
 
 
 def timeline_table(run: dict[str, Any]) -> Table:
@@ -343,7 +344,7 @@ def main() -> None:
         )
     console.print(table)
     for r in runs:
-        if "timeline" in r:
+        if r["timeline"] is not None:
             console.print(timeline_table(r))
     if args.load:
         ratios = [r["warm_gbps_median"] / r["ram_tier_gbps_median"] for r in runs]
