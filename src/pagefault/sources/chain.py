@@ -134,19 +134,33 @@ class ChainSource:
             return link.kind
         raise AssertionError("unreachable: the last link either returns or raises")
 
+    @property
+    def fills_over_time(self) -> bool:
+        """Whether a live link fills the node cache as its pieces arrive (the swarm): only
+        then can a wait on it (``await_range``) bring pieces into the cache."""
+        return self._live_filling() is not None
+
     def await_range(self, offset: int, length: int) -> str | None:
         """Wait once for a whole range on the first live link that fills the cache over
         time (the swarm), so the reads that follow, piece by piece, find it there; returns
         that link's kind (None: no such link, or it failed and is skipped from now on)."""
+        live = self._live_filling()
+        if live is None:
+            return None
+        position, link, filling = live
+        try:
+            filling.await_range(offset, length)
+        except SourceError as exc:
+            self._fail(position, link, exc)
+            return None
+        return link.kind
+
+    def _live_filling(self) -> tuple[int, Link, AwaitableSource] | None:
+        """The first link not failed (the last, the origin, aside) that fills the cache."""
         for position, link in enumerate(self._links[:-1]):
             filling = _filling(link)
             if position not in self._failed and filling is not None:
-                try:
-                    filling.await_range(offset, length)
-                except SourceError as exc:
-                    self._fail(position, link, exc)
-                    return None
-                return link.kind
+                return position, link, filling
         return None
 
     @staticmethod
