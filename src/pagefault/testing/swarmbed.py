@@ -244,21 +244,35 @@ class SwarmTestbed:
         source and a digest."""
         targets = nodes or self.nodes
         before = self.origin_bytes()
-        # every process imports torch first (~2.5 s of CPU each, on 2 CPUs), then all start
-        # loading at one moment: the fleet's time is the swarm's, not the imports'
-        start = time.time() + 3 + 0.6 * len(targets)
         children = {}
         for node in targets:
             out = self.work / f"load-{node.name}.json"
+            ready = self.work / f"load-{node.name}.ready"
+            ready.unlink(missing_ok=True)
             argv = [*_PY, "pagefault.testing.swarmbed", "load", "--uri", self.origin_url]
-            argv += ["--start", str(start), "--out", str(out)]
+            argv += ["--ready", str(ready), "--out", str(out)]
             url = f"http://{node.address}:{API_PORT}" if agent else "off"
             env = {**self.cache_env(node), "PAGEFAULT_AGENT": url}
-            children[node.name] = (self._spawn(node, f"load-{node.name}", argv, env=env), out)
+            child = self._spawn(node, f"load-{node.name}", argv, env=env, stdin=subprocess.PIPE)
+            children[node.name] = (child, out, ready)
+        # Every loader imports torch first (1-3 s of CPU each; 16 share 2 CPUs here, where
+        # each would have its own node), then all start at one moment, told once all are
+        # ready: the fleet's time is the swarm's, not the imports'.
+        deadline = time.monotonic() + timeout
+        for name, (child, _, ready) in children.items():
+            while not ready.exists():
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise PagefaultError(f"load on {name} never got ready: {self._tail(name)}")
+                time.sleep(0.05)
+        start = f"{time.time() + _GO_AHEAD_S}\n".encode()
+        for child, _, _ in children.values():
+            assert child.stdin is not None  # spawned with a pipe
+            child.stdin.write(start)
+            child.stdin.close()
         results: dict[str, Any] = {}
-        for name, (child, out) in children.items():
-            if child.wait(timeout=timeout):
-                raise PagefaultError(f"load on {name} failed: {self.log(f'load-{name}')[-2000:]}")
+        for name, (child, out, _) in children.items():
+            if child.wait(timeout=max(1.0, deadline - time.monotonic())):
+                raise PagefaultError(f"load on {name} failed: {self._tail(name)}")
             results[name] = json.loads(out.read_text())
         return {"origin_bytes": self.origin_bytes() - before, "nodes": results}
 
@@ -296,11 +310,19 @@ class SwarmTestbed:
     def log(self, name: str) -> str:
         return (self.work / f"{name}.log").read_text(errors="replace")
 
+    def _tail(self, node: str) -> str:
+        return self.log(f"load-{node}")[-2000:]
+
     def _spawn(
-        self, host: Host, name: str, argv: list[str], env: dict[str, str] | None = None
+        self,
+        host: Host,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        stdin: int | None = None,
     ) -> subprocess.Popen[bytes]:
         with open(self.work / f"{name}.log", "ab") as log:  # the child keeps its own copy
-            return host.spawn(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            return host.spawn(argv, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def _await_fleet(self, timeout: float = 120) -> None:
         """One probe on the control host waits for every agent's API (not a process per poll)."""
@@ -337,6 +359,7 @@ for url in sys.argv[1:]:
 print(json.dumps(held))
 """
 _PY = [sys.executable, "-m"]
+_GO_AHEAD_S = 0.2  # from telling the loaders the start to the start: enough to read a pipe
 
 
 def _drive(uri: str, agents: dict[str, str], timeout: float, origin_stats: str) -> dict[str, Any]:
@@ -420,14 +443,18 @@ def main() -> None:
     parser.add_argument("--agents", help="name=url,...")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--origin-stats")
-    parser.add_argument("--start", type=float, help="load: the fleet's common start (epoch s)")
+    parser.add_argument(
+        "--ready", help="load: create this file once imported, then read the start from stdin"
+    )
     parser.add_argument("--out", help="load: where to write the JSON result")
     parser.add_argument("--url", help="stats: the origin's stats URL")
     args = parser.parse_args()
     if args.command == "stats":
         print(json.dumps(call(args.url)))
     elif args.command == "load":
-        Path(args.out).write_text(json.dumps(load_and_digest(args.uri, args.start)))
+        Path(args.ready).touch()
+        start = float(sys.stdin.readline())  # the fleet's common moment, epoch seconds
+        Path(args.out).write_text(json.dumps(load_and_digest(args.uri, start)))
     else:
         agents = dict(item.split("=", 1) for item in args.agents.split(","))
         if args.command == "timelines":
