@@ -79,6 +79,31 @@ with socket.create_connection((peer, 7002)) as s:
         rtts.append(time.perf_counter() - began)
 print(statistics.median(rtts) * 1000)
 """
+# Bulk data with small, separately sent records in between (as a peer interleaves HAVEs),
+# then what TCP on the sending side saw of the connection (ss prints reord_seen and
+# dsack_dups only when non-zero).
+MIXED_SENDER = r"""
+import socket, subprocess, sys
+with socket.create_connection((sys.argv[1], 7001)) as s:
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for _ in range(60):
+        s.sendall(bytes(16 << 10))
+        s.sendall(b"h" * 40)
+    s.recv(1)  # the receiver has every byte; the connection is still open for ss to see
+    print(subprocess.run(["ss", "-tin", "dport", "=", ":7001"], capture_output=True,
+                         text=True).stdout)
+"""
+COUNTING_RECEIVER = r"""
+import socket, sys
+srv = socket.create_server(("0.0.0.0", 7001))
+print("ready", flush=True)
+conn, _ = srv.accept()
+left = int(sys.argv[1])
+while left > 0 and (chunk := conn.recv(1 << 20)):
+    left -= len(chunk)
+conn.sendall(b"k")
+conn.recv(1)
+"""
 IGNORES_SIGTERM = r"""
 import signal, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -137,7 +162,7 @@ def test_every_host_reaches_every_other_and_the_root_namespace_stays_off_the_sub
 def test_a_shaped_host_moves_data_at_its_cap_both_ways(queueing: str) -> None:
     cap = 20.0
     with Testbed(PREFIX) as bed:
-        shaped = bed.add_host("shaped", rate_mbit=cap, queueing=queueing)
+        shaped = bed.add_host("shaped", rate_mbit=cap, queueing=queueing, first_ports=(7002,))
         free = bed.add_host("free")
         upload = goodput_mbit(shaped, free, 5_000_000)
         download = goodput_mbit(free, shaped, 5_000_000)
@@ -146,12 +171,14 @@ def test_a_shaped_host_moves_data_at_its_cap_both_ways(queueing: str) -> None:
     assert 0.6 * cap <= download <= 1.15 * cap, download
 
 
-@pytest.mark.parametrize(("queueing", "slow"), [("fifo", True), ("small-first", False)])
+@pytest.mark.parametrize(
+    ("queueing", "slow"), [("fifo", True), ("small-first", False), ("requests-first", False)]
+)
 def test_small_packets_wait_behind_bulk_data_only_in_a_fifo(queueing: str, slow: bool) -> None:
-    """The point of "small-first": an ACK or request crossing a busy link is not held up
-    by the 50 ms of another flow's data queued ahead of it."""
+    """The point of "small-first" and "requests-first": an ACK or request crossing a busy
+    link is not held up by the 50 ms of another flow's data queued ahead of it."""
     with Testbed(PREFIX) as bed:
-        shaped = bed.add_host("shaped", rate_mbit=10.0, queueing=queueing)
+        shaped = bed.add_host("shaped", rate_mbit=10.0, queueing=queueing, first_ports=(7002,))
         free = bed.add_host("free")
         sink, echo = spawn_ready(free, RECEIVER), spawn_ready(free, ECHO_LINES)
         done = shaped.run(
@@ -169,6 +196,32 @@ def test_small_packets_wait_behind_bulk_data_only_in_a_fifo(queueing: str, slow:
         assert rtt_ms > 25, rtt_ms  # behind a nearly full 50 ms queue
     else:
         assert rtt_ms < 10, rtt_ms
+
+
+@pytest.mark.parametrize(
+    ("queueing", "reordered"), [("fifo", False), ("requests-first", False), ("small-first", True)]
+)
+def test_only_small_first_reorders_a_bulk_flow_with_small_segments_in_it(
+    queueing: str, reordered: bool
+) -> None:
+    """What "small-first" gets wrong: a bulk flow's own small segments (a TLS record with
+    a HAVE) overtake its data, and the sender sees reordering; queues that keep a flow in
+    order leave TCP nothing to see."""
+    with Testbed(PREFIX) as bed:
+        shaped = bed.add_host("shaped", rate_mbit=10.0, queueing=queueing, first_ports=(7002,))
+        free = bed.add_host("free")
+        # into the shaped host: its download queue, in the hub, holds what a fast sender sent
+        sink = spawn_ready(shaped, COUNTING_RECEIVER, str(60 * ((16 << 10) + 40)))
+        done = free.run(
+            [sys.executable, "-c", MIXED_SENDER, shaped.address],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        sink.communicate(timeout=30)
+    assert "bytes_acked" in done.stdout, done.stdout  # ss did describe the connection
+    assert ("reord_seen" in done.stdout) == reordered, done.stdout
 
 
 def test_close_kills_processes_and_removes_namespaces_when_the_block_raises(
@@ -237,6 +290,10 @@ def test_invalid_requests_are_refused_before_anything_is_built() -> None:
                 bed.add_host(name)
         with pytest.raises(TestbedError, match="rate_mbit"):
             bed.add_host("a", rate_mbit=0)
-        with pytest.raises(TestbedError, match="queueing must be one of small-first, fifo"):
+        with pytest.raises(TestbedError, match="queueing must be one of small-first, requests"):
             bed.add_host("a", rate_mbit=1, queueing="fq")
+        with pytest.raises(TestbedError, match="needs first_ports"):
+            bed.add_host("a", rate_mbit=1, queueing="requests-first")
+        with pytest.raises(TestbedError, match="first_ports must be TCP ports"):
+            bed.add_host("a", rate_mbit=1, queueing="requests-first", first_ports=(0,))
         assert ours() == []

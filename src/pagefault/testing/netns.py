@@ -17,7 +17,17 @@ download); each direction is shaped where its packets queue, with at most 50 ms 
   classes; packets under 256 bytes (ACKs, BitTorrent requests and HAVEs) go ahead of
   bulk data. This stands in for what a real host's queue does, fq_codel (the default
   of mainstream distributions) serving sparse flows first, which the kernel this was
-  built on lacks (no fq, fq_codel, sfq or prio; htb and u32 only).
+  built on lacks (no fq, fq_codel, sfq or prio; htb and u32 only). Its flaw: a bulk
+  flow's own small segments (a TLS record holding a HAVE) overtake the data sent before
+  them, so the receiver sees reordering that fq_codel, which keeps a flow in order,
+  never causes.
+- ``"requests-first"``: the same two classes, but a packet goes first when it is sent
+  *to* one of ``first_ports`` (the services: peers' listen port, the origin, the
+  coordinator), whatever its size. Requests and the ACKs of downloads skip the queue;
+  data, which flows from a service to the host that dialed it, queues in order. Exact
+  where every connection's data flows from the side that listens, as in pagefault's
+  swarm (a node dials its upstream); a flow that sent bulk data *to* a service port
+  would jump the queue.
 
 Either way the cap holds for the sum of a host's flows, but bulk flows share one FIFO,
 so concurrent flows through one capped link share it unevenly: do not assert per-flow
@@ -65,7 +75,7 @@ _SMALL_PACKET = 256  # IP packets shorter than this skip the bulk queue under "s
 # queue shorter than two of them drops every full one. At 10 Mbit/s, 50 ms of queue is
 # 62.5 KB, and one node took 44.6 s for a 10.5 s transfer.
 _MIN_QUEUE_BYTES = 2 * 65536
-QUEUEINGS = ("small-first", "fifo")
+QUEUEINGS = ("small-first", "requests-first", "fifo")
 DEFAULT_QUEUEING = "small-first"
 
 _Stream = int | IO[Any] | None
@@ -112,7 +122,9 @@ def _tbf_burst_bytes(rate_mbit: float) -> int:
     return max(2 * 1514, int(rate_mbit * 1e6 / 8 / 100))
 
 
-def _shape(namespace: str, device: str, rate_mbit: float, queueing: str) -> None:
+def _shape(
+    namespace: str, device: str, rate_mbit: float, queueing: str, first_ports: Sequence[int]
+) -> None:
     """Cap ``device``'s sending rate at ``rate_mbit`` with the ``queueing`` discipline."""
     tc, burst = f"tc -n {namespace}", _tbf_burst_bytes(rate_mbit)
     queue_bytes = max(_MIN_QUEUE_BYTES, int(rate_mbit * 1e6 / 8 * _QUEUE_S))
@@ -122,7 +134,7 @@ def _shape(namespace: str, device: str, rate_mbit: float, queueing: str) -> None
             f" latency {_QUEUE_S * 1000:g}ms"
         )
         return
-    # htb: a parent at the cap, two children that may each borrow all of it; the small
+    # htb: a parent at the cap, two children that may each borrow all of it; the first
     # class (prio 0) is served first whenever both have packets waiting.
     buckets = f"burst {burst} cburst {burst}"
     _sh(f"{tc} qdisc add dev {device} root handle 1: htb default 20")
@@ -133,12 +145,14 @@ def _shape(namespace: str, device: str, rate_mbit: float, queueing: str) -> None
             f" rate {rate_mbit * share:g}mbit ceil {rate_mbit}mbit {buckets} prio {prio}"
         )
         _sh(f"{tc} qdisc add dev {device} parent 1:{leaf} handle {leaf}: bfifo limit {queue_bytes}")
+    first = f"{tc} filter add dev {device} parent 1: protocol ip prio 1 u32"
+    if queueing == "requests-first":
+        for port in first_ports:  # u32's "ip dport": the TCP/UDP port after a 20-byte header
+            _sh(f"{first} match ip dport {port} 0xffff flowid 1:10")
+        return
     # u32 at offset 2 of the IP header: the total length, below _SMALL_PACKET
     mask = 0xFFFF & ~(_SMALL_PACKET - 1)
-    _sh(
-        f"{tc} filter add dev {device} parent 1: protocol ip prio 1 u32"
-        f" match u16 0x0000 {mask:#06x} at 2 flowid 1:10"
-    )
+    _sh(f"{first} match u16 0x0000 {mask:#06x} at 2 flowid 1:10")
 
 
 @dataclass
@@ -233,11 +247,17 @@ class Testbed:
         _sh(f"ip -n {namespace} link set lo up")
 
     def add_host(
-        self, name: str, *, rate_mbit: float | None = None, queueing: str = DEFAULT_QUEUEING
+        self,
+        name: str,
+        *,
+        rate_mbit: float | None = None,
+        queueing: str = DEFAULT_QUEUEING,
+        first_ports: Sequence[int] = (),
     ) -> Host:
         """Create host ``name`` on the hub bridge; ``rate_mbit`` caps its upload and its
         download separately (None: unshaped, as fast as the CPU moves packets), queueing
-        packets for the link as ``queueing`` says (one of :data:`QUEUEINGS`)."""
+        packets for the link as ``queueing`` says (one of :data:`QUEUEINGS`);
+        ``first_ports``: the service ports ``"requests-first"`` serves first."""
         if self._closed:
             raise TestbedError("the testbed is closed")
         if not _NAME.match(name) or name == "hub" or name in self.hosts:
@@ -246,6 +266,10 @@ class Testbed:
             raise TestbedError(f"rate_mbit must be positive, not {rate_mbit}")
         if queueing not in QUEUEINGS:
             raise TestbedError(f"queueing must be one of {', '.join(QUEUEINGS)}, not {queueing!r}")
+        if queueing == "requests-first" and rate_mbit is not None and not first_ports:
+            raise TestbedError("requests-first queueing needs first_ports (the service ports)")
+        if not all(0 < port < 65536 for port in first_ports):
+            raise TestbedError(f"first_ports must be TCP ports, not {list(first_ports)}")
         if self._next_octet > _LAST_HOST_OCTET:
             raise TestbedError(f"subnet {self.subnet}.0/24 has no address left for {name!r}")
         if self.hub not in self._namespaces:
@@ -263,8 +287,8 @@ class Testbed:
         _sh(f"ip -n {namespace} addr add {address}/24 dev eth0")
         _sh(f"ip -n {namespace} link set eth0 up")
         if rate_mbit is not None:
-            _shape(namespace, "eth0", rate_mbit, queueing)
-            _shape(self.hub, port, rate_mbit, queueing)
+            _shape(namespace, "eth0", rate_mbit, queueing, first_ports)
+            _shape(self.hub, port, rate_mbit, queueing, first_ports)
         host = Host(name, namespace, address, rate_mbit)
         self.hosts[name] = host
         return host
@@ -324,10 +348,10 @@ def available() -> str | None:
     try:
         _sh(f"ip netns add {probe}")
         try:
-            _sh(f"ip -n {probe} link add v0 type veth peer name v1")
             _sh(f"ip -n {probe} link add br0 type bridge")
-            for device, queueing in zip(("v0", "v1"), QUEUEINGS, strict=True):
-                _shape(probe, device, 1.0, queueing)
+            for k, queueing in enumerate(QUEUEINGS):
+                _sh(f"ip -n {probe} link add v{k} type veth peer name w{k}")
+                _shape(probe, f"v{k}", 1.0, queueing, first_ports=(7,))
         finally:
             _sh(f"ip netns del {probe}")
     except TestbedError as exc:

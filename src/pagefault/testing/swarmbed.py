@@ -10,6 +10,7 @@ for the model at once and reports each node's timings and byte counts as JSON.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -39,6 +40,8 @@ from pagefault.testing.redisd import redis_argv
 __all__ = ["FleetConfig", "SwarmTestbed", "holds_model", "load_and_digest"]
 
 API_PORT, PEER_PORT, COORDINATOR_PORT, ORIGIN_PORT, REDIS_PORT = 7070, 6881, 7171, 8080, 6379
+# what "requests-first" links serve first: everything sent to a service is a request or an ACK
+SERVICE_PORTS = (API_PORT, PEER_PORT, COORDINATOR_PORT, ORIGIN_PORT, REDIS_PORT)
 TOKEN = "testbed-token"
 
 
@@ -103,17 +106,13 @@ class SwarmTestbed:
 
     def _build(self) -> None:
         self.ctl = self.bed.add_host("ctl")
-        queueing = self.config.queueing
-        self.origin = self.bed.add_host(
-            "origin", rate_mbit=self.config.origin_mbit, queueing=queueing
+        shape = functools.partial(
+            self.bed.add_host, queueing=self.config.queueing, first_ports=SERVICE_PORTS
         )
+        self.origin = shape("origin", rate_mbit=self.config.origin_mbit)
         slow = slow_positions(self.config.nodes, self.config.slow_fraction)
         self.nodes = [
-            self.bed.add_host(
-                f"n{i}",
-                rate_mbit=self.config.slow_mbit if i in slow else self.config.node_mbit,
-                queueing=queueing,
-            )
+            shape(f"n{i}", rate_mbit=self.config.slow_mbit if i in slow else self.config.node_mbit)
             for i in range(1, self.config.nodes + 1)
         ]
         self._spawn(
