@@ -272,7 +272,8 @@ def main() -> None:
         "--queueing",
         choices=QUEUEINGS,
         default=DEFAULT_QUEUEING,
-        help="how shaped links queue: small packets first (like a host's fq_codel) or FIFO",
+        help="how shaped links queue (pagefault.testing.netns): small packets first,"
+        " packets to services first, or FIFO",
     )
     parser.add_argument("--repeat", type=int, default=1, help="fleets per N (noise)")
     parser.add_argument("--timeout", type=float, default=600)
