@@ -4,8 +4,11 @@ Under the cache directory (persistent):
 
 * ``uris/<key>.json`` – a :class:`UriRecord`: the files a URI resolved to, with the
   ETag/version/size that identify each, and the index text when the model is sharded.
-* ``files/<file key>/<piece index>`` – the digest of each piece of an origin file
-  (from the published manifest, or learned while fetching when none is published).
+* ``files/<file key>/digests`` – the digest of every piece of an origin file, one per
+  line, from a manifest (published, or the swarm's): one file per model file, not one
+  per piece (a file per piece cost the swarm agent an inode per piece).
+* ``files/<file key>/<piece index>`` – one piece's digest, learned while fetching when no
+  manifest is published; newer than the table, so it wins where both exist.
 * ``pins/<key>`` – URIs that eviction must never touch.
 
 Every write is a temp file renamed into place; readers ignore anything malformed.
@@ -28,6 +31,8 @@ from pagefault.system.processes import process_alive
 __all__ = ["Catalog", "FileRecord", "UriRecord", "file_key", "uri_key"]
 
 _FORMAT = "pagefault-cache-uri/1"
+_TABLE = "digests"
+_TABLE_FORMAT = "pagefault-piece-digests/1"
 
 
 def uri_key(uri: str) -> str:
@@ -87,6 +92,8 @@ class Catalog:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # file key -> ((inode, mtime, size) of its digest table, the table as parsed)
+        self._tables: dict[str, tuple[tuple[int, int, int], list[str | None]]] = {}
 
     def record(self, uri: str) -> UriRecord | None:
         try:
@@ -117,8 +124,9 @@ class Catalog:
         """One piece's digest, if on record (another process may just have learned it)."""
         try:
             sha = (self.root / "files" / key / str(index)).read_text().strip()
-        except OSError:  # not learned yet (or an unreadable cache directory)
-            return None
+        except OSError:  # not learned one by one (or an unreadable cache directory)
+            table = self._table(key)
+            return table[index] if index < len(table) else None
         return sha if is_piece_digest(sha) else None
 
     def known(self, key: str) -> set[str]:
@@ -131,8 +139,31 @@ class Catalog:
         indexes = (
             [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
         )
-        found = {index: self.piece(key, index) for index in indexes}
-        return {index: sha for index, sha in found.items() if sha is not None}
+        found = {i: sha for i, sha in enumerate(self._table(key)) if sha is not None}
+        for index in indexes:
+            sha = self.piece(key, index)
+            if sha is not None:
+                found[index] = sha
+        return found
+
+    def _table(self, key: str) -> list[str | None]:
+        """A file's digest table (None for a malformed line), read again only when it
+        changes: a load asks for one piece at a time."""
+        path = self.root / "files" / key / _TABLE
+        try:
+            stat = path.stat()
+        except OSError:
+            return []
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        cached = self._tables.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        lines = _read(path).decode(errors="replace").splitlines()
+        table = [s if is_piece_digest(s) else None for s in lines[1:]]
+        if not lines or lines[0] != _TABLE_FORMAT:
+            table = []  # not ours, or torn: a hint only
+        self._tables[key] = (stamp, table)
+        return table
 
     def learn(self, key: str, index: int, sha: str) -> None:
         """Record a piece's digest; best effort (a record is a hint, the piece is the truth)."""
@@ -140,11 +171,16 @@ class Catalog:
             _write_hint(self.root / "files" / key / str(index), sha.encode())
 
     def learn_all(self, key: str, shas: tuple[str, ...]) -> None:
-        """Record a file's published piece digests (only those not yet on record)."""
-        known = self.pieces(key, len(shas))
-        for index, sha in enumerate(shas):
-            if known[index] != sha:
-                self.learn(key, index, sha)
+        """Record a file's piece digests from a manifest (the whole table, in one file),
+        unless they are all on record already."""
+        if self.pieces(key, len(shas)) == list(shas):
+            return
+        folder = self.root / "files" / key
+        with suppress(OSError):
+            _write_hint(folder / _TABLE, "\n".join([_TABLE_FORMAT, *shas, ""]).encode())
+            for path in folder.iterdir():  # superseded by the table
+                if path.name.isdigit():
+                    path.unlink(missing_ok=True)
 
     def file_keys(self) -> set[str]:
         folder = self.root / "files"
