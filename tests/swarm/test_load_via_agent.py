@@ -136,10 +136,14 @@ def test_swarm_fetch_fills_the_node_cache_for_any_process(
         assert loaded.stats.bytes_by_source["origin"] == 0
         assert loaded.stats.bytes_by_source["peers"] == 0
         assert origin.bytes_sent - sent < PIECE, "only HEADs: no model bytes from the origin"
-    # one copy on disk: the agent's seed files; the disk tier holds links to them
+    # one copy on disk: the agent's seed files; the disk tier holds links to them, one
+    # table per seed file (not a file per piece)
     model_bytes = sum(f.stat().st_size for f in (served / "model").iterdir())
-    entries = [f for f in (cache_root / "disk" / "pieces").rglob("*") if f.is_file()]
-    assert entries and sum(f.stat().st_size for f in entries) < model_bytes // 20
+    tables = list((cache_root / "disk" / "links").iterdir())
+    swarmed = [f for f in (served / "model").iterdir() if f.name != "pagefault.manifest.json"]
+    assert len(tables) == len(swarmed)
+    assert not [f for f in (cache_root / "disk" / "pieces").rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in tables) < model_bytes // 20
 
 
 def test_the_agent_says_when_each_piece_was_verified(served: Path, agent: AgentProcess) -> None:

@@ -7,11 +7,11 @@ bit flipped at rest is caught without re-hashing SHA-256. Files appear only by r
 of a complete (and, on durable tiers, fsynced) temp file, so a writer killed at any
 point leaves at worst a temp file, never an entry that reads as valid.
 
-An entry can instead be a link: the absolute path of a file that already holds the
-piece (the swarm agent's seed files, which libtorrent must keep), then a 24-byte record
-(magic, length, XXH3-64, offset in that file). The node then keeps one copy of a swarmed
-model, not two; reads check the XXH3 as for any piece, and a link whose file is gone or
-changed is dropped like a corrupt piece.
+A piece can instead be linked: a line in a link table (:mod:`pagefault.cache.links`)
+says which file already holds it, where, and its XXH3 (the swarm agent's seed files,
+which libtorrent must keep). The node then keeps one copy of a swarmed model, not two;
+reads check the XXH3 as for any piece, and a link whose file is gone or changed is
+dropped like a corrupt piece.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import xxhash
 
+from pagefault.cache.links import LinkTables
 from pagefault.cache.locks import FileLock
 from pagefault.errors import CacheError, SourceError
 from pagefault.manifest.digest import hex_part, is_piece_digest
@@ -41,9 +42,7 @@ __all__ = ["TRAILER_BYTES", "PieceFile", "PieceTier", "StoredPiece", "checksum"]
 _TRAILER = struct.Struct("<4sIQ")
 TRAILER_BYTES = _TRAILER.size
 _MAGIC = b"PFC1"
-_LINK = struct.Struct("<4sIQQ")  # magic, length, XXH3-64, offset in the linked file
-_LINK_MAGIC = b"PFL1"
-_MAX_LINK_PATH = 4096
+_LINE_BYTES = 100  # about what a link's line takes in its table
 _RESCAN_SECONDS = 1.0  # other processes write too: re-count usage at least this often
 
 
@@ -108,6 +107,7 @@ class PieceTier:
         self.durable = durable  # fsync before rename: the disk tier must survive power loss
         self._pieces = root / "pieces"
         self._temp = root / "tmp"
+        self._links = LinkTables(root / "links")
         self._used: int | None = None
         self._scanned_at = 0.0
 
@@ -123,7 +123,7 @@ class PieceTier:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            return self._open_link(sha)
         try:
             entry = _read_entry(fd)
             if entry is None:
@@ -132,24 +132,25 @@ class PieceTier:
                 return None
             with suppress(OSError):
                 os.utime(fd)  # the LRU clock
-            length, expected, link = entry
-            if link is None:
-                return PieceFile(fd, length, expected, path)
-            os.close(fd)
-            target, offset = link
-            try:
-                linked = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:  # the seeding agent's file is gone: so is the link
-                self.drop(sha)
-                return None
-            return PieceFile(linked, length, expected, target, offset=offset)
+            return PieceFile(fd, *entry, path)
         except OSError as exc:
             with suppress(OSError):
                 os.close(fd)
             raise CacheError(f"{path}: cannot read cached piece: {exc.strerror}") from exc
 
+    def _open_link(self, sha: str) -> PieceFile | None:
+        link = self._links.find(sha)
+        if link is None:
+            return None
+        try:
+            fd = os.open(link.target, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # the seeding agent's file is gone: so is the link
+            self._links.drop(sha)
+            return None
+        return PieceFile(fd, link.length, link.checksum, link.target, offset=link.offset)
+
     def has(self, sha: str) -> bool:
-        return self.path(sha).is_file()
+        return self.path(sha).is_file() or self._links.find(sha) is not None
 
     def put(
         self, sha: str, chunks: Sequence[memoryview], protected: Callable[[], set[str]]
@@ -176,20 +177,15 @@ class PieceTier:
         crash only means the piece is read again from the file's owner."""
         if self.has(sha):
             return
-        if not target.is_absolute():
-            raise CacheError(f"{target}: a piece link needs an absolute path")
-        name = os.fsencode(target)
-        if len(name) > _MAX_LINK_PATH:
-            raise CacheError(f"{target}: path too long for a piece link")
         length = sum(len(c) for c in chunks)
-        record = _LINK.pack(_LINK_MAGIC, length, checksum(chunks), offset)
         try:
-            self._write(sha, [memoryview(name), memoryview(record)], durable=False)
+            self._links.add(sha, target, offset, length, checksum(chunks))
         except OSError as exc:
             raise CacheError(f"{self.name} cache {self.root}: cannot link a piece: {exc}") from exc
 
     def drop(self, sha: str) -> int:
-        """Delete this tier's copy of a piece; returns the bytes freed (0 if it had none)."""
+        """Delete this tier's copy (or link) of a piece; returns the bytes freed."""
+        self._links.drop(sha)
         path = self.path(sha)
         try:
             size = path.stat().st_size
@@ -203,7 +199,8 @@ class PieceTier:
         try:
             fd = os.open(self.path(sha), os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
-            return 0
+            link = self._links.find(sha)
+            return 0 if link is None or not link.target.exists() else link.length
         try:
             entry = _read_entry(fd)
         finally:
@@ -211,7 +208,8 @@ class PieceTier:
         return 0 if entry is None else entry[0]
 
     def scan(self) -> list[StoredPiece]:
-        """Every piece file with its size and last use; files that are not pieces are skipped."""
+        """Every piece file with its size and last use, then every link (as the size of
+        its line); files that are not pieces are skipped."""
         found = []
         for path in self._piece_paths():
             try:
@@ -219,6 +217,8 @@ class PieceTier:
             except FileNotFoundError:
                 continue
             found.append(StoredPiece(path.name, stat.st_size, stat.st_mtime))
+        for sha, changed in self._links.entries():
+            found.append(StoredPiece(sha, _LINE_BYTES, changed))
         self._used = sum(p.size for p in found)
         self._scanned_at = time.monotonic()
         return found
@@ -251,8 +251,9 @@ class PieceTier:
             return excess <= 0
 
     def remove_stale_temps(self) -> int:
-        """Delete temp files whose writer has died; returns how many."""
-        removed = 0
+        """Delete temp files whose writer has died, and link tables whose file is gone;
+        returns how many."""
+        removed = self._links.remove_orphans()
         for path in self._temp.glob("*.tmp") if self._temp.is_dir() else []:
             if not process_alive(temp_owner(path)):
                 with suppress(FileNotFoundError):
@@ -291,21 +292,14 @@ class PieceTier:
                 yield from (p for p in bucket.iterdir() if is_piece_digest(p.name))
 
 
-def _read_entry(fd: int) -> tuple[int, int, tuple[Path, int] | None] | None:
-    """An entry's (length, XXH3-64, link): link is (file, offset), or None for a piece
-    stored here; None when the file is neither (torn, truncated, foreign)."""
+def _read_entry(fd: int) -> tuple[int, int] | None:
+    """A piece file's (length, XXH3-64); None when it is not one (torn, truncated, foreign)."""
     size = os.fstat(fd).st_size
-    tail = os.pread(fd, _LINK.size, max(0, size - _LINK.size))
-    if len(tail) >= _TRAILER.size:
-        magic, length, expected = _TRAILER.unpack(tail[-_TRAILER.size :])
+    tail = os.pread(fd, _TRAILER.size, max(0, size - _TRAILER.size))
+    if len(tail) == _TRAILER.size:
+        magic, length, expected = _TRAILER.unpack(tail)
         if magic == _MAGIC and length + _TRAILER.size == size:
-            return length, expected, None
-    linked = len(tail) == _LINK.size and tail[:4] == _LINK_MAGIC
-    if linked and size <= _MAX_LINK_PATH + _LINK.size:
-        _, length, expected, offset = _LINK.unpack(tail)
-        target = Path(os.fsdecode(os.pread(fd, size - _LINK.size, 0)))
-        if target.is_absolute():
-            return length, expected, (target, offset)
+            return length, expected
     return None
 
 
