@@ -2,15 +2,17 @@
 time against the (median) single-node time at the same link speeds, per-node upload,
 first piece.
 
-Each node is a network namespace with a shaped link (``--node-mbit`` both ways; small
-packets first unless ``--queueing fifo``), the origin has ``--origin-mbit``; Redis and the
+Each node is a network namespace with a shaped link (``--node-mbit`` both ways; packets
+to services, requests and ACKs, first unless ``--queueing`` says otherwise: see
+``pagefault.testing.netns``), the origin has ``--origin-mbit``; Redis and the
 coordinator sit unshaped on a control host. A fleet is built per N (fresh agents, empty
 caches) and torn down after. The machine's CPU use over each run is reported, and a run
 that kept the CPUs over 90% busy is marked CPU-bound; so are the agents' CPU seconds per
 GB they moved (received plus forwarded, read from /proc). Needs root.
 
     python bench/swarm_bench.py --nodes 1,4,8,16 [--size 64MiB] [--node-mbit 25]
-        [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1] [--queueing small-first|fifo]
+        [--origin-mbit 50] [--piece-size 128KiB] [--stripes 1]
+        [--queueing requests-first|small-first|fifo]
         [--repeat 1] [--out FILE] [--logs DIR] [--load] [--churn 0.25] [--late 2]
         [--slow-fraction 0.25 --slow-mbit 10] [--timeline]
 
