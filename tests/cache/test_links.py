@@ -16,6 +16,16 @@ def digest(n: int) -> str:
     return hashlib.sha256(str(n).encode()).hexdigest()
 
 
+def test_a_miss_reads_the_tables_again_at_most_every_refresh_s(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.bin"
+    seed.touch()
+    writer, reader = LinkTables(tmp_path / "links"), LinkTables(tmp_path / "links", refresh_s=3600)
+    assert reader.find(digest(0)) is None
+    writer.add(digest(0), seed, 0, 1, 1)
+    assert reader.find(digest(0)) is None  # a miss just now: not read again yet
+    assert reader.entries() and reader.find(digest(0)) is not None
+
+
 def test_links_to_one_file_share_one_table_that_another_process_reads(tmp_path: Path) -> None:
     seed = tmp_path / "seed.bin"
     seed.write_bytes(bytes(100))
@@ -31,7 +41,7 @@ def test_links_to_one_file_share_one_table_that_another_process_reads(tmp_path: 
 def test_a_torn_last_line_waits_for_its_end(tmp_path: Path) -> None:
     seed = tmp_path / "seed.bin"
     seed.touch()
-    writer, reader = LinkTables(tmp_path / "links"), LinkTables(tmp_path / "links")
+    writer, reader = LinkTables(tmp_path / "links"), LinkTables(tmp_path / "links", refresh_s=0)
     writer.add(digest(0), seed, 0, 1, 1)
     (table,) = (tmp_path / "links").iterdir()
     line = f"{digest(1)} 1 2 3\n".encode()
@@ -51,8 +61,8 @@ def test_a_dropped_link_is_gone_for_every_reader(tmp_path: Path) -> None:
     writer.add(digest(0), seed, 0, 1, 1)
     assert reader.find(digest(0)) is not None
     assert writer.drop(digest(0)) and not writer.drop(digest(0))
+    assert [sha for sha, _ in reader.entries()] == []  # entries() reads every table again
     assert reader.find(digest(0)) is None
-    assert [sha for sha, _ in reader.entries()] == []
 
 
 def test_tables_of_vanished_files_are_removed(tmp_path: Path) -> None:

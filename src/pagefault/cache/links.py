@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,12 @@ class _Parsed:
 class LinkTables:
     """Every link table under ``folder``, parsed into one digest -> link map."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, refresh_s: float = 0.05) -> None:
         self.folder = folder
+        # A miss reads the tables again at most this often: it costs a stat per table,
+        # and a cold load of a model no one linked misses on every piece.
+        self._refresh_s = refresh_s
+        self._refreshed_at = -float("inf")
         self._lock = threading.Lock()
         self._links: dict[str, Link] = {}
         self._parsed: dict[str, _Parsed] = {}  # table file name -> progress
@@ -74,10 +79,14 @@ class LinkTables:
             self._links[sha] = Link(target, offset, length, checksum, table)
 
     def find(self, sha: str) -> Link | None:
-        """The live link of ``sha``, as every table says now (a stat per table)."""
+        """The link of ``sha``. One dropped by another process may still be returned: a
+        read checks the bytes, and drops it again if they or the file are gone."""
         with self._lock:
-            self._refresh()
-            return self._links.get(sha)
+            link = self._links.get(sha)
+            if link is None and time.monotonic() - self._refreshed_at >= self._refresh_s:
+                self._refresh()
+                link = self._links.get(sha)
+            return link
 
     def drop(self, sha: str) -> bool:
         """Forget the link of ``sha`` (a tombstone line for other readers); False if none."""
@@ -124,6 +133,7 @@ class LinkTables:
 
     def _refresh(self) -> None:
         """Parse what every table gained since the last look; forget removed tables."""
+        self._refreshed_at = time.monotonic()
         try:
             names = {n for n in os.listdir(self.folder) if n.endswith(_SUFFIX)}
         except (FileNotFoundError, NotADirectoryError):
