@@ -131,9 +131,21 @@ def spawn_ready(host: Host, script: str, *args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+def run_python(host: Host, script: str, *args: str) -> str:
+    """Run a Python script in ``host`` to its end; its stdout."""
+    done = host.run(
+        [sys.executable, "-c", script, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return str(done.stdout)
+
+
 def goodput_mbit(sender: Host, receiver: Host, nbytes: int) -> float:
     proc = spawn_ready(receiver, RECEIVER)
-    sender.run([sys.executable, "-c", SENDER, receiver.address, str(nbytes)], check=True)
+    run_python(sender, SENDER, receiver.address, str(nbytes))
     out, _ = proc.communicate(timeout=30)
     return float(out)
 
@@ -146,13 +158,8 @@ def test_every_host_reaches_every_other_and_the_root_namespace_stays_off_the_sub
         for server, clients in ((a, (b, c)), (c, (a, b))):
             proc = spawn_ready(server, ECHO_SERVER, str(len(clients)))
             for client in clients:
-                done = client.run(
-                    [sys.executable, "-c", ECHO_CLIENT, server.address, client.name],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                assert done.stdout.strip() == client.name
+                echoed = run_python(client, ECHO_CLIENT, server.address, client.name)
+                assert echoed.strip() == client.name
             proc.communicate(timeout=5)
         root = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True)
         assert "10.77.9." not in root.stdout
@@ -181,14 +188,7 @@ def test_small_packets_wait_behind_bulk_data_only_in_a_fifo(queueing: str, slow:
         shaped = bed.add_host("shaped", rate_mbit=10.0, queueing=queueing, first_ports=(7002,))
         free = bed.add_host("free")
         sink, echo = spawn_ready(free, RECEIVER), spawn_ready(free, ECHO_LINES)
-        done = shaped.run(
-            [sys.executable, "-c", ROUND_TRIPS_UNDER_LOAD, free.address],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        rtt_ms = float(done.stdout)
+        rtt_ms = float(run_python(shaped, ROUND_TRIPS_UNDER_LOAD, free.address))
         for proc in (sink, echo):
             proc.kill()
             proc.communicate()  # closes its stdout pipe
@@ -212,16 +212,10 @@ def test_only_small_first_reorders_a_bulk_flow_with_small_segments_in_it(
         free = bed.add_host("free")
         # into the shaped host: its download queue, in the hub, holds what a fast sender sent
         sink = spawn_ready(shaped, COUNTING_RECEIVER, str(60 * ((16 << 10) + 40)))
-        done = free.run(
-            [sys.executable, "-c", MIXED_SENDER, shaped.address],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        seen = run_python(free, MIXED_SENDER, shaped.address)
         sink.communicate(timeout=30)
-    assert "bytes_acked" in done.stdout, done.stdout  # ss did describe the connection
-    assert ("reord_seen" in done.stdout) == reordered, done.stdout
+    assert "bytes_acked" in seen, seen  # ss did describe the connection
+    assert ("reord_seen" in seen) == reordered, seen
 
 
 def test_close_kills_processes_and_removes_namespaces_when_the_block_raises(
