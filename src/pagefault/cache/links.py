@@ -82,19 +82,15 @@ class LinkTables:
         """The link of ``sha``. One dropped by another process may still be returned: a
         read checks the bytes, and drops it again if they or the file are gone."""
         with self._lock:
-            link = self._links.get(sha)
-            if link is None and time.monotonic() - self._refreshed_at >= self._refresh_s:
-                self._refresh()
-                link = self._links.get(sha)
-            return link
+            return self._lookup(sha)
 
     def drop(self, sha: str) -> bool:
         """Forget the link of ``sha`` (a tombstone line for other readers); False if none."""
         with self._lock:
-            self._refresh()
-            link = self._links.pop(sha, None)
+            link = self._lookup(sha)
             if link is None:
                 return False
+            del self._links[sha]
             try:
                 fd = os.open(link.table, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -130,6 +126,13 @@ class LinkTables:
                     removed += 1
             self._refresh()
             return removed
+
+    def _lookup(self, sha: str) -> Link | None:
+        link = self._links.get(sha)
+        if link is None and time.monotonic() - self._refreshed_at >= self._refresh_s:
+            self._refresh()
+            link = self._links.get(sha)
+        return link
 
     def _refresh(self) -> None:
         """Parse what every table gained since the last look; forget removed tables."""
