@@ -5,6 +5,7 @@ itself, as a fleet of one does), a real HTTP origin, and the node cache both sha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import sys
@@ -276,10 +277,10 @@ def test_agent_setting_is_validated(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         configured_agent({"PAGEFAULT_CONFIG": str(config)})
 
 
-@pytest.fixture
-def coordinator(tmp_path: Path) -> Iterator[str]:
-    """A coordinator (token ``right``) on loopback with its own Redis."""
-    redis_port, port = free_port(), free_port()
+@contextlib.contextmanager
+def running_coordinator(tmp_path: Path, port: int) -> Iterator[str]:
+    """A coordinator (token ``right``) on loopback ``port`` with its own Redis."""
+    redis_port = free_port()
     redis = subprocess.Popen(
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
         stdout=subprocess.DEVNULL,
@@ -304,6 +305,34 @@ def coordinator(tmp_path: Path) -> Iterator[str]:
         for process in (server, redis):
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[str]:
+    with running_coordinator(tmp_path, free_port()) as url:
+        yield url
+
+
+def test_an_agent_started_before_its_coordinator_joins_once_it_answers(
+    served: Path, cache_root: Path, tmp_path: Path
+) -> None:
+    port, log = free_port(), tmp_path / "agent.log"
+    url = f"http://127.0.0.1:{port}"
+    agent = AgentProcess(cache_root, log, "--coordinator", url, "--token", "right")
+    try:
+        assert "no swarm membership yet (the coordinator is unreachable" in log.read_text()
+        with running_coordinator(tmp_path, port):
+            deadline = time.monotonic() + 30  # retries back off to one every 5 s
+            while "swarm membership: the coordinator answered" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            with HTTPOrigin(served) as origin:
+                done = swarm_fetch(f"{origin.url}/model/", agent.url)
+        assert done.returncode == 0, done.stderr
+        assert "not in a swarm" not in done.stderr  # a member by its first model
+        assert log.read_text().count("no swarm membership yet") == 1  # said once, not per retry
+    finally:
+        agent.kill()
 
 
 def test_a_wrong_swarm_token_is_said_at_start_and_by_swarm_fetch(
