@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import libtorrent as lt
@@ -23,6 +24,7 @@ from pagefault.swarm.striped import StripedTorrent
 __all__ = ["OriginFeeder"]
 
 _log = logging.getLogger("pagefault.agent")
+_CHECK_POLL_S = 0.02  # how often a feeder asks whether libtorrent still checks the files
 
 
 class OriginFeeder:
@@ -68,6 +70,11 @@ class OriginFeeder:
                 self._feed_one(piece)
 
         try:
+            # An agent restarted over its files: until libtorrent has checked them, every
+            # piece looks missing, and a feeder starting at once fetched 60% of a model
+            # it held from the origin again.
+            while self.torrent.checking():
+                time.sleep(_CHECK_POLL_S)
             map_pieces(feed_one, self.layout.fetch_order(), threads=self.threads, name="feed")
         except Exception:
             _log.exception("origin fetch failed; will retry on the next stall")

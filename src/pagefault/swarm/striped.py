@@ -27,6 +27,10 @@ from pagefault.swarm.torrent import TorrentLayout, build_torrent
 __all__ = ["StripedTorrent"]
 
 _WANTED, _SKIPPED = 4, 0  # libtorrent's default piece priority, and "do not download"
+_CHECKING = (
+    lt.torrent_status.states.checking_files,
+    lt.torrent_status.states.checking_resume_data,
+)
 _FLAGS = (
     lt.torrent_flags.disable_pex
     | lt.torrent_flags.sequential_download
@@ -90,6 +94,13 @@ class StripedTorrent:
 
     def have_piece(self, piece: int) -> bool:
         return bool(self.handle_of(piece).have_piece(piece))
+
+    def checking(self) -> bool:
+        """Whether libtorrent is still checking the files it found on disk: until it is
+        done, a piece they hold reads as missing (``have_piece`` is False)."""
+        return any(
+            handle.is_valid() and handle.status().state in _CHECKING for handle in self.handles
+        )
 
     def held_pieces(self) -> list[int]:
         """Every piece libtorrent has, over every stripe (one status query per stripe)."""

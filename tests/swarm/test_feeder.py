@@ -1,0 +1,50 @@
+"""The origin feeder: it fetches only what libtorrent lacks, once libtorrent has looked."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import libtorrent as lt
+
+from pagefault.api import make_piece_manifest
+from pagefault.sources.base import Buffer
+from pagefault.sources.local import LocalFileSource
+from pagefault.swarm.credentials import SwarmCA
+from pagefault.swarm.feeder import OriginFeeder
+from pagefault.swarm.striped import StripedTorrent
+from pagefault.swarm.torrent import TORRENT_DIR
+from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+
+
+class CountingSource(LocalFileSource):
+    """The origin, counting its reads (all instances together)."""
+
+    reads = 0
+
+    def read_into(self, offset: int, buffers: Sequence[Buffer]) -> None:
+        CountingSource.reads += 1
+        super().read_into(offset, buffers)
+
+
+def test_a_feeder_started_over_complete_files_fetches_nothing(tmp_path: Path) -> None:
+    """An agent restarted over its data dir: libtorrent takes a while to check 48 MiB, and
+    a feeder that did not wait for it fetched most of the model from the origin again."""
+    model = tmp_path / "model"
+    entry = write_synthetic_checkpoint(model, SyntheticConfig(48 << 20, shards=2))
+    manifest = make_piece_manifest(entry, piece_size=256 << 10)
+    shutil.copytree(model, tmp_path / "seed" / TORRENT_DIR)  # what the first agent left
+    session = lt.session({"listen_interfaces": "127.0.0.1:0", "enable_dht": False})
+    torrent = StripedTorrent.add(session, manifest, SwarmCA.create().cert_pem, tmp_path / "seed")
+    feeder = OriginFeeder(torrent, manifest, lambda name: CountingSource(model / name), threads=4)
+    CountingSource.reads = 0
+    assert feeder.start("a restart")
+    deadline = time.monotonic() + 60
+    while feeder.running:
+        assert time.monotonic() < deadline, "the feeder never finished"
+        time.sleep(0.02)
+    assert CountingSource.reads == 0
+    assert torrent.held_pieces() == list(range(torrent.layout.num_pieces))
+    feeder.close()
