@@ -38,6 +38,7 @@ _HARMLESS = ("[dh params]",)
 # asking an unreachable coordinator again: after 0.5 s, then doubling up to 5 s
 _JOIN_RETRY_S, _JOIN_RETRY_MAX_S = 0.5, 5.0
 _REFUSED = "the coordinator refused this node's swarm token"
+_UNREACHABLE = "the coordinator is unreachable"
 _log = logging.getLogger("pagefault.agent")
 _ALERTS = (
     lt.alert.category_t.error_notification
@@ -185,7 +186,7 @@ class Agent:
             reason = (
                 f"{_REFUSED}: check --token or PAGEFAULT_SWARM_TOKEN"
                 if refused
-                else f"the coordinator is unreachable: {exc}"
+                else f"{_UNREACHABLE}: {exc}"
             )
             if reason != self._solo_reason:  # once per cause, not once per retry
                 if refused:
@@ -200,7 +201,7 @@ class Agent:
                     )
             self._solo_reason = reason
             return None
-        if self._solo_reason.startswith("the coordinator is unreachable"):
+        if self._solo_reason.startswith(_UNREACHABLE):
             _log.info("swarm membership: the coordinator answered")
         self._stripes = issued.stripes
         return issued.ca.encode(), NodeCredentials(issued.cert.encode(), issued.key.encode())
