@@ -7,16 +7,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import libtorrent as lt
-
 from pagefault.api import make_piece_manifest
 from pagefault.sources.base import Buffer
 from pagefault.sources.local import LocalFileSource
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
-from pagefault.swarm.striped import StripedTorrent
 from pagefault.swarm.torrent import TORRENT_DIR
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from tests.swarm.nodes import tls_node
 
 
 class CountingSource(LocalFileSource):
@@ -36,8 +34,7 @@ def test_a_feeder_started_over_complete_files_fetches_nothing(tmp_path: Path) ->
     entry = write_synthetic_checkpoint(model, SyntheticConfig(48 << 20, shards=2))
     manifest = make_piece_manifest(entry, piece_size=256 << 10)
     shutil.copytree(model, tmp_path / "seed" / TORRENT_DIR)  # what the first agent left
-    session = lt.session({"listen_interfaces": "127.0.0.1:0", "enable_dht": False})
-    torrent = StripedTorrent.add(session, manifest, SwarmCA.create().cert_pem, tmp_path / "seed")
+    _session, torrent = tls_node(SwarmCA.create(), manifest, tmp_path, "seed")  # kept alive
     feeder = OriginFeeder(torrent, manifest, lambda name: CountingSource(model / name), threads=4)
     CountingSource.reads = 0
     assert feeder.start("a restart")
