@@ -16,6 +16,7 @@ import hashlib
 import os
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,12 +71,7 @@ class LinkTables:
         line = f"{sha} {length} {checksum:x} {offset}\n".encode()
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd = os.open(table, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                header = name + b"\n" if os.fstat(fd).st_size == 0 else b""
-                os.write(fd, header + line)  # one small append: whole, or torn at the end
-            finally:
-                os.close(fd)
+            _append(table, line, header=name + b"\n")
             self._links[sha] = Link(target, offset, length, checksum, table)
 
     def find(self, sha: str) -> Link | None:
@@ -91,14 +87,8 @@ class LinkTables:
             if link is None:
                 return False
             del self._links[sha]
-            try:
-                fd = os.open(link.table, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            except FileNotFoundError:
-                return True
-            try:
-                os.write(fd, f"-{sha}\n".encode())
-            finally:
-                os.close(fd)
+            with suppress(FileNotFoundError):  # the table is gone: so is the link
+                _append(link.table, f"-{sha}\n".encode())
             return True
 
     def entries(self) -> list[tuple[str, float]]:
@@ -185,3 +175,15 @@ class LinkTables:
         table = self.folder / name
         self._parsed.pop(name, None)
         self._links = {sha: link for sha, link in self._links.items() if link.table != table}
+
+
+def _append(table: Path, line: bytes, *, header: bytes | None = None) -> None:
+    """Append ``line`` to ``table`` in one write (whole, or torn at the end). ``header``:
+    create the table if need be, starting with it; without one the table must exist."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT if header else 0)
+    fd = os.open(table, flags, 0o644)
+    try:
+        first = header if header and os.fstat(fd).st_size == 0 else b""
+        os.write(fd, first + line)
+    finally:
+        os.close(fd)
