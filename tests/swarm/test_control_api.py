@@ -5,38 +5,16 @@ from __future__ import annotations
 
 import base64
 import http.client
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from pagefault.cache import CacheConfig
 from pagefault.errors import ControlError
 from pagefault.swarm.agent import Agent
 from pagefault.swarm.config import AgentConfig
-from pagefault.swarm.coordinator import Coordinator
-from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.jsonhttp import call
-from pagefault.swarm.protocol import MEMBER_TTL_S
-from pagefault.swarm.state import SwarmState
-from pagefault.testing.redisd import LocalRedis
-
-
-@pytest.fixture
-def coordinator() -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    with LocalRedis() as store:
-        client = redis.Redis.from_url(store.url, socket_timeout=1)
-        state = SwarmState(client, ttl_s=MEMBER_TTL_S)
-        server = Coordinator(state, SwarmCA.create(), "secret").server("127.0.0.1:0").start()
-        try:
-            yield f"http://{server.address}"
-        finally:
-            server.stop()
-            client.close()
 
 
 @pytest.fixture

@@ -19,7 +19,16 @@ import redis
 
 from pagefault.errors import ControlError
 from pagefault.swarm.credentials import SwarmCA
-from pagefault.swarm.messages import Beat, Credentials, Heartbeat, Peer, Report, SwarmStatus
+from pagefault.swarm.messages import (
+    Beat,
+    Credentials,
+    DescriberTurn,
+    Heartbeat,
+    Peer,
+    Report,
+    SharedDescription,
+    SwarmStatus,
+)
 from pagefault.swarm.protocol import MEMBER_TTL_S
 from pagefault.swarm.state import SwarmState
 from pagefault.swarm.topology import DEFAULT_STRIPES, Member, order, place
@@ -27,6 +36,12 @@ from pagefault.swarm.topology import DEFAULT_STRIPES, Member, order, place
 __all__ = ["Coordinator"]
 
 _log = logging.getLogger("pagefault.coordinator")
+# A fleet starting at once describes the origin once: one node describes, the rest wait
+# for what it shares. Its claim lapses (and another node describes) if it has not shared
+# within DESCRIBER_S; a shared description is kept for DESCRIPTION_S, so nodes joining
+# later describe the origin again and a model replaced there is not shared stale for long.
+DESCRIBER_S = 5.0
+DESCRIPTION_S = 60.0
 
 if TYPE_CHECKING:
     from pagefault.swarm.server import ApiServer
@@ -75,7 +90,7 @@ class Coordinator:
             return Beat(seq=member.seq, settling=True)
         with self._store():
             ranked = self.state.live(swarm)
-            has_manifest = self.state.manifest(swarm) is not None
+            has_manifest = self.state.has_manifest(swarm)
         live = [m for m, _ in ranked]
         have = {m.node: int(stats.get("have") or 0) for m, stats in ranked}
         if all(m.node != node for m in live):  # reported corrupt: nobody feeds from it
@@ -108,6 +123,22 @@ class Coordinator:
         if data is None:
             raise ControlError("no manifest published for this swarm yet", 404)
         return data
+
+    def describer(self, swarm: str, node: str) -> DescriberTurn:
+        """The model's shared description, or whether ``node`` is the one to describe it."""
+        with self._store():
+            data = self.state.description(swarm)
+            if data is None:
+                return DescriberTurn(
+                    describe=self.state.claim_describer(swarm, node, ttl_s=DESCRIBER_S)
+                )
+        return DescriberTurn(description=SharedDescription.model_validate_json(data))
+
+    def share_description(self, swarm: str, description: SharedDescription) -> bool:
+        """Keep the first description shared for ``swarm``; False if one is kept already."""
+        data = description.model_dump_json().encode()
+        with self._store():
+            return self.state.publish_description(swarm, data, ttl_s=DESCRIPTION_S)
 
     def status(self, swarm: str) -> SwarmStatus:
         with self._store():

@@ -16,7 +16,14 @@ from pagefault.errors import ControlError
 from pagefault.manifest import PieceManifest
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.jsonhttp import call
-from pagefault.swarm.messages import Beat, Heartbeat, Report, read_message
+from pagefault.swarm.messages import (
+    Beat,
+    DescriberTurn,
+    Heartbeat,
+    Report,
+    SharedDescription,
+    read_message,
+)
 
 __all__ = ["CoordinatorClient"]
 
@@ -65,6 +72,22 @@ class CoordinatorClient:
             return None
         data = base64.b64decode(shared["manifest"])
         return PieceManifest.from_json(data, name=f"swarm {self.swarm} manifest")
+
+    def describer_turn(self) -> DescriberTurn | None:
+        """The model's shared description, or whether this node is to describe it; None
+        when the coordinator does not answer (describe the origin, then)."""
+        answer = self._call(f"describers/{self.settings.node}", quiet=True)
+        if answer is None:
+            return None
+        try:
+            return read_message(DescriberTurn, answer, sender=str(self.settings.coordinator))
+        except ControlError as exc:
+            self._unavailable(exc, quiet=True)
+            return None
+
+    def share_description(self, description: SharedDescription) -> None:
+        """Share what this node's describe found, so the fleet need not ask the origin."""
+        self._call("description", description.model_dump(), method="PUT")
 
     def publish(self, manifest: PieceManifest) -> None:
         """Share the manifest this node built, so no other node hashes the model again."""

@@ -17,6 +17,7 @@ from pagefault.errors import ControlError
 __all__ = [
     "Beat",
     "Credentials",
+    "DescriberTurn",
     "Heartbeat",
     "Message",
     "ModelFile",
@@ -24,6 +25,8 @@ __all__ = [
     "ModelStatus",
     "Peer",
     "Report",
+    "SharedDescription",
+    "SharedFile",
     "SwarmStatus",
     "Timeline",
     "WaitReply",
@@ -110,6 +113,36 @@ class ModelFile(Message):
     first_piece: int  # its first piece's index in the swarm's numbering
     pieces: int
     path: str
+
+
+class SharedFile(Message):
+    """One file of a shared description: the version the describing node found."""
+
+    name: str  # checked as a plain file name where it is used
+    size: int = Field(ge=0)
+    etag: str | None = None
+    version: str | None = None
+
+
+class SharedDescription(Message):
+    """A model as the first node of a fleet to describe it found it at the origin, shared
+    through the coordinator: the rest of the fleet starts without asking the origin again
+    (each such request queues behind the first fetcher's stream). Binary parts are
+    base64: ``index`` the index file's bytes, ``pieces`` the piece manifest's JSON."""
+
+    uri: str
+    entry: str
+    files: list[SharedFile] = Field(min_length=1)
+    index: str | None = None
+    pieces: str | None = None
+
+
+class DescriberTurn(Message):
+    """The coordinator's answer to "who describes this model?": the shared description
+    once there is one, else whether the asking node is the one to describe it."""
+
+    description: SharedDescription | None = None
+    describe: bool = False
 
 
 class ModelStatus(Message):

@@ -1,9 +1,11 @@
 """A swarm's first step on a node: the model's description and its piece manifest.
 
-The manifest (per-piece SHA-256 and v2 Merkle roots) is what every peer verifies against,
-so it comes from the origin when the origin publishes one with roots, else from the
-coordinator (a first fetcher's), else this node builds it: the root of the first stripe
-downloads the model once, hashes it and publishes the result.
+The description comes from the first node of the fleet to describe the origin
+(:mod:`pagefault.swarm.description`). The manifest (per-piece SHA-256 and v2 Merkle
+roots) is what every peer verifies against, so it comes from the origin when the origin
+publishes one with roots, else from the coordinator (a first fetcher's), else this node
+builds it: the root of the first stripe downloads the model once, hashes it and
+publishes the result.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 from pagefault.errors import PagefaultError, SwarmError
 from pagefault.manifest import PieceManifest
 from pagefault.pieces import make_piece_manifest, pull
-from pagefault.sources.describe import ModelDescription, describe
+from pagefault.sources.describe import ModelDescription
 from pagefault.swarm.coordinator_client import CoordinatorClient
+from pagefault.swarm.description import described
 from pagefault.swarm.protocol import HEARTBEAT_S
 
 __all__ = ["BUILT_PIECE_SIZE", "ModelPlan", "obtain"]
@@ -41,7 +44,7 @@ def obtain(
     the wait for a first fetcher's manifest with ``SwarmError``."""
     reasons: list[str] = []
     try:
-        description: ModelDescription | None = describe(uri)
+        description: ModelDescription | None = described(uri, coordinator, stop)
     except PagefaultError as exc:  # the coordinator may still have a first fetcher's manifest
         reasons.append(f"cannot describe {uri} at the origin: {exc}")
         description = None

@@ -17,10 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from pagefault.swarm.messages import (
     Beat,
     Credentials,
+    DescriberTurn,
     Heartbeat,
     ModelRequest,
     ModelStatus,
     Report,
+    SharedDescription,
     SwarmStatus,
     Timeline,
     WaitReply,
@@ -73,6 +75,15 @@ def coordinator_server(coordinator: Coordinator, address: str) -> ApiServer:
     @app.get("/v1/swarms/{swarm}/manifest")
     def get_manifest(swarm: Name) -> dict[str, str]:
         return {"manifest": base64.b64encode(coordinator.manifest(swarm)).decode()}
+
+    @app.post("/v1/swarms/{swarm}/describers/{node}")
+    def describer(swarm: Name, node: Name) -> DescriberTurn:
+        return coordinator.describer(swarm, node)
+
+    @app.put("/v1/swarms/{swarm}/description")
+    def share_description(swarm: Name, description: SharedDescription) -> JSONResponse:
+        first = coordinator.share_description(swarm, description)
+        return JSONResponse({"shared": first}, status_code=201 if first else 200)
 
     @app.get("/v1/swarms/{swarm}")
     def status(swarm: Name) -> SwarmStatus:

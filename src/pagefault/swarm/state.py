@@ -4,10 +4,11 @@ Keys (``{s}`` is the swarm id): ``pf:swarms`` (set of ids), ``pf:{s}:order`` (zs
 node -> join seq), ``pf:{s}:seq`` (the highest seq handed out or resent),
 ``pf:{s}:node:{n}`` (address, zone and stats as JSON; expires: the heartbeat),
 ``pf:{s}:bad`` (nodes reported for corrupt pieces), ``pf:{s}:manifest`` (the piece
-manifest a first fetcher built), ``pf:{s}:settling`` (set for one member TTL after the
-state was lost). Everything is rebuilt from heartbeats when Redis loses it: agents
-resend their seq, and a node joining after the loss still sorts after every one of them
-(``_JOIN``).
+manifest a first fetcher built), ``pf:{s}:description`` (the model as the first node to
+describe it found it; expires) and ``pf:{s}:describer`` (that node, while it describes),
+``pf:{s}:settling`` (set for one member TTL after the state was lost). Everything is
+rebuilt from heartbeats when Redis loses it: agents resend their seq, and a node joining
+after the loss still sorts after every one of them (``_JOIN``).
 """
 
 from __future__ import annotations
@@ -96,8 +97,25 @@ class SwarmState:
         return bool(self.redis.set(f"pf:{swarm}:manifest", data, nx=True))
 
     def manifest(self, swarm: str) -> bytes | None:
-        data = self.redis.get(f"pf:{swarm}:manifest")
-        return data if data is None or isinstance(data, bytes) else str(data).encode()
+        return _bytes(self.redis.get(f"pf:{swarm}:manifest"))
+
+    def has_manifest(self, swarm: str) -> bool:
+        return bool(self.redis.exists(f"pf:{swarm}:manifest"))
+
+    def claim_describer(self, swarm: str, node: str, *, ttl_s: float) -> bool:
+        """Make ``node`` the one to describe the model for ``ttl_s`` seconds, unless another
+        node is; True if it is now (or already was) the describer."""
+        key = f"pf:{swarm}:describer"
+        if self.redis.set(key, node, nx=True, px=int(ttl_s * 1000)):
+            return True
+        return _bytes(self.redis.get(key)) == node.encode()
+
+    def publish_description(self, swarm: str, data: bytes, *, ttl_s: float) -> bool:
+        """Keep the first description for ``ttl_s`` seconds; False if one is already kept."""
+        return bool(self.redis.set(f"pf:{swarm}:description", data, nx=True, px=int(ttl_s * 1000)))
+
+    def description(self, swarm: str) -> bytes | None:
+        return _bytes(self.redis.get(f"pf:{swarm}:description"))
 
 
 # KEYS: swarms set, order zset, seq counter, node key, settling flag
@@ -133,6 +151,10 @@ redis.call('ZADD', KEYS[2], seq, ARGV[2])
 redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
 return {seq, redis.call('EXISTS', KEYS[5])}
 """
+
+
+def _bytes(value: Any) -> bytes | None:
+    return value if value is None or isinstance(value, bytes) else str(value).encode()
 
 
 def _text(value: Any) -> str:
