@@ -89,14 +89,15 @@ def run_fleet(
     )
     with SwarmTestbed(config, model) as bed:
         busy0, total0 = cpu_busy()
+        idle_cpu = bed.agent_cpu_s()  # start-up (imports, joining) is not the transfer's
         if args.load:
             result = bed.load_all(timeout=args.timeout)
             busy1, total1 = cpu_busy()
+            agent_cpu = {n: s - idle_cpu.get(n, 0.0) for n, s in bed.agent_cpu_s().items()}
             hops = hop_timeline(bed, args) if args.timeline else None
             warm = warm_loads(bed, args.timeout)
             summary = load_summary(nodes, size, result, warm, (busy1 - busy0) / (total1 - total0))
-            return summary | {"timeline": hops}
-        idle_cpu = bed.agent_cpu_s()  # start-up (imports, joining) is not the transfer's
+            return summary | {"timeline": hops, "agent_cpu_s": agent_cpu}
         result, killed = drive_with_churn(bed, model, args, attempt)
         busy1, total1 = cpu_busy()
         hops = hop_timeline(bed, args) if args.timeline else None
@@ -256,6 +257,7 @@ def load_summary(
             n["bytes_by_source"]["origin"] + n["bytes_by_source"]["peers"] for n in warm_nodes
         ),
         "cpu_busy": cpu,
+        "loader_cpu_s_median": statistics.median(n["cpu_s"] for n in per_node),
         "per_node": {"cold": cold["nodes"], "warm": warm["nodes"]},
     }
 
@@ -360,6 +362,12 @@ def main() -> None:
             " first tensor / single node: "
             + ", ".join(
                 f"N={r['nodes']} {r['first_piece_median_s'] / single:.2f}" for r in runs if single
+            )
+            + "; CPU seconds per node over a cold load (median), agent / loader: "
+            + ", ".join(
+                f"N={r['nodes']} {statistics.median(r['agent_cpu_s'].values()):.2f} /"
+                f" {r['loader_cpu_s_median']:.2f}"
+                for r in runs
             )
         )
     if args.out:

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -411,9 +412,11 @@ def holds_model(model_dir: Path, node: dict[str, Any]) -> bool:
 def load_and_digest(uri: str, start: float) -> dict[str, Any]:
     """One node's ``pagefault.stream(uri)``, begun at ``start`` (epoch seconds, the fleet's
     common moment): seconds to the first tensor and to the last, bytes by source, and a
-    digest of every tensor. ``late_s``: how far past ``start`` this process began."""
+    digest of every tensor. ``late_s``: how far past ``start`` this process began;
+    ``cpu_s``: this process's CPU seconds from ``start`` on (the load and the digest)."""
     late_s = max(0.0, time.time() - start)
     time.sleep(max(0.0, start - time.time()))
+    began = resource.getrusage(resource.RUSAGE_SELF)
     digest = hashlib.sha256()
     first_s = None
     stream = pagefault.stream(uri)
@@ -422,10 +425,12 @@ def load_and_digest(uri: str, start: float) -> dict[str, Any]:
             first_s = time.time() - start
         digest.update(name.encode())
         digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    ended = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "first_tensor_s": first_s,
         "wall_s": time.time() - start,
         "late_s": late_s,
+        "cpu_s": ended.ru_utime + ended.ru_stime - began.ru_utime - began.ru_stime,
         "load_s": stream.stats.seconds,
         "gbps": stream.stats.gbps,
         "bytes": stream.stats.bytes,
