@@ -18,7 +18,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pagefault.swarm.simulate import CALIBRATION, TOPOLOGIES, SimConfig, simulate
+from pagefault.swarm.simulate import (
+    CALIBRATION,
+    DEFAULT_QUEUEING,
+    TOPOLOGIES,
+    SimConfig,
+    simulate,
+)
 from pagefault.system.sizes import parse_size
 
 SCALE = (100, 1000, 10000)
@@ -99,7 +105,7 @@ def main() -> None:
             f"{run['cpu_busy']:.0%}{' (CPU-bound)' if run['cpu_busy'] > 0.9 else ''}"
         )
     base = runs[0]
-    hop, overhead = fits.get("small-first", CALIBRATION["small-first"])
+    hop, overhead = fits.get(DEFAULT_QUEUEING, CALIBRATION[DEFAULT_QUEUEING])
     scale = []
     for topology in TOPOLOGIES:
         for nodes in (1, 4, 8, 16, 32, *SCALE):
@@ -109,7 +115,7 @@ def main() -> None:
                 overhead=overhead,
                 nodes=nodes,
                 topology=topology,
-                queueing="small-first",  # the fit it uses
+                queueing=DEFAULT_QUEUEING,  # the fit it uses
             )
             result = simulate(config)
             scale.append({"topology": topology, "nodes": nodes, **result.to_dict()})
@@ -143,7 +149,7 @@ def plot(scale: list[dict[str, Any]], runs: list[dict[str, Any]], png: Path) -> 
             f"{marker}-",
             label=f"{topology} (model)",
         )
-        bed = [r for r in runs if r["topology"] == topology and r["queueing"] == "small-first"]
+        bed = [r for r in runs if r["topology"] == topology and r["queueing"] == DEFAULT_QUEUEING]
         floor = scale[0]["floor_seconds"]
         ax.plot(
             [r["nodes"] for r in bed],
@@ -159,7 +165,7 @@ def plot(scale: list[dict[str, Any]], runs: list[dict[str, Any]], png: Path) -> 
     ax.set_ylabel("completion time / link floor")
     ax.set_title(
         f"swarm: {base['size'] / 2**20:.0f} MiB, {base['link_mbit']:.0f} Mbit/s links,"
-        f" {base['piece_size'] >> 10} KiB pieces"
+        f" {base['piece_size'] >> 10} KiB pieces, {DEFAULT_QUEUEING} queues"
     )
     ax.legend()
     fig.tight_layout()

@@ -136,7 +136,7 @@ def timeline_table(run: dict[str, Any]) -> Table:
     table = Table(title=f"N={run['nodes']} #{run['run']}: pieces verified, hop by hop")
     for column in ("node", "first (s)", "last (s)", "steady Mbit/s", "lag behind previous (ms)"):
         table.add_column(column, justify="right")
-    for hop in run["timeline"]:
+    for hop in run["timeline"]["hops"]:
         lag = hop["lag_ms"]
         table.add_row(
             hop["node"],
@@ -148,11 +148,14 @@ def timeline_table(run: dict[str, Any]) -> Table:
     return table
 
 
-def hop_timeline(bed: SwarmTestbed, args: argparse.Namespace) -> list[dict[str, Any]]:
+def hop_timeline(bed: SwarmTestbed, args: argparse.Namespace) -> dict[str, Any]:
     """Each node's first and last piece, steady rate and lag behind the node before it,
-    from the agents' piece timelines (``--timeline``)."""
-    timelines = {name: Timeline.model_validate(t) for name, t in bed.timelines().items()}
-    return [asdict(row) for row in hop_table(timelines, parse_size(args.piece_size))]
+    from the agents' piece timelines (``--timeline``); ``pieces``: every node's own
+    timeline (epoch seconds it began, seconds after that per piece), for a closer look."""
+    raw = bed.timelines()
+    timelines = {name: Timeline.model_validate(t) for name, t in raw.items()}
+    hops = [asdict(row) for row in hop_table(timelines, parse_size(args.piece_size))]
+    return {"hops": hops, "pieces": raw}
 
 
 def drive_with_churn(

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from pagefault.cli import app
 from pagefault.errors import ConfigError
-from pagefault.swarm.simulate import SimConfig, simulate
+from pagefault.swarm.simulate import CALIBRATION, DEFAULT_QUEUEING, SimConfig, simulate
+from pagefault.testing import netns
 
 MIB = 1 << 20
 
@@ -70,6 +71,16 @@ def test_bad_settings_are_config_errors() -> None:
         SimConfig(nodes=4, link_mbit=40, size=MIB, piece_size=MIB, topology="star")
     with pytest.raises(ConfigError, match="positive"):
         SimConfig(nodes=0, link_mbit=40, size=MIB, piece_size=MIB)
+    with pytest.raises(ConfigError, match="queueing 'fq'"):
+        SimConfig(nodes=4, link_mbit=40, size=MIB, piece_size=MIB, queueing="fq")
+    # a fit of one's own needs no calibration (bench/simulate_bench.py fits new queueings)
+    SimConfig(4, 40, MIB, MIB, queueing="fq", hop_latency_s=0.1, piece_overhead_s=0.0)
+
+
+def test_the_default_queueing_is_the_testbeds_and_calibrated() -> None:
+    assert DEFAULT_QUEUEING == netns.DEFAULT_QUEUEING
+    assert set(CALIBRATION) == set(netns.QUEUEINGS)
+    assert SimConfig(4, 40, MIB, MIB).queueing == DEFAULT_QUEUEING
 
 
 def test_cli_prints_the_issue_fields_as_json() -> None:

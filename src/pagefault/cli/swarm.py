@@ -23,7 +23,7 @@ from pagefault.errors import PagefaultError
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.jsonhttp import call
 from pagefault.swarm.protocol import HEALTH_PATH, MEMBER_TTL_S
-from pagefault.swarm.simulate import SimConfig, simulate
+from pagefault.swarm.simulate import DEFAULT_QUEUEING, SimConfig, simulate
 from pagefault.swarm.sockets import NOTSENT_LOWAT
 from pagefault.swarm.topology import DEFAULT_STRIPES, MAX_STRIPES
 
@@ -221,9 +221,9 @@ def simulate_command(
     slow_fraction: Annotated[float, typer.Option("--slow-fraction")] = 0.0,
     slow_mbit: Annotated[float | None, typer.Option("--slow-mbit")] = None,
     killed: Annotated[float, typer.Option("--fail", help="share of nodes killed")] = 0.0,
-    queueing: Annotated[str, typer.Option("--queueing", help="small-first or fifo")] = (
-        "small-first"
-    ),
+    queueing: Annotated[
+        str, typer.Option("--queueing", help="requests-first, small-first or fifo")
+    ] = DEFAULT_QUEUEING,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
