@@ -76,7 +76,8 @@ def share(description: ModelDescription) -> SharedDescription:
 
 def unshare(shared: SharedDescription, uri: str, *, sender: str) -> ModelDescription:
     """``shared`` as a description of ``uri``, checked as if the origin had sent it;
-    ``FormatError`` or ``IntegrityError`` (naming ``sender``) when it does not hold."""
+    ``ControlError`` when it describes another URI, ``FormatError`` or ``IntegrityError``
+    when its parts do not hold (each naming ``sender``)."""
     where = f"{sender}: description of {uri}"
     if shared.uri != uri:
         raise ControlError(f"{where}: it describes {shared.uri!r}")
