@@ -12,7 +12,7 @@ import pytest
 
 from pagefault.api import make_piece_manifest
 from pagefault.swarm.credentials import SwarmCA
-from pagefault.swarm.pacing import FETCH_LEAD_BYTES, FetchGate
+from pagefault.swarm.pacing import FETCH_LEAD_BYTES, FetchGate, RateCap
 from pagefault.swarm.striped import StripedTorrent
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from tests.swarm.nodes import tls_node
@@ -20,7 +20,7 @@ from tests.swarm.nodes import tls_node
 PIECE = 64 * 1024
 
 
-GateFactory = Callable[[int], tuple[FetchGate, threading.Event]]
+GateFactory = Callable[..., tuple[FetchGate, threading.Event]]
 
 
 @pytest.fixture
@@ -31,13 +31,40 @@ def gate(tmp_path: Path) -> Iterator[GateFactory]:
     session = lt.session({"listen_interfaces": "127.0.0.1:0", "enable_dht": False})
     stop = threading.Event()
 
-    def make(stripes: int) -> tuple[FetchGate, threading.Event]:
+    def make(stripes: int, link_mbit: float = 0.0) -> tuple[FetchGate, threading.Event]:
         ca = SwarmCA.create().cert_pem
         torrent = StripedTorrent.add(session, manifest, ca, tmp_path / "dl", stripes=stripes)
-        return FetchGate(torrent, stop), stop
+        return FetchGate(torrent, stop, link_mbit=link_mbit), stop
 
     yield make
     stop.set()
+
+
+def test_a_rate_cap_spaces_reads_and_earns_no_burst_when_idle() -> None:
+    now = [100.0]
+    cap = RateCap(1000.0, clock=lambda: now[0])
+    assert [cap.reserve(500) for _ in range(3)] == [0.0, 0.5, 1.0]
+    now[0] += 10.0  # idle: the next read starts at once, the one after waits its turn
+    assert [cap.reserve(500) for _ in range(2)] == [0.0, 0.5]
+
+
+def test_a_root_of_one_of_two_stripes_reads_the_origin_at_half_its_link(
+    gate: GateFactory,
+) -> None:
+    fetch_gate, _ = gate(2, 40.0)
+    fetch_gate.update(frozenset({0}), fleet_size=4)
+    payload = 40e6 / 8 * 1448 / 1514  # what a 40 Mbit/s link carries over TCP
+    assert fetch_gate.origin_rate == pytest.approx(payload / 2)
+    fetch_gate.update(frozenset({0, 1}), fleet_size=1)  # alone: every stripe, the whole link
+    assert fetch_gate.origin_rate == pytest.approx(payload)
+    fetch_gate.update(frozenset(), fleet_size=4)
+    assert fetch_gate.origin_rate is None
+    chain, _ = gate(1, 40.0)
+    chain.update(frozenset({0}), fleet_size=4)
+    assert chain.origin_rate is None  # one stripe: the chain's head reads at full speed
+    undeclared, _ = gate(2)
+    undeclared.update(frozenset({0}), fleet_size=4)
+    assert undeclared.origin_rate is None
 
 
 def test_a_lone_node_reads_its_first_stripe_at_once(

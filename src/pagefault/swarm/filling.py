@@ -55,6 +55,7 @@ class Filling:
         cache: NodeCache | None,
         stall_s: float,
         origin_threads: int,
+        link_mbit: float,
         stop: threading.Event,
         reasons: list[str],
     ) -> None:
@@ -75,7 +76,8 @@ class Filling:
         )
         for piece in self.layout.header_pieces:  # every loader waits on these first
             torrent.set_piece_deadline(piece, 0)
-        self.gate = FetchGate(torrent, stop, frozenset(self.layout.header_pieces))
+        urgent = frozenset(self.layout.header_pieces)
+        self.gate = FetchGate(torrent, stop, urgent, link_mbit=link_mbit)
         self.feeder = OriginFeeder(torrent, manifest, origin, threads=origin_threads)
         ledger.expect(self.layout.num_pieces)
 

@@ -179,6 +179,7 @@ class ModelJob:
             cache=self._node_cache_for(plan),
             stall_s=self.settings.stall_s,
             origin_threads=self.settings.origin_threads,
+            link_mbit=self.settings.link_mbit,
             stop=self._stop,
             reasons=self.reasons,
         )

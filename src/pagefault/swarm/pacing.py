@@ -8,6 +8,13 @@ keeps the downstream link busy (1, 3 and 6 MiB measured: 3 is best, docs/benchma
 and bounds the kill test's extra egress. Urgent pieces (each file's first, which every
 node's loaders need before their first tensor) skip the lead.
 
+With several stripes, a root reads its stripes from the origin at most at the payload
+rate of its declared link times the share of the stripes it roots (``--link-mbit``; 19
+of 40 Mbit/s for one of two): its children take each stripe at that rate anyway (each
+node's downlink carries every stripe), and two roots reading as fast as they could split the origin
+unevenly: with four nodes one stripe arrived at 25 Mbit/s, the other at 15, and three of
+the four nodes waited 2 s for the slow one (9.0 s against 6.0 s with the cap).
+
 Held off: a connected peer of the stripe that holds more of it than this node is an
 upstream, not a child (children only hold what they were sent). This node is then
 fetcher only in a placement that will not last (a heartbeat of the old fetcher lapsed,
@@ -21,10 +28,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from pagefault.swarm.striped import StripedTorrent
 
-__all__ = ["FETCH_LEAD_BYTES", "LEAD_WAIT_S", "LONE_DELAY_S", "FetchGate"]
+__all__ = ["FETCH_LEAD_BYTES", "LEAD_WAIT_S", "LONE_DELAY_S", "FetchGate", "RateCap"]
 
 FETCH_LEAD_BYTES = 3 << 20
 LEAD_WAIT_S = 2.0  # per piece: how long a peer may take to connect or catch up
@@ -37,6 +45,29 @@ LEAD_WAIT_S = 2.0  # per piece: how long a peer may take to connect or catch up
 # then read half as fast for this long (two stripes: 6.2 s against the chain's 5.4 s at
 # N=1); the job starts another pass at its next heartbeat.
 LONE_DELAY_S = 1.0
+# Of a link's rate, what TCP over Ethernet carries as payload (1448 of every 1514 bytes
+# at a 1500-byte MTU): two roots capped at half the nominal rate still overran the
+# origin's link together, and its queue split it 25:15 again.
+_PAYLOAD = 1448 / 1514
+
+
+class RateCap:
+    """Reads of at most ``bytes_per_s`` on average, shared by the feeder's threads: each
+    read reserves its turn. An idle spell earns no burst afterwards."""
+
+    def __init__(self, bytes_per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.bytes_per_s = bytes_per_s
+        self._clock = clock
+        self._next = clock()  # when the next read may start
+        self._lock = threading.Lock()
+
+    def reserve(self, size: int) -> float:
+        """Seconds to wait before reading ``size`` bytes (0.0 when it may start now)."""
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + size / self.bytes_per_s
+            return start - now
 
 
 class FetchGate:
@@ -45,9 +76,13 @@ class FetchGate:
         torrent: StripedTorrent,
         stop: threading.Event,
         urgent: frozenset[int] = frozenset(),
+        *,
+        link_mbit: float = 0.0,
     ):
         self.torrent = torrent
         self.urgent = urgent
+        self.link_mbit = link_mbit  # declared (0: not declared, reads are not capped)
+        self._cap: RateCap | None = None
         self.lead = max(2, FETCH_LEAD_BYTES // torrent.layout.piece_size)  # in pieces
         self.stop = stop
         self.fetch: frozenset[int] = frozenset()  # the coordinator's word: stripes we root
@@ -61,6 +96,13 @@ class FetchGate:
             self._alone_since = time.monotonic()
             self._alone_after_fleet = self._fleet_size > 1
         self.fetch, self._fleet_size = fetch, fleet_size
+        stripes = self.torrent.stripes
+        if self.link_mbit > 0 and stripes > 1 and fetch:
+            rate = self.link_mbit * 1e6 / 8 * _PAYLOAD * len(fetch) / stripes
+            if self._cap is None or self._cap.bytes_per_s != rate:
+                self._cap = RateCap(rate)
+        else:
+            self._cap = None
 
     def allows(self, piece: int) -> bool:
         """Block until ``piece`` may be read (True) or is not ours to read now (False)."""
@@ -77,7 +119,22 @@ class FetchGate:
                 alone_s = time.monotonic() - self._alone_since
                 first = stripe == 0 and not self._alone_after_fleet
                 return first or alone_s > LONE_DELAY_S
-            if rank < fed + self.lead or piece in self.urgent or time.monotonic() > deadline:
+            if piece in self.urgent:
+                return True
+            if rank < fed + self.lead or time.monotonic() > deadline:
+                self._take_turn()
                 return True
             self.stop.wait(0.02)
         return False
+
+    @property
+    def origin_rate(self) -> float | None:
+        """Bytes per second this node may read its stripes from the origin at (None:
+        not capped: one stripe, no declared link rate, or no stripe to fetch)."""
+        return None if self._cap is None else self._cap.bytes_per_s
+
+    def _take_turn(self) -> None:
+        """Wait for this read's share of the capped origin rate (if capped)."""
+        cap = self._cap
+        if cap is not None:
+            self.stop.wait(cap.reserve(self.torrent.layout.piece_size))
