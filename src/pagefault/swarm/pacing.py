@@ -11,9 +11,9 @@ node's loaders need before their first tensor) skip the lead.
 With several stripes, a root reads its stripes from the origin at most at the payload
 rate of its declared link times the share of the stripes it roots (``--link-mbit``; 19
 of 40 Mbit/s for one of two): its children take each stripe at that rate anyway (each
-node's downlink carries every stripe), and two roots reading as fast as they could split the origin
-unevenly: with four nodes one stripe arrived at 25 Mbit/s, the other at 15, and three of
-the four nodes waited 2 s for the slow one (9.0 s against 6.0 s with the cap).
+node's downlink carries every stripe), and two roots reading as fast as they could split
+the origin unevenly (four nodes: one stripe at 25 Mbit/s, the other at 15, and three of
+the four waited 2 s for the slow one; capped, the roots' stripes ended 0.05 s apart).
 
 Held off: a connected peer of the stripe that holds more of it than this node is an
 upstream, not a child (children only hold what they were sent). This node is then
