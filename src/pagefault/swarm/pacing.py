@@ -46,8 +46,9 @@ LEAD_WAIT_S = 2.0  # per piece: how long a peer may take to connect or catch up
 # N=1); the job starts another pass at its next heartbeat.
 LONE_DELAY_S = 1.0
 # Of a link's rate, what TCP over Ethernet carries as payload (1448 of every 1514 bytes
-# at a 1500-byte MTU): two roots capped at half the nominal rate still overran the
-# origin's link together, and its queue split it 25:15 again.
+# at a 1500-byte MTU): two roots capped at half the nominal rate would together ask more
+# than an origin link of that rate carries (four-node fleets took 8.4-8.6 s so, against
+# 7.5-8.5 s with this factor; one to three fleets each, noisy).
 _PAYLOAD = 1448 / 1514
 
 
