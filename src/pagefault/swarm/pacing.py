@@ -47,8 +47,8 @@ LEAD_WAIT_S = 2.0  # per piece: how long a peer may take to connect or catch up
 LONE_DELAY_S = 1.0
 # Of a link's rate, what TCP over Ethernet carries as payload (1448 of every 1514 bytes
 # at a 1500-byte MTU): two roots capped at half the nominal rate would together ask more
-# than an origin link of that rate carries (four-node fleets took 8.4-8.6 s so, against
-# 7.5-8.5 s with this factor; one to three fleets each, noisy).
+# than an origin link of that rate carries (a four-node fleet took 8.55 s so, four with
+# this factor 7.49-8.48 s: noisy, and no worse).
 _PAYLOAD = 1448 / 1514
 
 
