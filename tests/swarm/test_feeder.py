@@ -7,6 +7,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from pagefault.api import make_piece_manifest
 from pagefault.sources.base import Buffer
 from pagefault.sources.local import LocalFileSource
@@ -44,4 +46,31 @@ def test_a_feeder_started_over_complete_files_fetches_nothing(tmp_path: Path) ->
         time.sleep(0.02)
     assert CountingSource.reads == 0
     assert torrent.held_pieces() == list(range(torrent.layout.num_pieces))
+    feeder.close()
+
+
+def _wait_idle(feeder: OriginFeeder) -> None:
+    deadline = time.monotonic() + 60
+    while feeder.running:
+        assert time.monotonic() < deadline, "the feeder never finished"
+        time.sleep(0.02)
+
+
+def test_each_reason_to_read_the_origin_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = tmp_path / "model"
+    entry = write_synthetic_checkpoint(model, SyntheticConfig(1 << 20, shards=1))
+    manifest = make_piece_manifest(entry, piece_size=256 << 10)
+    _session, torrent = tls_node(SwarmCA.create(), manifest, tmp_path, "node")  # kept alive
+    feeder = OriginFeeder(torrent, manifest, lambda name: LocalFileSource(model / name), threads=2)
+    with caplog.at_level("INFO", logger="pagefault.agent"):
+        for reason in ("designated fetcher", "designated fetcher", "swarm stalled"):
+            assert feeder.start(reason, wanted=lambda piece: False)  # a pass with nothing to read
+            _wait_idle(feeder)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert said == [
+        "fetching from the origin: designated fetcher",
+        "fetching from the origin: swarm stalled",
+    ]
     feeder.close()

@@ -46,6 +46,7 @@ class OriginFeeder:
         self.bytes = 0
         self._lock = threading.Lock()
         self._running = False
+        self._reason: str | None = None  # the last pass's
         self._sources: dict[str, Source] = {}
 
     @property
@@ -60,7 +61,13 @@ class OriginFeeder:
             if self._running:
                 return False
             self._running = True
-        _log.info("fetching from the origin: %s", reason)
+            repeated, self._reason = reason == self._reason, reason
+        # A tree's root starts a pass every heartbeat until the whole model is on the node
+        # (a pass ends when nothing more is its to read): say each reason once, not twice a
+        # second.
+        _log.log(
+            logging.DEBUG if repeated else logging.INFO, "fetching from the origin: %s", reason
+        )
         threading.Thread(target=self._feed, args=(wanted,), daemon=True).start()
         return True
 
