@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import subprocess
 import sys
 import time
@@ -145,6 +146,31 @@ def test_swarm_fetch_fills_the_node_cache_for_any_process(
     assert len(tables) == len(swarmed)
     assert not [f for f in (cache_root / "disk" / "pieces").rglob("*") if f.is_file()]
     assert sum(f.stat().st_size for f in tables) < model_bytes // 20
+
+
+def test_a_model_changed_at_the_origin_is_not_read_from_the_agents_older_copy(
+    served: Path, agent: AgentProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent holds (and a fleet may share the description of) the version it found; a
+    loader that finds a newer one at the origin reads that, without trying the agent's
+    bytes against the new digests first."""
+    root = tmp_path / "origin"
+    shutil.copytree(served, root)
+    with HTTPOrigin(root) as origin:
+        uri = f"{origin.url}/model/"
+        assert swarm_fetch(uri, agent.url).returncode == 0
+        for file in (root / "model").glob("*.safetensors"):  # new weights, the same sizes
+            data = bytearray(file.read_bytes())
+            data[-4096:] = bytes(b ^ 0xFF for b in data[-4096:])
+            file.write_bytes(data)
+        manifest = pagefault.make_piece_manifest(root / "model", piece_size=PIECE)
+        pagefault.write_piece_manifest(manifest, str(root / "model" / MANIFEST_NAME))
+        with caplog.at_level(logging.WARNING, logger="pagefault.sources"):
+            loaded = pagefault.stream(uri, cache=True)
+            _same(dict(loaded), pagefault.load(root / "model"))
+    assert loaded.stats.bytes_by_source["peers"] == 0
+    assert loaded.stats.corrupt_pieces == 0
+    assert "a different version of the model" in caplog.text
 
 
 def test_the_agent_says_when_each_piece_was_verified(served: Path, agent: AgentProcess) -> None:

@@ -210,6 +210,11 @@ class SwarmFileSource:
                         f"{self.name}: the agent has {entry.size} bytes, the origin "
                         f"{self._file.size}: a different version of the model"
                     )
+                if None not in (entry.etag, self._file.etag) and entry.etag != self._file.etag:
+                    raise SourceError(
+                        f"{self.name}: the agent has the version with ETag {entry.etag}, the "
+                        f"origin serves {self._file.etag}: a different version of the model"
+                    )
                 self._entry = entry, piece_size
             return self._entry
 

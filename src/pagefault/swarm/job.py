@@ -74,6 +74,7 @@ class ModelJob:
         self.coordinator = CoordinatorClient(settings, self.id, address)
         self.ledger = PieceLedger()
         self.filling: Filling | None = None  # once the torrent is built
+        self.etags: dict[str, str | None] = {}  # per file: the version described
         self.reasons: list[str] = []
         self.error: str | None = None
         self._release_lease: Callable[[], None] = lambda: None
@@ -143,6 +144,7 @@ class ModelJob:
                     first_piece=f.first_piece,
                     pieces=f.pieces,
                     path=str(f.path(self.save_path)),
+                    etag=self.etags.get(f.name),
                 )
                 for f in (layout.files if layout else ())
             ],
@@ -155,6 +157,8 @@ class ModelJob:
             staging = self.settings.data_dir / f"{self.id}.staging"
             plan = obtain(self.uri, self.coordinator, staging, self._stop)
             self.reasons.extend(plan.reasons)
+            if plan.description is not None:
+                self.etags = {f.name: f.etag for f in plan.description.files}
             self.filling = filling = self._fill(plan)
             filling.admit_held()  # if the files' check ended before the alerts could see us
             self._follow(filling, plan.staging)

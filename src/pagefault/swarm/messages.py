@@ -113,6 +113,8 @@ class ModelFile(Message):
     first_piece: int  # its first piece's index in the swarm's numbering
     pieces: int
     path: str
+    # the origin's ETag of the version the agent holds (None: not known, or an older agent)
+    etag: str | None = None
 
 
 class SharedFile(Message):
