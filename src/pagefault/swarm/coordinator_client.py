@@ -20,6 +20,7 @@ from pagefault.swarm.messages import (
     Beat,
     DescriberTurn,
     Heartbeat,
+    M,
     Report,
     SharedDescription,
     read_message,
@@ -54,15 +55,9 @@ class CoordinatorClient:
             link_mbit=self.settings.link_mbit,
             stats=stats,
         )
-        answer = self._call(f"nodes/{self.settings.node}", body.model_dump(), quiet=True)
-        if answer is None:
-            return None
-        try:
-            beat = read_message(Beat, answer, sender=str(self.settings.coordinator))
-        except ControlError as exc:
-            self._unavailable(exc, quiet=True)
-            return None
-        self._seq = beat.seq
+        beat = self._message(Beat, f"nodes/{self.settings.node}", body.model_dump())
+        if beat is not None:
+            self._seq = beat.seq
         return beat
 
     def shared_manifest(self) -> PieceManifest | None:
@@ -76,14 +71,7 @@ class CoordinatorClient:
     def describer_turn(self) -> DescriberTurn | None:
         """The model's shared description, or whether this node is to describe it; None
         when the coordinator does not answer (describe the origin, then)."""
-        answer = self._call(f"describers/{self.settings.node}", quiet=True)
-        if answer is None:
-            return None
-        try:
-            return read_message(DescriberTurn, answer, sender=str(self.settings.coordinator))
-        except ControlError as exc:
-            self._unavailable(exc, quiet=True)
-            return None
+        return self._message(DescriberTurn, f"describers/{self.settings.node}")
 
     def share_description(self, description: SharedDescription) -> None:
         """Share what this node's describe found, so the fleet need not ask the origin."""
@@ -96,6 +84,18 @@ class CoordinatorClient:
     def report(self, node: str, why: str) -> None:
         """Ask the coordinator to drop ``node`` from the placement (it sent bad pieces)."""
         self._call(f"reports/{node}", Report(reason=why, reporter=self.settings.node).model_dump())
+
+    def _message(self, kind: type[M], path: str, body: dict[str, Any] | None = None) -> M | None:
+        """A POST whose answer is a ``kind``; None when there is no usable answer (an
+        unreadable one is an outage too, its cause kept)."""
+        answer = self._call(path, body, quiet=True)
+        if answer is None:
+            return None
+        try:
+            return read_message(kind, answer, sender=str(self.settings.coordinator))
+        except ControlError as exc:
+            self._unavailable(exc, quiet=True)
+            return None
 
     def _call(
         self,
