@@ -29,6 +29,13 @@ class CountingSource(LocalFileSource):
         super().read_into(offset, buffers)
 
 
+def _wait_idle(feeder: OriginFeeder) -> None:
+    deadline = time.monotonic() + 60
+    while feeder.running:
+        assert time.monotonic() < deadline, "the feeder never finished"
+        time.sleep(0.02)
+
+
 def test_a_feeder_started_over_complete_files_fetches_nothing(tmp_path: Path) -> None:
     """An agent restarted over its data dir: libtorrent takes a while to check 48 MiB, and
     a feeder that did not wait for it fetched most of the model from the origin again."""
@@ -40,20 +47,10 @@ def test_a_feeder_started_over_complete_files_fetches_nothing(tmp_path: Path) ->
     feeder = OriginFeeder(torrent, manifest, lambda name: CountingSource(model / name), threads=4)
     CountingSource.reads = 0
     assert feeder.start("a restart")
-    deadline = time.monotonic() + 60
-    while feeder.running:
-        assert time.monotonic() < deadline, "the feeder never finished"
-        time.sleep(0.02)
+    _wait_idle(feeder)
     assert CountingSource.reads == 0
     assert torrent.held_pieces() == list(range(torrent.layout.num_pieces))
     feeder.close()
-
-
-def _wait_idle(feeder: OriginFeeder) -> None:
-    deadline = time.monotonic() + 60
-    while feeder.running:
-        assert time.monotonic() < deadline, "the feeder never finished"
-        time.sleep(0.02)
 
 
 def test_each_reason_to_read_the_origin_is_logged_once(
