@@ -28,6 +28,7 @@ from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.testing import FaultPlan, HTTPOrigin
 from pagefault.testing.agentd import LocalAgent
 from pagefault.testing.ports import free_port
+from pagefault.testing.redisd import LocalRedis
 
 PIECE = 256 * 1024
 
@@ -306,31 +307,26 @@ def test_agent_setting_is_validated(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 @contextlib.contextmanager
 def running_coordinator(tmp_path: Path, port: int) -> Iterator[str]:
     """A coordinator (token ``right``) on loopback ``port`` with its own Redis."""
-    redis_port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-    )
-    argv = [sys.executable, "-m", "pagefault", "coordinator", "--listen", f"127.0.0.1:{port}"]
-    argv += ["--redis", f"redis://127.0.0.1:{redis_port}/0", "--ca-dir", str(tmp_path / "ca")]
-    with (tmp_path / "coordinator.log").open("ab") as log:
-        server = subprocess.Popen([*argv, "--token", "right"], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                call(f"{url}/v1/swarms", timeout=1, token="right")
-                break
-            except ControlError:
-                assert server.poll() is None, (tmp_path / "coordinator.log").read_text()
-                assert time.monotonic() < deadline, "the coordinator never came up"
-                time.sleep(0.1)
-        yield url
-    finally:
-        for process in (server, redis):
-            process.kill()
-            process.wait()
+    with LocalRedis() as store:
+        argv = [sys.executable, "-m", "pagefault", "coordinator", "--listen", f"127.0.0.1:{port}"]
+        argv += ["--redis", store.url, "--ca-dir", str(tmp_path / "ca"), "--token", "right"]
+        with (tmp_path / "coordinator.log").open("ab") as log:
+            server = subprocess.Popen(argv, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    call(f"{url}/v1/swarms", timeout=1, token="right")
+                    break
+                except ControlError:
+                    assert server.poll() is None, (tmp_path / "coordinator.log").read_text()
+                    assert time.monotonic() < deadline, "the coordinator never came up"
+                    time.sleep(0.1)
+            yield url
+        finally:
+            server.kill()
+            server.wait()
 
 
 @pytest.fixture
