@@ -38,13 +38,7 @@ from pagefault.swarm.client import AgentClient
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.system.sizes import parse_size
 from pagefault.testing import HTTPOrigin
-from pagefault.testing.agentd import LocalAgent
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from pagefault.testing.agentd import LocalAgent, process_cpu_s
 
 
 class CountingClient(AgentClient):

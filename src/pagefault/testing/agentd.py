@@ -13,7 +13,7 @@ from pagefault.errors import ControlError
 from pagefault.swarm.jsonhttp import call
 from pagefault.testing.ports import free_port
 
-__all__ = ["LocalAgent"]
+__all__ = ["LocalAgent", "process_cpu_s"]
 
 
 class LocalAgent:
@@ -55,3 +55,11 @@ class LocalAgent:
         """Stop it as a service manager does (SIGTERM); returns its exit status."""
         self.process.terminate()
         return self.process.wait(timeout=timeout)
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads), from /proc;
+    ``OSError`` once it is gone."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime

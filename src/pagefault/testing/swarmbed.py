@@ -35,6 +35,7 @@ from pagefault.swarm.client import AgentClient
 from pagefault.swarm.jsonhttp import call
 from pagefault.swarm.simulate import slow_positions
 from pagefault.swarm.topology import DEFAULT_STRIPES
+from pagefault.testing.agentd import process_cpu_s
 from pagefault.testing.http_origin import STATS_PATH
 from pagefault.testing.netns import DEFAULT_QUEUEING, Host, Testbed
 from pagefault.testing.redisd import redis_argv
@@ -297,15 +298,12 @@ class SwarmTestbed:
 
     def agent_cpu_s(self) -> dict[str, float]:
         """CPU seconds (user + system) each live agent has used so far, from /proc."""
-        tick = os.sysconf("SC_CLK_TCK")
         used = {}
         for name, process in self.agents.items():
             try:
-                stat = Path(f"/proc/{process.pid}/stat").read_text()
+                used[name] = process_cpu_s(process.pid)
             except OSError:
                 continue  # killed by the test
-            fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-            used[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
         return used
 
     def log(self, name: str) -> str:
