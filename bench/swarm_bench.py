@@ -93,7 +93,7 @@ def run_fleet(
         if args.load:
             result = bed.load_all(timeout=args.timeout)
             busy1, total1 = cpu_busy()
-            agent_cpu = {n: s - idle_cpu.get(n, 0.0) for n, s in bed.agent_cpu_s().items()}
+            agent_cpu = cpu_since(bed, idle_cpu)
             hops = hop_timeline(bed, args) if args.timeline else None
             warm = warm_loads(bed, args.timeout)
             summary = load_summary(nodes, size, result, warm, (busy1 - busy0) / (total1 - total0))
@@ -101,7 +101,7 @@ def run_fleet(
         result, killed = drive_with_churn(bed, model, args, attempt)
         busy1, total1 = cpu_busy()
         hops = hop_timeline(bed, args) if args.timeline else None
-        agent_cpu = {n: s - idle_cpu.get(n, 0.0) for n, s in bed.agent_cpu_s().items()}
+        agent_cpu = cpu_since(bed, idle_cpu)
         per_node = [n for name, n in result["nodes"].items() if name not in killed]
         failed = [n for n in per_node if not holds_model(model, n)]
     forwarded = sum(n.get("uploaded", 0) for n in per_node)
@@ -129,6 +129,11 @@ def run_fleet(
         "per_node": result["nodes"],
         "timeline": hops,  # None without --timeline
     }
+
+
+def cpu_since(bed: SwarmTestbed, before: dict[str, float]) -> dict[str, float]:
+    """Each live agent's CPU seconds since ``before`` (``bed.agent_cpu_s()`` then)."""
+    return {name: s - before.get(name, 0.0) for name, s in bed.agent_cpu_s().items()}
 
 
 def timeline_table(run: dict[str, Any]) -> Table:
