@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import libtorrent as lt
@@ -64,3 +65,55 @@ def _dial_upstream(root: Path, **settings: int) -> tuple[float, bool]:
     while not torrent.peers_of(0) and time.monotonic() - began < 10:
         time.sleep(0.01)
     return time.monotonic() - began, bool(torrent.handles[0].status().paused)
+
+
+def test_a_child_cut_by_its_upstreams_first_dial_is_back_at_once(tmp_path: Path) -> None:
+    """An upstream's first dial (pause and resume) cuts a child whose handshake is under
+    way, so the upstream does not know where to dial it back. This test cannot aim at
+    that moment: it pauses and resumes the upstream's torrent with the child connected,
+    and the child listens on another loopback address than the one it dials from, so the
+    upstream's dial back fails as it would. The child's ``redial`` joins again within a
+    second, where libtorrent's own redial waits for its tick (stretched to 5 s here; the
+    child has the agent's ``min_reconnect_time`` of 0). A second drop of the same link
+    is left to libtorrent."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:  # libtorrent 2.1 may crash tearing two TLS sessions down
+        cut, seconds, again = pool.apply(_cut_and_redial, (tmp_path,), {"tick_interval": 5000})
+    assert cut
+    assert seconds < 1.0
+    assert not again
+
+
+def _cut_and_redial(root: Path, **settings: int) -> tuple[bool, float, bool]:
+    """(whether the upstream's dial cut the child, seconds until the child's redial joined,
+    whether a second redial of that link dials). Runs in a pool worker."""
+    entry = write_synthetic_checkpoint(root / "m", SyntheticConfig(1 << 20, shards=1))
+    manifest = make_piece_manifest(entry, piece_size=PIECE)
+    ca = SwarmCA.create()
+    up_session, upstream = tls_node(ca, manifest, root, "up", **settings)
+    _, child = tls_node(
+        ca,
+        manifest,
+        root,
+        "down",
+        listen_interfaces="127.0.0.2:0s",
+        min_reconnect_time=0,
+        **settings,
+    )
+    address = ("127.0.0.1", up_session.ssl_listen_port())
+    child.connect_peer(0, address)
+    _wait_for(lambda: bool(upstream.peers_of(0)))  # the handshake done: the link is up
+    upstream.handles[0].pause()  # what the upstream's first dial does
+    upstream.handles[0].resume()
+    cut = _wait_for(lambda: not child.peers_of(0))
+    began = time.monotonic()
+    child.redial(0, address)
+    _wait_for(lambda: bool(child.peers_of(0)))
+    return cut, time.monotonic() - began, child.redial(0, address)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return condition()

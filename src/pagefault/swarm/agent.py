@@ -78,11 +78,14 @@ class Agent:
                 # upload-only message, and libtorrent closed the link in between, leaving
                 # the node without the piece or a peer to get it from (docs/benchmarks.md)
                 "close_redundant_connections": False,
-                # redial a dropped peer after 1 s, not 60: peers are the coordinator's
-                # placement, and a node pausing its torrent to dial its own upstream at once
-                # (StripedTorrent.connect_peer) cuts a child whose handshake was under way;
-                # at 60 s that child stalled and read the whole model from the origin
-                "min_reconnect_time": 1,
+                # a dropped peer may be dialed again at once, not after 60 s: peers are the
+                # coordinator's placement, and a node pausing its torrent to dial its own
+                # upstream at once (StripedTorrent.connect_peer) cuts a child whose
+                # handshake was under way; at 60 s that child stalled and read the whole
+                # model from the origin, at 1 s it and the nodes behind it started 1-2 s
+                # late, now it dials again at once (StripedTorrent.redial). libtorrent's own
+                # redials still wait for its once-a-second tick.
+                "min_reconnect_time": 0,
             }
         )
         self.jobs: dict[str, ModelJob] = {}
@@ -235,6 +238,8 @@ class Agent:
             filling.peer_banned(str(alert.endpoint[0]), "sent pieces that failed verification")
         elif isinstance(alert, lt.peer_disconnected_alert):
             _log.info("swarm %s: %s", filling.swarm, alert.message())
+            address = (str(alert.endpoint[0]), int(alert.endpoint[1]))
+            filling.peer_disconnected(alert.handle, address, alert.error.message())
         elif isinstance(alert, lt.hash_failed_alert):
             _log.warning("swarm %s: piece %d failed its hash", filling.swarm, alert.piece_index)
         elif error:

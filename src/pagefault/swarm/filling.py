@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import libtorrent as lt
+
 from pagefault.cache import NodeCache
 from pagefault.manifest import PieceManifest
 from pagefault.sources import Source
@@ -116,6 +118,20 @@ class Filling:
         for up in self.upstreams:
             if up and split_address(up.address)[0] == ip:
                 self.coordinator.report(up.node, why)
+
+    def peer_disconnected(
+        self, handle: lt.torrent_handle, address: tuple[str, int], why: str
+    ) -> None:
+        """A link of this model's torrents closed: if it was the link to an upstream the
+        coordinator placed, dial it again at once (``StripedTorrent.redial``)."""
+        stripe = self.torrent.stripe_of(handle)
+        if stripe is None or stripe >= len(self.upstreams) or self.ledger.complete:
+            return
+        up = self.upstreams[stripe]
+        if up and split_address(up.address) == address and self.torrent.redial(stripe, address):
+            _log.info(
+                "swarm %s: link to upstream %s closed (%s); dialed again", self.swarm, up.node, why
+            )
 
     def _admitted(self, piece: int) -> None:
         self.ledger.add(piece, waited=self.stall.progressed())
