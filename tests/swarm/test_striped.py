@@ -78,15 +78,19 @@ def test_a_child_cut_by_its_upstreams_first_dial_is_back_at_once(tmp_path: Path)
     is left to libtorrent."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:  # libtorrent 2.1 may crash tearing two TLS sessions down
-        cut, seconds, again = pool.apply(_cut_and_redial, (tmp_path,), {"tick_interval": 5000})
+        linked, cut, seconds, again = pool.apply(
+            _cut_and_redial, (tmp_path,), {"tick_interval": 5000}
+        )
+    assert not linked
     assert cut
     assert seconds < 1.0
     assert not again
 
 
-def _cut_and_redial(root: Path, **settings: int) -> tuple[bool, float, bool]:
-    """(whether the upstream's dial cut the child, seconds until the child's redial joined,
-    whether a second redial of that link dials). Runs in a pool worker."""
+def _cut_and_redial(root: Path, **settings: int) -> tuple[bool, bool, float, bool]:
+    """(whether a redial of a link that is up dials, whether the upstream's dial cut the
+    child, seconds until the child's redial joined, whether a second redial of that link
+    dials). Runs in a pool worker."""
     entry = write_synthetic_checkpoint(root / "m", SyntheticConfig(1 << 20, shards=1))
     manifest = make_piece_manifest(entry, piece_size=PIECE)
     ca = SwarmCA.create()
@@ -103,13 +107,14 @@ def _cut_and_redial(root: Path, **settings: int) -> tuple[bool, float, bool]:
     address = ("127.0.0.1", up_session.ssl_listen_port())
     child.connect_peer(0, address)
     _wait_for(lambda: bool(upstream.peers_of(0)))  # the handshake done: the link is up
+    linked = child.redial(0, address)
     upstream.handles[0].pause()  # what the upstream's first dial does
     upstream.handles[0].resume()
     cut = _wait_for(lambda: not child.peers_of(0))
     began = time.monotonic()
     child.redial(0, address)
     _wait_for(lambda: bool(child.peers_of(0)))
-    return cut, time.monotonic() - began, child.redial(0, address)
+    return linked, cut, time.monotonic() - began, child.redial(0, address)
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:

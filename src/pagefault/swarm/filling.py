@@ -34,6 +34,10 @@ from pagefault.swarm.striped import StripedTorrent
 __all__ = ["Filling"]
 
 _log = logging.getLogger("pagefault.agent")
+# After an upstream link drops, how long a node leaves the upstream to dial it back (the
+# upstream's own dial cut the link, and once a handshake is done it knows this node's
+# address) before dialing it itself.
+REDIAL_AFTER_S = 0.1
 
 
 class Filling:
@@ -123,12 +127,19 @@ class Filling:
         self, handle: lt.torrent_handle, address: tuple[str, int], why: str
     ) -> None:
         """A link of this model's torrents closed: if it was the link to an upstream the
-        coordinator placed, dial it again at once (``StripedTorrent.redial``)."""
+        coordinator placed, dial it again shortly (``StripedTorrent.redial``; first
+        giving the upstream the moment to dial this node back itself)."""
         stripe = self.torrent.stripe_of(handle)
         if stripe is None or stripe >= len(self.upstreams) or self.ledger.complete:
             return
         up = self.upstreams[stripe]
-        if up and split_address(up.address) == address and self.torrent.redial(stripe, address):
+        if up and split_address(up.address) == address:
+            timer = threading.Timer(REDIAL_AFTER_S, self._redial, (stripe, address, up, why))
+            timer.daemon = True
+            timer.start()
+
+    def _redial(self, stripe: int, address: tuple[str, int], up: Peer, why: str) -> None:
+        if not self.ledger.complete and self.torrent.redial(stripe, address):
             _log.info(
                 "swarm %s: link to upstream %s closed (%s); dialed again", self.swarm, up.node, why
             )

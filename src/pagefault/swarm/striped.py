@@ -128,31 +128,37 @@ class StripedTorrent:
         libtorrent dials the peers it is given only on its once-a-second tick, so a node
         joining a chain waited up to a second per hop before its first piece. Resuming a
         paused torrent dials at once (its "connect boost"), so the first time a stripe is
-        given an upstream while its torrent has no connection, the torrent is paused and
-        resumed. A child whose handshake is under way at that moment is cut; it dials
-        again at once (``redial``). Later dials wait for the tick."""
+        given an upstream, the torrent is paused and resumed. That cuts the children that
+        dialed this node first (in one sixteen-node fleet a child's link, up before its
+        upstream's first beat, kept the upstream from pausing, and the eleven nodes behind
+        it started a second late); they are linked again by this dial or their
+        ``redial``. Later dials wait for the tick."""
         handle = self.handles[stripe % self.stripes]
         handle.connect_peer(address)
-        if stripe not in self._dialed and not handle.get_peer_info():  # connecting included
+        if stripe not in self._dialed:
             _dial_now(handle)
         self._dialed.add(stripe)
 
     def redial(self, stripe: int, address: tuple[str, int]) -> bool:
         """Dial ``address`` in ``stripe``'s torrent again at once, the first time that
-        link drops (False: it dropped before, so the dial waits for libtorrent's tick).
+        link drops, unless a link to its host is up again (False: nothing dialed).
 
         An upstream that had just joined cuts the link of a child whose handshake was
         under way when its own first dial paused its torrent (``connect_peer``); libtorrent
-        would redial after ``min_reconnect_time`` plus the tick, 1-2 s in which the child
-        and every node behind it got nothing (in 3 of 11 eight-node fleets the nodes
-        behind one such cut started 0.9-1.4 s late). Dialing at once cuts this node's own
-        children the same way, and they redial in turn: a wave of handshakes down the
-        chain, milliseconds each. Once per link, so an upstream that keeps refusing
-        cannot make a node cut its children over and over."""
-        if (stripe, address) in self._redialed:
+        would redial on its once-a-second tick, 1-2 s in which the child and every node
+        behind it got nothing (in 3 of 11 eight-node fleets the nodes behind one such cut
+        started 0.9-1.4 s late). Dialing at once cuts this node's own children the same
+        way; those whose address it knows it dials back itself (they are linked again
+        when they look), the others redial in turn: a wave of handshakes down the chain,
+        milliseconds each. Two nodes dialing each other at once can each drop the
+        other's link as a duplicate, so a node looks first. Once per link, so an upstream
+        that keeps refusing cannot make a node cut its children over and over."""
+        handle = self.handles[stripe % self.stripes]
+        if (stripe, address) in self._redialed or any(
+            peer.ip[0] == address[0] for peer in handle.get_peer_info()
+        ):
             return False
         self._redialed.add((stripe, address))
-        handle = self.handles[stripe % self.stripes]
         handle.connect_peer(address)
         _dial_now(handle)
         return True
