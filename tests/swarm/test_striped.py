@@ -6,6 +6,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import libtorrent as lt
 
@@ -16,6 +17,7 @@ from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from tests.swarm.nodes import tls_node
 
 PIECE = 64 * 1024
+T = TypeVar("T")
 
 
 def test_each_stripe_is_its_own_torrent_and_the_files_fill_from_both(tmp_path: Path) -> None:
@@ -45,21 +47,32 @@ def test_each_stripe_is_its_own_torrent_and_the_files_fill_from_both(tmp_path: P
 def test_a_torrent_with_no_connection_dials_its_upstream_at_once(tmp_path: Path) -> None:
     """libtorrent dials given peers on its once-a-second tick; with the tick stretched to
     5 s here, only the connect boost (pause and resume) joins within 2 s."""
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:  # libtorrent 2.1 may crash tearing two TLS sessions down
-        seconds, paused = pool.apply(_dial_upstream, (tmp_path,), {"tick_interval": 5000})
+    seconds, paused = _in_worker(_dial_upstream, tmp_path, tick_interval=5000)
     assert seconds < 2.0
     assert not paused
 
 
+def _in_worker(work: Callable[..., T], root: Path, **settings: int) -> T:
+    """``work(root, **settings)`` in a process of its own. libtorrent 2.1 may crash
+    tearing two TLS sessions down, so the work keeps its sessions (``_HELD``) until the
+    pool kills the process; a crash before the answer fails the test instead of hanging."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply_async(work, (root,), settings).get(timeout=60)
+
+
+_HELD: list[object] = []  # a worker's sessions, alive until the pool ends the worker
+
+
 def _dial_upstream(root: Path, **settings: int) -> tuple[float, bool]:
     """Seconds from ``connect_peer`` until a fresh node is connected to its upstream, and
-    whether its torrent was left paused. Runs in a pool worker, which the pool ends."""
+    whether its torrent was left paused. Runs in a worker (``_in_worker``)."""
     entry = write_synthetic_checkpoint(root / "m", SyntheticConfig(1 << 20, shards=1))
     manifest = make_piece_manifest(entry, piece_size=PIECE)
     ca = SwarmCA.create()
     up_session, _ = tls_node(ca, manifest, root, "up", **settings)
-    _, torrent = tls_node(ca, manifest, root, "down", **settings)
+    down_session, torrent = tls_node(ca, manifest, root, "down", **settings)
+    _HELD.extend([up_session, down_session])
     began = time.monotonic()
     torrent.connect_peer(0, ("127.0.0.1", up_session.ssl_listen_port()))
     while not torrent.peers_of(0) and time.monotonic() - began < 10:
@@ -76,11 +89,7 @@ def test_a_child_cut_by_its_upstreams_first_dial_is_back_at_once(tmp_path: Path)
     second, where libtorrent's own redial waits for its tick (stretched to 5 s here; the
     child has the agent's ``min_reconnect_time`` of 0). A second drop of the same link
     is left to libtorrent."""
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:  # libtorrent 2.1 may crash tearing two TLS sessions down
-        linked, cut, seconds, again = pool.apply(
-            _cut_and_redial, (tmp_path,), {"tick_interval": 5000}
-        )
+    linked, cut, seconds, again = _in_worker(_cut_and_redial, tmp_path, tick_interval=5000)
     assert not linked
     assert cut
     assert seconds < 1.0
@@ -90,12 +99,12 @@ def test_a_child_cut_by_its_upstreams_first_dial_is_back_at_once(tmp_path: Path)
 def _cut_and_redial(root: Path, **settings: int) -> tuple[bool, bool, float, bool]:
     """(whether a redial of a link that is up dials, whether the upstream's dial cut the
     child, seconds until the child's redial joined, whether a second redial of that link
-    dials). Runs in a pool worker."""
+    dials). Runs in a worker (``_in_worker``)."""
     entry = write_synthetic_checkpoint(root / "m", SyntheticConfig(1 << 20, shards=1))
     manifest = make_piece_manifest(entry, piece_size=PIECE)
     ca = SwarmCA.create()
     up_session, upstream = tls_node(ca, manifest, root, "up", **settings)
-    _, child = tls_node(
+    child_session, child = tls_node(
         ca,
         manifest,
         root,
@@ -104,6 +113,7 @@ def _cut_and_redial(root: Path, **settings: int) -> tuple[bool, bool, float, boo
         min_reconnect_time=0,
         **settings,
     )
+    _HELD.extend([up_session, child_session])
     address = ("127.0.0.1", up_session.ssl_listen_port())
     child.connect_peer(0, address)
     _wait_for(lambda: bool(upstream.peers_of(0)))  # the handshake done: the link is up
