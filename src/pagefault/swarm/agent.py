@@ -83,8 +83,9 @@ class Agent:
                 # upstream at once (StripedTorrent.connect_peer) cuts a child whose
                 # handshake was under way; at 60 s that child stalled and read the whole
                 # model from the origin, at 1 s it and the nodes behind it started 1-2 s
-                # late, now it dials again at once (StripedTorrent.redial). libtorrent's own
-                # redials still wait for its once-a-second tick.
+                # late; now it dials again within 0.1 s (Filling.peer_disconnected), which
+                # needs libtorrent to accept the dial at once. libtorrent's own redials still
+                # wait for its once-a-second tick.
                 "min_reconnect_time": 0,
             }
         )
