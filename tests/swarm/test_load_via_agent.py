@@ -335,6 +335,18 @@ def coordinator(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+def _logged(log: Path, text: str, timeout: float = 10.0) -> bool:
+    """Whether ``text`` shows up in ``log`` within ``timeout`` seconds (the agent logs
+    from its own threads, so a line may come just after its API answers)."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            print(log.read_text())
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_an_agent_started_before_its_coordinator_joins_once_it_answers(
     served: Path, cache_root: Path, tmp_path: Path
 ) -> None:
@@ -342,12 +354,10 @@ def test_an_agent_started_before_its_coordinator_joins_once_it_answers(
     url = f"http://127.0.0.1:{port}"
     agent = AgentProcess(cache_root, log, "--coordinator", url, "--token", "right")
     try:
-        assert "no swarm membership yet (the coordinator is unreachable" in log.read_text()
+        assert _logged(log, "no swarm membership yet (the coordinator is unreachable")
         with running_coordinator(tmp_path, port):
-            deadline = time.monotonic() + 30  # retries back off to one every 5 s
-            while "swarm membership: the coordinator answered" not in log.read_text():
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+            # retries back off to one every 5 s
+            assert _logged(log, "swarm membership: the coordinator answered", timeout=30)
             with HTTPOrigin(served) as origin:
                 done = swarm_fetch(f"{origin.url}/model/", agent.url)
         assert done.returncode == 0, done.stderr
@@ -363,9 +373,8 @@ def test_a_wrong_swarm_token_is_said_at_start_and_by_swarm_fetch(
     log = tmp_path / "agent.log"
     agent = AgentProcess(cache_root, log, "--coordinator", coordinator, "--token", "wrong")
     try:
-        assert "ERROR no swarm membership (the coordinator refused this node's swarm token" in (
-            log.read_text()
-        )  # logged before the API answered, so before AgentProcess returned
+        # said at start: the agent asks for its certificate as soon as its API is up
+        assert _logged(log, "ERROR no swarm membership (the coordinator refused this node's")
         with HTTPOrigin(served) as origin:
             done = swarm_fetch(f"{origin.url}/model/", agent.url)
         assert done.returncode == 0, done.stderr
