@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.feeder import OriginFeeder
 from pagefault.swarm.torrent import TORRENT_DIR
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from tests.polling import eventually
 from tests.swarm.nodes import tls_node
 
 
@@ -30,10 +30,7 @@ class CountingSource(LocalFileSource):
 
 
 def _wait_idle(feeder: OriginFeeder) -> None:
-    deadline = time.monotonic() + 60
-    while feeder.running:
-        assert time.monotonic() < deadline, "the feeder never finished"
-        time.sleep(0.02)
+    assert eventually(lambda: not feeder.running, 60), "the feeder never finished"
 
 
 def test_a_feeder_started_over_complete_files_fetches_nothing(tmp_path: Path) -> None:

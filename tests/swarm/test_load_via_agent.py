@@ -29,6 +29,7 @@ from pagefault.testing import FaultPlan, HTTPOrigin
 from pagefault.testing.agentd import LocalAgent
 from pagefault.testing.ports import free_port
 from pagefault.testing.redisd import LocalRedis
+from tests.polling import eventually
 
 PIECE = 256 * 1024
 
@@ -338,13 +339,10 @@ def coordinator(tmp_path: Path) -> Iterator[str]:
 def _logged(log: Path, text: str, timeout: float = 10.0) -> bool:
     """Whether ``text`` shows up in ``log`` within ``timeout`` seconds (the agent logs
     from its own threads, so a line may come just after its API answers)."""
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        if time.monotonic() > deadline:
-            print(log.read_text())
-            return False
-        time.sleep(0.05)
-    return True
+    if eventually(lambda: text in log.read_text(), timeout, 0.05):
+        return True
+    print(log.read_text())  # shown with the failed assertion
+    return False
 
 
 def test_an_agent_started_before_its_coordinator_joins_once_it_answers(

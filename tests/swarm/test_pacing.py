@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.pacing import FETCH_LEAD_BYTES, FetchGate, RateCap
 from pagefault.swarm.striped import StripedTorrent
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from tests.polling import eventually
 from tests.swarm.nodes import tls_node
 
 PIECE = 64 * 1024
@@ -145,16 +145,11 @@ def test_a_fetcher_holds_off_while_a_connected_peer_holds_more_of_its_stripe(
     fetch_gate = FetchGate(torrent, stop)
     fetch_gate.update(frozenset({0}), fleet_size=3)
     assert fetch_gate.allows(5)  # no peer yet: within its lead
-    _until(lambda: upstream.stripe_pieces(0) == 4)
+    assert eventually(lambda: upstream.stripe_pieces(0) == 4, 20.0), "timed out"
     torrent.connect_peer(0, ("127.0.0.1", up_session.ssl_listen_port()))
-    _until(lambda: any(p.num_pieces == 4 for p in torrent.peers_of(0)))
+    assert eventually(lambda: any(p.num_pieces == 4 for p in torrent.peers_of(0)), 20.0), (
+        "timed out"
+    )
     assert not fetch_gate.allows(5)  # nobody has it, but the peer ahead is fetching
     stop.set()
     del up_session, this_session  # the sessions lived until here
-
-
-def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)

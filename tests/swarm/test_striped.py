@@ -14,6 +14,7 @@ from pagefault.api import make_piece_manifest
 from pagefault.swarm.credentials import SwarmCA
 from pagefault.swarm.striped import StripedTorrent
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from tests.polling import eventually
 from tests.swarm.nodes import tls_node
 
 PIECE = 64 * 1024
@@ -35,9 +36,7 @@ def test_each_stripe_is_its_own_torrent_and_the_files_fill_from_both(tmp_path: P
         for k in range(f.pieces):
             torrent.add_piece(f.first_piece + k, data[k * PIECE : (k + 1) * PIECE])
     pieces = range(torrent.layout.num_pieces)
-    deadline = time.monotonic() + 20
-    while not all(torrent.have_piece(p) for p in pieces) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: all(torrent.have_piece(p) for p in pieces), 20, 0.05)
     for stripe, handle in enumerate(torrent.handles):  # each holds only its own stripe
         assert [handle.have_piece(p) for p in pieces] == [p % 2 == stripe for p in pieces]
     for f in torrent.layout.files:
@@ -116,19 +115,12 @@ def _cut_and_redial(root: Path, **settings: int) -> tuple[bool, bool, float, boo
     _HELD.extend([up_session, child_session])
     address = ("127.0.0.1", up_session.ssl_listen_port())
     child.connect_peer(0, address)
-    _wait_for(lambda: bool(upstream.peers_of(0)))  # the handshake done: the link is up
+    eventually(lambda: bool(upstream.peers_of(0)), 10.0, 0.005)  # handshake done: link up
     linked = child.redial(0, address)
     upstream.handles[0].pause()  # what the upstream's first dial does
     upstream.handles[0].resume()
-    cut = _wait_for(lambda: not child.peers_of(0))
+    cut = eventually(lambda: not child.peers_of(0), 10.0, 0.005)
     began = time.monotonic()
     child.redial(0, address)
-    _wait_for(lambda: bool(child.peers_of(0)))
+    eventually(lambda: bool(child.peers_of(0)), 10.0, 0.005)
     return linked, cut, time.monotonic() - began, child.redial(0, address)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return condition()

@@ -29,6 +29,7 @@ from pagefault.testing.swarmbed import (
     holds_model,
     load_and_digest,
 )
+from tests.polling import eventually
 
 pytestmark = pytest.mark.skipif(
     available() is not None or shutil.which("redis-server") is None,
@@ -199,19 +200,15 @@ def _why_origin(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _wait_for(predicate: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
-
-
 def test_killing_a_quarter_of_the_agents_including_the_fetcher(model: Path) -> None:
     size = manifest_of(model).total_bytes
     with SwarmTestbed(FleetConfig(nodes=4, node_mbit=40, stall_s=4), model) as bed:
         thread, result = _drive_in_background(bed)
         pieces = manifest_of(model).total_bytes // (1 << 20)
-        _wait_for(lambda: max(bed.pieces_held().values(), default=0) >= pieces // 4)
+        reached = eventually(
+            lambda: max(bed.pieces_held().values(), default=0) >= pieces // 4, 30, 0.1
+        )
+        assert reached, "condition not reached"
         victim = _fetcher(bed)  # mid-transfer: a quarter of the pieces are somewhere
         bed.kill_agent(next(n for n in bed.nodes if n.name == victim))
         thread.join()
@@ -225,12 +222,18 @@ def test_redis_restart_mid_run(model: Path, tmp_path: Path) -> None:
     config = FleetConfig(nodes=3, node_mbit=40, stall_s=6, logs_dir=logs)
     with SwarmTestbed(config, model) as bed:
         thread, result = _drive_in_background(bed)
-        _wait_for(lambda: any("designated" in bed.log(f"agent-{n.name}") for n in bed.nodes))
+        reached = eventually(
+            lambda: any("designated" in bed.log(f"agent-{n.name}") for n in bed.nodes), 30, 0.1
+        )
+        assert reached, "condition not reached"
         bed.redis.kill()
         bed.redis.wait()
         everything = 3 * (manifest_of(model).total_bytes >> 20)
         before = sum(bed.pieces_held().values())
-        _wait_for(lambda: min(everything, before + 3) <= sum(bed.pieces_held().values()))
+        reached = eventually(
+            lambda: min(everything, before + 3) <= sum(bed.pieces_held().values()), 30, 0.1
+        )
+        assert reached, "condition not reached"
         bed.start_redis()  # after pieces moved with Redis down (or all were already there)
         thread.join()
         check_identical(model, result, ["n1", "n2", "n3"])
