@@ -1,4 +1,5 @@
-"""The agent's cap on unsent socket bytes, against a stand-in sysctl file."""
+"""The agent's short socket queues: its cap on unsent bytes (against a stand-in sysctl
+file) and its peer sockets' receive buffer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pagefault.swarm.sockets import cap_unsent_bytes
+from pagefault.cache import CacheConfig
+from pagefault.swarm.agent import Agent
+from pagefault.swarm.config import AgentConfig
+from pagefault.swarm.sockets import cap_unsent_bytes, receive_buffer_bytes
 
 
 def sysctl(tmp_path: Path, value: int) -> Path:
@@ -45,3 +49,29 @@ def test_unwritable_setting_is_reported_not_raised(caplog: pytest.LogCaptureFixt
 
 def test_missing_setting_means_none(tmp_path: Path) -> None:
     assert cap_unsent_bytes(16384, tmp_path / "absent") is None
+
+
+def rmem_max(tmp_path: Path, value: int) -> Path:
+    path = tmp_path / "rmem_max"
+    path.write_text(f"{value}\n")
+    return path
+
+
+def test_a_slow_declared_link_gets_a_short_receive_buffer(tmp_path: Path) -> None:
+    limit = rmem_max(tmp_path, 212992)
+    assert receive_buffer_bytes(40, limit) == 32 * 1024  # the floor: 5 ms would be 25 KB
+    assert receive_buffer_bytes(200, limit) == 125_000  # 5 ms of 25 MB/s
+
+
+def test_an_undeclared_or_fast_link_keeps_autotuning(tmp_path: Path) -> None:
+    limit = rmem_max(tmp_path, 212992)
+    assert receive_buffer_bytes(0, limit) == 0
+    assert receive_buffer_bytes(10_000, limit) == 0  # 6.25 MB: more than rmem_max allows
+    assert receive_buffer_bytes(40, tmp_path / "absent") == 0
+
+
+def test_the_agent_sets_it_on_its_peer_sockets() -> None:
+    config = AgentConfig(node="n1", listen="127.0.0.1:0", api="127.0.0.1:0", link_mbit=40)
+    agent = Agent(config, CacheConfig(enabled=False))
+    settings = agent.session.get_settings()
+    assert settings["recv_socket_buffer_size"] == receive_buffer_bytes(40)

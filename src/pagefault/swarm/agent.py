@@ -25,7 +25,7 @@ from pagefault.swarm.job import ModelJob, swarm_id
 from pagefault.swarm.jsonhttp import call, split_address
 from pagefault.swarm.messages import Credentials, read_message
 from pagefault.swarm.metrics import AgentCollector
-from pagefault.swarm.sockets import cap_unsent_bytes
+from pagefault.swarm.sockets import cap_unsent_bytes, receive_buffer_bytes
 
 if TYPE_CHECKING:
     from pagefault.swarm.server import ApiServer
@@ -87,6 +87,8 @@ class Agent:
                 # needs libtorrent to accept the dial at once. libtorrent's own redials still
                 # wait for its once-a-second tick.
                 "min_reconnect_time": 0,
+                # a short queue on every forwarding link (pagefault.swarm.sockets)
+                "recv_socket_buffer_size": receive_buffer_bytes(config.link_mbit),
             }
         )
         self.jobs: dict[str, ModelJob] = {}
