@@ -4,7 +4,8 @@ first tensor arrives (no network namespaces, no root).
 A ``pagefault agent`` on loopback (no coordinator: it fetches from the origin itself,
 as the head of a fleet does) and this process streaming the model through it with its
 own node cache: seconds to open, to the first tensor and to the last; CPU seconds of the
-loader and of the agent over the load; long polls the loader made. The origin serves
+loader and of the agent over the load; requests the loader made to follow the pieces
+(one feed per load; before the feed, one long poll per range). The origin serves
 each connection at ``--conn-mbps`` (the agent reads with 4 connections).
 
     python bench/agent_stream.py [--size 24MiB] [--piece-size 128KiB] [--conn-mbps 1.25]
@@ -23,6 +24,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ import pagefault.swarm.client as swarm_client
 from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.manifest import MANIFEST_NAME
 from pagefault.swarm.client import AgentClient
+from pagefault.swarm.messages import FeedLine
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 from pagefault.system.sizes import parse_size
 from pagefault.testing import HTTPOrigin
@@ -42,13 +45,13 @@ from pagefault.testing.agentd import LocalAgent, process_cpu_s
 
 
 class CountingClient(AgentClient):
-    """The agent client, counting its long polls (one HTTP request each)."""
+    """The agent client, counting the feeds it opens (one HTTP request each)."""
 
-    polls = 0
+    requests = 0
 
-    def wait(self, *args: Any, **kwargs: Any) -> int:
-        CountingClient.polls += 1
-        return super().wait(*args, **kwargs)
+    def feed(self, *args: Any, **kwargs: Any) -> Iterator[FeedLine]:
+        CountingClient.requests += 1
+        return super().feed(*args, **kwargs)
 
 
 def ram_root(root: Path) -> Path:
@@ -68,7 +71,7 @@ def one_round(root: Path, conn_bytes_s: float) -> dict[str, float]:
         try:
             os.environ.update(cache)
             os.environ["PAGEFAULT_AGENT"] = agent.url
-            CountingClient.polls = 0
+            CountingClient.requests = 0
             agent_cpu, own = process_cpu_s(agent.process.pid), resource.getrusage(0)
             began = time.perf_counter()
             stream = pagefault.stream(f"{origin.url}/model/")
@@ -84,7 +87,7 @@ def one_round(root: Path, conn_bytes_s: float) -> dict[str, float]:
                 "all_s": done,
                 "loader_cpu_s": after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime,
                 "agent_cpu_s": process_cpu_s(agent.process.pid) - agent_cpu,
-                "long_polls": CountingClient.polls,
+                "agent_requests": CountingClient.requests,
                 "peers_bytes": stream.stats.bytes_by_source["peers"],
             }
         finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pagefault.cache import CacheConfig
 from pagefault.swarm.agent import Agent
+from pagefault.swarm.client import AgentClient
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.jsonhttp import call
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
@@ -40,7 +41,7 @@ def main() -> None:
             with HTTPOrigin(root / "srv") as origin:
                 body = {"uri": f"{origin.url}/model/"}
                 model = call(f"{url}/v1/models", method="POST", body=body)
-                call(f"{url}/v1/models/{model['id']}/wait?first=0&last=0&timeout=30")
+                next(line for line in AgentClient(url).feed(model["id"]) if line.pieces)
                 cpu, wall = _cpu(), time.perf_counter()
                 for _ in range(args.requests):
                     call(f"{url}/v1/models/{model['id']}")

@@ -86,8 +86,7 @@ def test_the_agents_api_names_what_is_wrong(agent: str) -> None:
     assert _refused(f"{agent}/v1/models/{'0' * 24}").status == 404
     not_an_id = _refused(f"{agent}/v1/models/xyz")
     assert not_an_id.status == 400 and "path.model_id" in str(not_an_id)
-    bad_range = _refused(f"{agent}/v1/models/{'0' * 24}/wait?first=one&last=2")
-    assert bad_range.status == 400 and "query.first" in str(bad_range)
+    assert _refused(f"{agent}/v1/models/{'0' * 24}/feed").status == 404
     assert b"pagefault" in call(f"{agent}/metrics")  # Prometheus text, not JSON
 
 

@@ -15,12 +15,12 @@ def test_timings_and_completion_follow_the_admitted_pieces() -> None:
     clock.now += 1.5
     ledger.add(2, waited=1.5)
     assert (ledger.first_piece_s, ledger.complete) == (1.5, False)
-    assert ledger.missing() == [0, 1] and ledger.contiguous(0) == 0
+    assert ledger.missing() == [0, 1]
     clock.now += 0.5
     ledger.add(0, waited=0.5)
     ledger.add(1, waited=0.0)
     assert ledger.complete and ledger.complete_s == 2.0
-    assert ledger.contiguous(0) == 3 and ledger.contiguous(1) == 2
+    assert ledger.missing() == []
     buckets, total = ledger.waits.buckets()
     assert total == 2.0 and buckets[-1] == ("+Inf", 3.0)
 
@@ -39,27 +39,30 @@ def test_the_timeline_keeps_when_each_piece_was_first_verified() -> None:
     assert ledger.timeline() == [0.75, 0.25, None]
 
 
-def test_a_reader_wakes_when_its_pieces_arrive_and_not_before() -> None:
+def test_a_follower_gets_each_piece_once_in_the_order_it_came() -> None:
     ledger = PieceLedger()
     ledger.expect(4)
-    assert ledger.wait(0, 1, timeout=0.0) is False
-    results: list[bool] = []
-    reader = threading.Thread(target=lambda: results.append(ledger.wait(0, 1, timeout=60)))
-    reader.start()
+    assert ledger.since(0, timeout=0.0) == []
+    got: list[list[int]] = []
+    follower = threading.Thread(target=lambda: got.append(ledger.since(0, timeout=60)))
+    follower.start()
+    assert got == []  # nothing to return yet: it waits
+    ledger.add(2, waited=0.0)
+    follower.join(timeout=60)
+    assert got == [[2]]
     ledger.add(0, waited=0.0)
-    assert results == [] and not ledger.has(1)  # it cannot return while piece 1 is missing
-    ledger.add(1, waited=0.0)
-    reader.join(timeout=60)
-    assert results == [True]
+    ledger.add(2, waited=0.0)  # admitted again (a replaced piece): not news
+    assert ledger.since(0, timeout=0.0) == [2, 0]
+    assert ledger.since(1, timeout=0.0) == [0]  # after the first one it has seen
 
 
-def test_a_failed_job_releases_every_waiting_reader() -> None:
+def test_a_failed_job_releases_every_waiting_follower() -> None:
     ledger = PieceLedger()
     ledger.expect(4)
-    results: list[bool] = []
-    reader = threading.Thread(target=lambda: results.append(ledger.wait(0, 3, timeout=60)))
-    reader.start()
+    got: list[list[int]] = []
+    follower = threading.Thread(target=lambda: got.append(ledger.since(0, timeout=60)))
+    follower.start()
     ledger.interrupt()
-    reader.join(timeout=60)
-    assert results == [False]
-    assert ledger.wait(0, 3, timeout=60) is False  # and every later reader at once
+    follower.join(timeout=60)
+    assert got == [[]]
+    assert ledger.since(0, timeout=60) == []  # and every later one at once

@@ -19,9 +19,9 @@ import torch
 
 import pagefault
 from pagefault.cache import CacheConfig, NodeCache
-from pagefault.errors import ControlError, SwarmError
+from pagefault.errors import ControlError, SourceError, SwarmError
 from pagefault.manifest import MANIFEST_NAME
-from pagefault.swarm.client import AgentClient
+from pagefault.swarm.client import AgentClient, AgentModel
 from pagefault.swarm.config import configured_agent
 from pagefault.swarm.jsonhttp import call
 from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
@@ -188,6 +188,22 @@ def test_the_agent_says_when_each_piece_was_verified(served: Path, agent: AgentP
     assert all(s is not None and 0 <= s <= time.time() - asked for s in timeline.verified_s)
 
 
+def test_the_feed_names_every_piece_once_while_the_model_fills(
+    served: Path, agent: AgentProcess
+) -> None:
+    """One request follows a whole load: each verified piece once, then a last line that
+    says complete (the model fills while the feed is read: 0.2 s per origin read)."""
+    with HTTPOrigin(served, faults=FaultPlan(first_byte_delay=0.2)) as origin:
+        client = AgentClient(agent.url)
+        model = client.open(f"{origin.url}/model/", timeout=30)
+        feed = list(client.feed(model.id))
+    pieces = [p for line in feed for p in line.pieces]
+    assert sorted(pieces) == list(range(model.pieces or 0))  # each once
+    assert len(feed) > 1  # more than one line: the pieces came while it was read
+    assert feed[-1].complete and not any(line.complete for line in feed[:-1])
+    assert all(line.error is None for line in feed)
+
+
 def test_the_agent_exits_cleanly_on_sigterm_while_seeding(
     served: Path, agent: AgentProcess, tmp_path: Path
 ) -> None:
@@ -231,15 +247,17 @@ def test_a_load_gives_up_on_an_agent_that_verifies_nothing(
     the agent knows the layout) must not hold a load forever: the read fails over to the
     next link."""
     with HTTPOrigin(served, faults=FaultPlan(first_byte_delay=1.0)) as origin:
-        client = AgentClient(agent.url)
-        model = client.open(f"{origin.url}/model/", timeout=30)
+        model = AgentModel(agent.url, f"{origin.url}/model/", no_progress_s=1.0)
+        model.start()
         origin.faults = FaultPlan(error_rate=1.0)  # reads in flight still land
-        biggest = max(model.files, key=lambda f: f.size)  # its tail: not among those
-        last = biggest.first_piece + biggest.pieces - 1
+        biggest = max(model.client.open(model.uri).files, key=lambda f: f.size)
+        last = biggest.first_piece + biggest.pieces - 1  # its tail: not among those
         started = time.monotonic()
-        with pytest.raises(ControlError, match="no piece verified on the node for 1 s"):
-            client.wait(model.id, last, last, no_progress_s=1.0)
+        with pytest.raises(SourceError, match="no piece verified on the node for 1 s"):
+            model.wait(last, last)
         assert time.monotonic() - started < 10
+        with pytest.raises(SourceError, match="no piece verified"):  # and at once after
+            model.wait(0, 0)
 
 
 def test_swarm_fetch_gives_up_after_its_timeout(served: Path, agent: AgentProcess) -> None:

@@ -112,8 +112,8 @@ class CachedFileSource:
 
     def _await_missing(self, first: int, stop: int) -> None:
         """Wait once for the pieces ``first..stop-1`` that no tier holds, where a link
-        below fills the cache over time: one long poll of the agent per read, not one per
-        piece (a 2 MiB read of 128 KiB pieces asked up to 16 times). Without such a link
+        below fills the cache over time: one wait on the agent link per read, not one per
+        piece (a 2 MiB read of 128 KiB pieces waited up to 16 times). Without such a link
         there is nothing to wait for, and no tier is asked."""
         if not self._below.fills_over_time:
             return

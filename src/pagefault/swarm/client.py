@@ -21,12 +21,12 @@ from pagefault.errors import ControlError, SourceError
 from pagefault.sources.base import Buffer
 from pagefault.sources.describe import RemoteFile
 from pagefault.sources.local import read_fully
-from pagefault.swarm.jsonhttp import call
-from pagefault.swarm.messages import ModelFile, ModelStatus, Timeline, WaitReply, read_message
+from pagefault.swarm.jsonhttp import call, lines
+from pagefault.swarm.messages import FeedLine, ModelFile, ModelStatus, Timeline, read_message
 
 __all__ = ["AgentClient", "AgentModel", "SwarmFileSource"]
 
-_WAIT_S = 30.0  # one long poll; the agent itself falls back to the origin when stalled
+FEED_SILENCE_S = 30.0  # an agent's feed said nothing for this long: it is hung
 # The agent verified no piece at all for this long (its own stall policy acts after 10 s):
 # something is wrong with it, and the load reads the rest from the origin instead.
 NO_PROGRESS_S = 60.0
@@ -69,57 +69,40 @@ class AgentClient:
         answer = call(f"{self.url}/v1/models/{quote(model_id)}/timeline")
         return read_message(Timeline, answer, sender=f"agent {self.url}")
 
-    def wait(
-        self,
-        model_id: str,
-        first: int,
-        last: int,
-        *,
-        timeout: float | None = None,
-        no_progress_s: float = NO_PROGRESS_S,
-    ) -> int:
-        """Block until pieces ``first..last`` are verified on the node; returns how many
-        pieces from ``first`` on are there without a gap (at least ``last - first + 1``).
-        ``ControlError`` after ``timeout`` seconds, or once the node has verified no piece
-        at all for ``no_progress_s`` (a slow swarm still progresses; a stuck agent not)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        have, progressed = -1, time.monotonic()
-        while True:
-            left = min(_WAIT_S, no_progress_s)
-            if deadline is not None:
-                left = min(left, deadline - time.monotonic())
-            if left <= 0:
-                raise ControlError(f"agent {self.url}: model {model_id}: timed out")
-            query = f"first={first}&last={last}&timeout={left:.3f}"
-            url = f"{self.url}/v1/models/{quote(model_id)}/wait?{query}"
-            reply = read_message(WaitReply, call(url, timeout=left + 10), sender=self.url)
-            if reply.error:
-                raise ControlError(f"agent {self.url}: model {model_id}: {reply.error}")
-            if reply.ready:
-                return max(reply.contiguous, last - first + 1)
-            if reply.have is None:  # an older agent: its progress cannot be seen here
-                progressed = time.monotonic()
-            elif reply.have != have:
-                have, progressed = reply.have, time.monotonic()
-            elif time.monotonic() - progressed >= no_progress_s:
-                raise ControlError(
-                    f"agent {self.url}: model {model_id}: no piece verified on the node "
-                    f"for {no_progress_s:.0f} s"
-                )
+    def feed(self, model_id: str) -> Iterator[FeedLine]:
+        """The pieces of the model verified on the node, as they come (each once), until
+        it is complete or its job failed. ``ControlError`` when the agent goes silent for
+        ``FEED_SILENCE_S`` (it sends a line at least every 10 s) or goes away."""
+        url = f"{self.url}/v1/models/{quote(model_id)}/feed"
+        for line in lines(url, timeout=FEED_SILENCE_S):
+            yield read_message(FeedLine, line, sender=f"agent {self.url}")
 
 
 class AgentModel:
-    """One model at the node's agent, opened on first use and shared by its files.
+    """One model at the node's agent, opened on first use and shared by its files, whose
+    verified pieces one thread follows through the agent's feed (one request per load).
 
     After one failure every later call fails at once: the chain has moved on."""
 
-    def __init__(self, agent: str, uri: str, *, open_timeout: float = OPEN_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        agent: str,
+        uri: str,
+        *,
+        open_timeout: float = OPEN_TIMEOUT_S,
+        no_progress_s: float = NO_PROGRESS_S,
+    ) -> None:
         self.client = AgentClient(agent)
         self.uri = uri
         self._open_timeout = open_timeout
+        self._no_progress_s = no_progress_s
         self._model: ModelStatus | None = None
         self._failure: str | None = None
+        self._verified: set[int] = set()  # pieces the feed said are on the node
+        self._progressed = 0.0  # when the feed last brought a piece (monotonic)
+        self._follower: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     def start(self) -> None:
         """Open the model at the agent now (bounded); a failure is kept for the first read,
@@ -137,11 +120,53 @@ class AgentModel:
         return entry, model.piece_size
 
     def wait(self, first: int, last: int) -> int:
+        """Block until pieces ``first..last`` are verified on the node; returns how many
+        pieces from ``first`` on are there without a gap (at least ``last - first + 1``).
+        ``SourceError`` once the feed fails, or says nothing was verified for
+        ``no_progress_s`` (a slow swarm still progresses; a stuck agent not)."""
         model = self._describe()
+        with self._changed:
+            if self._follower is None:
+                self._progressed = time.monotonic()
+                self._follower = threading.Thread(
+                    target=self._follow, args=(model.id,), name="agent-feed", daemon=True
+                )
+                self._follower.start()
+            while not self._verified.issuperset(range(first, last + 1)):
+                if self._failure is not None:
+                    raise SourceError(self._failure)
+                left = self._progressed + self._no_progress_s - time.monotonic()
+                if left <= 0:
+                    self._failure = (
+                        f"agent {self.client.url}: model {model.id}: no piece verified on "
+                        f"the node for {self._no_progress_s:g} s"
+                    )
+                    self._changed.notify_all()
+                    raise SourceError(self._failure)
+                self._changed.wait(left)
+            count = last - first + 1
+            while first + count in self._verified:
+                count += 1
+            return count
+
+    def _follow(self, model_id: str) -> None:
+        """The feed, into ``_verified``, until the model is complete; a failure for every
+        reader waiting or to come."""
+        where = f"agent {self.client.url}: model {model_id}"
         try:
-            return self.client.wait(model.id, first, last)
+            for line in self.client.feed(model_id):
+                if line.error:
+                    raise ControlError(f"{where}: {line.error}")
+                with self._changed:
+                    if line.pieces:
+                        self._progressed = time.monotonic()
+                    self._verified.update(line.pieces)
+                    self._changed.notify_all()
+                if line.complete:
+                    return
+            raise ControlError(f"{where}: the feed ended before the model was complete")
         except ControlError as exc:
-            raise self._fail(str(exc)) from exc
+            self._fail(str(exc))
 
     def _describe(self) -> ModelStatus:
         with self._lock:
@@ -156,8 +181,9 @@ class AgentModel:
             return self._model
 
     def _fail(self, why: str) -> SourceError:
-        with self._lock:
+        with self._changed:
             self._failure = self._failure or why
+            self._changed.notify_all()
         return SourceError(why)
 
 

@@ -99,14 +99,6 @@ class ModelJob:
             return "complete"
         return "swarming" if self.filling is not None else "starting"
 
-    # -- readers -----------------------------------------------------------------------
-    def wait(self, first: int, last: int, timeout: float) -> bool:
-        """Block until pieces ``first..last`` (inclusive) are here, or the job failed."""
-        return self.ledger.wait(first, last, timeout)
-
-    def contiguous(self, first: int) -> int:
-        return self.ledger.contiguous(first)
-
     def stats(self) -> dict[str, Any]:
         """Progress and byte counts: what the heartbeat reports to the coordinator."""
         filling = self.filling

@@ -1,4 +1,5 @@
-"""The control planes' client: one JSON request, its answer or a ``ControlError``.
+"""The control planes' client: one JSON request, its answer (or its stream of JSON lines)
+or a ``ControlError``.
 
 The standard library's client, so loaders asking their node's agent import no HTTP
 framework (the servers are :mod:`pagefault.swarm.server`); bulk bytes never pass through
@@ -11,11 +12,14 @@ import http.client
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.client import HTTPResponse
 from typing import Any
 
 from pagefault.errors import ControlError
 
-__all__ = ["ControlError", "call", "split_address"]
+__all__ = ["ControlError", "call", "lines", "split_address"]
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -50,16 +54,43 @@ def call(
         request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as exc:
-        detail = _error_of(exc.read().decode(errors="replace")[:300])
-        raise ControlError(f"{method} {url}: HTTP {exc.code}: {detail}", exc.code) from exc
-    except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
-        # HTTPException: the peer went away mid-answer (IncompleteRead, RemoteDisconnected)
-        raise ControlError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+    with _answer(request, timeout) as response:
+        raw = response.read()
     try:
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+def lines(url: str, *, timeout: float) -> Iterator[Any]:
+    """A GET whose answer is newline-delimited JSON, one decoded line at a time as the
+    server sends it; ``timeout``: the longest silence. Raises ControlError, also for an
+    unreadable line."""
+    with _answer(urllib.request.Request(url), timeout) as response:
+        while True:
+            try:
+                line = response.readline()
+            except (OSError, http.client.HTTPException) as exc:
+                raise ControlError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+            if not line:
+                return
+            try:
+                yield json.loads(line)
+            except ValueError as exc:
+                raise ControlError(f"GET {url}: an unreadable line: {line[:100]!r}") from exc
+
+
+@contextmanager
+def _answer(request: urllib.request.Request, timeout: float) -> Iterator[HTTPResponse]:
+    """The open answer to ``request``; an HTTP error status or a failed connection as a
+    ``ControlError`` naming the request and the server's own ``error``."""
+    what = f"{request.get_method()} {request.full_url}"
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            yield response
+    except urllib.error.HTTPError as exc:
+        detail = _error_of(exc.read().decode(errors="replace")[:300])
+        raise ControlError(f"{what}: HTTP {exc.code}: {detail}", exc.code) from exc
+    except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+        # HTTPException: the peer went away mid-answer (IncompleteRead, RemoteDisconnected)
+        raise ControlError(f"{what}: {type(exc).__name__}: {exc}") from exc

@@ -1,13 +1,14 @@
 """Which pieces of one model are verified on this node, and since when: what readers wait on.
 
 Admission is the only writer (a piece goes in once its stored bytes match the manifest);
-the job, the local API's long polls and the metrics only read. Keeping this record apart
+the job, the local API's feeds and the metrics only read. Keeping this record apart
 from the swarm's machinery means a reader never waits on a heartbeat or a placement
 change, only on the pieces it asked for.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -78,23 +79,16 @@ class PieceLedger:
         with self._changed:
             return [p for p in range(self.total or 0) if p not in self._have]
 
-    def wait(self, first: int, last: int, timeout: float) -> bool:
-        """Block until pieces ``first..last`` (inclusive) are here; False on timeout or when
-        interrupted."""
+    def since(self, cursor: int, timeout: float) -> list[int]:
+        """The pieces verified after the first ``cursor`` ones, in the order they came;
+        blocks until there is one, for at most ``timeout`` seconds ([] then, or at once
+        when interrupted). A follower keeps its cursor (the pieces it has seen) and needs
+        no other state: what it has not seen is here until it asks."""
         deadline = self._clock() + timeout
         with self._changed:
-            while not all(p in self._have for p in range(first, last + 1)):
+            while len(self._have) <= cursor:
                 left = deadline - self._clock()
                 if left <= 0 or self._interrupted:
-                    return False
+                    return []
                 self._changed.wait(left)
-        return True
-
-    def contiguous(self, first: int) -> int:
-        """How many pieces from ``first`` on are here without a gap: a reader need not ask
-        again for any of them."""
-        with self._changed:
-            count = 0
-            while first + count in self._have:
-                count += 1
-            return count
+            return list(itertools.islice(self._have, cursor, None))

@@ -18,6 +18,7 @@ __all__ = [
     "Beat",
     "Credentials",
     "DescriberTurn",
+    "FeedLine",
     "Heartbeat",
     "Message",
     "ModelFile",
@@ -178,6 +179,15 @@ class Timeline(Message):
 
     started_at: float
     verified_s: list[float | None]
+
+
+class FeedLine(Message):
+    """One line of a model's feed (``GET /v1/models/{id}/feed``, newline-delimited JSON):
+    the pieces verified on the node since the previous line, in the order they came."""
+
+    pieces: list[int] = Field(default_factory=list)
+    complete: bool = False  # the last line: every piece is here
+    error: str | None = None  # the last line: the job failed
 
 
 class WaitReply(Message):

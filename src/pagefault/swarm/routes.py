@@ -5,12 +5,13 @@ nothing of HTTP."""
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import Path as PathParam
-from fastapi import Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
@@ -18,6 +19,7 @@ from pagefault.swarm.messages import (
     Beat,
     Credentials,
     DescriberTurn,
+    FeedLine,
     Heartbeat,
     ModelRequest,
     ModelStatus,
@@ -25,7 +27,6 @@ from pagefault.swarm.messages import (
     SharedDescription,
     SwarmStatus,
     Timeline,
-    WaitReply,
 )
 from pagefault.swarm.protocol import HEALTH_PATH
 from pagefault.swarm.server import ApiServer, control_app
@@ -34,12 +35,12 @@ if TYPE_CHECKING:
     from pagefault.swarm.agent import Agent
     from pagefault.swarm.coordinator import Coordinator
 
-__all__ = ["agent_server", "coordinator_server"]
+__all__ = ["FEED_BEAT_S", "agent_server", "coordinator_server"]
 
 Name = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,128}$")]  # a node or swarm
 ModelId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{24}$")]
-_LONG_POLLS = 256  # /wait calls in flight at once: each holds a thread while it waits
-_MAX_WAIT_S = 60.0
+_LONG_POLLS = 256  # feeds waiting at once: each holds a thread while it waits
+FEED_BEAT_S = 10.0  # a feed sends a line at least this often: its loader sees the agent live
 
 
 def coordinator_server(coordinator: Coordinator, address: str) -> ApiServer:
@@ -113,20 +114,28 @@ def agent_server(agent: Agent, address: str) -> ApiServer:
     def describe(model_id: ModelId) -> ModelStatus:
         return agent.job(model_id).describe()
 
-    @app.get("/v1/models/{model_id}/wait")
-    async def wait(
-        model_id: ModelId,
-        first: Annotated[int, Query(ge=0)],
-        last: Annotated[int, Query(ge=0)],
-        timeout: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 10.0,
-    ) -> WaitReply:
-        """Until pieces ``first..last`` are verified on the node, or ``timeout`` seconds."""
-        job = agent.job(model_id)
-        seconds = min(timeout, _MAX_WAIT_S)
-        ready = await anyio.to_thread.run_sync(job.wait, first, last, seconds, limiter=long_polls)
-        return WaitReply(
-            ready=ready, error=job.error, contiguous=job.contiguous(first), have=job.ledger.count
-        )
+    @app.get("/v1/models/{model_id}/feed")
+    def feed(model_id: ModelId) -> StreamingResponse:
+        """Every piece verified on the node, each once, as it comes (newline-delimited
+        ``FeedLine``s), until the model is complete or its job failed: a loader follows a
+        whole load with this one request (a long poll per range was ~80 requests per
+        load, each costing the agent's CPU)."""
+        job = agent.job(model_id)  # an unknown model is a 404 before the stream starts
+
+        async def stream() -> AsyncIterator[str]:
+            cursor = 0
+            while True:
+                pieces = await anyio.to_thread.run_sync(
+                    job.ledger.since, cursor, FEED_BEAT_S, limiter=long_polls
+                )
+                cursor += len(pieces)
+                complete = job.ledger.complete and cursor >= (job.ledger.total or 0)
+                line = FeedLine(pieces=pieces, complete=complete, error=job.error)
+                yield line.model_dump_json() + "\n"
+                if line.complete or line.error:
+                    return
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
 
     @app.get("/v1/models/{model_id}/timeline")
     def timeline(model_id: ModelId) -> Timeline:
