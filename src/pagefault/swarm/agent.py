@@ -39,6 +39,7 @@ _HARMLESS = ("[dh params]",)
 _JOIN_RETRY_S, _JOIN_RETRY_MAX_S = 0.5, 5.0
 _REFUSED = "the coordinator refused this node's swarm token"
 _UNREACHABLE = "the coordinator is unreachable"
+_BLOCKED = 1  # libtorrent's ip_filter flag for "no connection"
 _log = logging.getLogger("pagefault.agent")
 _ALERTS = (
     lt.alert.category_t.error_notification
@@ -105,7 +106,18 @@ class Agent:
         self._stripes = 1  # the coordinator's placement: torrents per model
         self._solo_reason = "no coordinator configured (--coordinator)"
         self._alerts = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
+        self._blocked = lt.ip_filter()  # hosts that sent corrupt pieces: no link, any model
         self.api: ApiServer | None = None  # the local API, from start()
+
+    def block(self, ip: str) -> None:
+        """Refuse every link to and from ``ip``, in every torrent of this node. libtorrent
+        bans a peer's entry (address and port): a corrupt node dialing in again from a new
+        port was a new peer, banned again after each bad piece, and while it stayed
+        linked, holding every piece, the fetcher that fed the fleet held off reading the
+        piece it had spoiled."""
+        with self._lock:
+            self._blocked.add_rule(ip, ip, _BLOCKED)
+            self.session.set_ip_filter(self._blocked)
 
     @property
     def peer_address(self) -> str:
@@ -238,6 +250,7 @@ class Agent:
         elif isinstance(alert, lt.torrent_checked_alert):
             filling.admit_held()
         elif isinstance(alert, lt.peer_ban_alert):
+            self.block(str(alert.endpoint[0]))
             filling.peer_banned(str(alert.endpoint[0]), "sent pieces that failed verification")
         elif isinstance(alert, lt.peer_disconnected_alert):
             _log.info("swarm %s: %s", filling.swarm, alert.message())

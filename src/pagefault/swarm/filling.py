@@ -200,7 +200,7 @@ class Filling:
             return
         why = self.stall.stalled(
             missing=self.layout.num_pieces - self.ledger.count,
-            upstream_ahead=self._upstream_ahead(),
+            due=self._pieces_due(),
             coordinated=coordinated,
         )
         if why is None:
@@ -214,12 +214,17 @@ class Filling:
             self.reasons.append(f"origin fallback: {why}")
             self.stall.restart()
 
-    def _upstream_ahead(self) -> bool:
-        """An upstream holds pieces this node lacks, yet none arrived: the link is broken.
-        (Without this, the tail of a long chain whose head just died would time out and
-        pull the whole model from the origin while the new head is already refilling.)"""
+    def _pieces_due(self) -> bool:
+        """Pieces should be arriving: an upstream holds pieces this node lacks, or this node
+        reads a stripe from the origin itself. Otherwise a stall is not this node's to act
+        on (without this, the tail of a long chain whose head just died would time out and
+        pull the whole model from the origin while the new head is already refilling).
+
+        A fetcher stalls too: its reads hold off a piece a connected peer has, and a
+        peer that has it but never sends it held one forever (a corrupt node, banned,
+        dialing in again: both nodes behind it timed out at 24 of 25 pieces)."""
         have = self.ledger.count
-        return any(up and up.have > have for up in self.upstreams)
+        return bool(self.gate.fetch) or any(up and up.have > have for up in self.upstreams)
 
     def _stall_report(self) -> str:
         """What the swarm looks like when it stops delivering: for the log, to debug it."""

@@ -40,12 +40,13 @@ class StallPolicy:
         """The node just acted (started an origin fetch): give it a full wait again."""
         self._last = self._clock()
 
-    def stalled(self, *, missing: int, upstream_ahead: bool, coordinated: bool) -> str | None:
+    def stalled(self, *, missing: int, due: bool, coordinated: bool) -> str | None:
         """Why the node should read its ``missing`` pieces from the origin now, or None.
 
         ``coordinated``: a coordinator answered this heartbeat (else nobody else will act);
-        ``upstream_ahead``: an upstream holds pieces this node lacks, yet none arrived."""
-        if missing == 0 or (coordinated and not upstream_ahead):
+        ``due``: pieces should be arriving (an upstream holds pieces this node lacks, or
+        this node reads a stripe from the origin itself), yet none arrived."""
+        if missing == 0 or (coordinated and not due):
             return None
         patience = min(self.stall_s, TAIL_STALL_S) if missing <= TAIL_PIECES else self.stall_s
         if self._clock() - self._last > patience:

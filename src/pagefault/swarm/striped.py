@@ -36,6 +36,7 @@ _FLAGS = (
     | lt.torrent_flags.sequential_download
     | lt.torrent_flags.disable_dht
     | lt.torrent_flags.disable_lsd
+    | lt.torrent_flags.apply_ip_filter  # Agent.block: no links with a corrupt node
 )
 
 
