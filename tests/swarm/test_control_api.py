@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import base64
 import http.client
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pagefault.api import make_piece_manifest, write_piece_manifest
 from pagefault.cache import CacheConfig
 from pagefault.errors import ControlError
+from pagefault.manifest import MANIFEST_NAME
 from pagefault.swarm.agent import Agent
+from pagefault.swarm.client import AgentClient
 from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.jsonhttp import call
+from pagefault.swarm.messages import FeedLine
+from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
+from pagefault.testing import HTTPOrigin
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -104,3 +113,29 @@ def test_stop_ends_the_alert_loop_before_the_process_may_exit(tmp_path: Path) ->
     running = Agent(config, CacheConfig(enabled=False)).start()
     running.stop()
     assert not running._alerts.is_alive()
+
+
+def test_a_stopping_agent_ends_its_feeds_with_the_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loader following a model when its agent shuts down hears why at once (not after a
+    silent 30 s), and the shutdown cancels no open answer (that logged a traceback)."""
+    model_dir = tmp_path / "srv" / "model"
+    entry = write_synthetic_checkpoint(model_dir, SyntheticConfig(16 << 20, shards=1))
+    write_piece_manifest(make_piece_manifest(entry, piece_size=1 << 20), model_dir / MANIFEST_NAME)
+    config = AgentConfig(node="a4", listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=tmp_path)
+    running = Agent(config, CacheConfig(enabled=False)).start()
+    assert running.api is not None
+    client = AgentClient(f"http://{running.api.address}")
+    lines: list[FeedLine] = []
+    with HTTPOrigin(tmp_path / "srv", bandwidth=256 * 1024) as origin:  # 16 s for the model
+        model = client.open(f"{origin.url}/model/", timeout=30)
+        follower = threading.Thread(target=lambda: lines.extend(client.feed(model.id)))
+        follower.start()
+        eventually(lambda: running.jobs[model.id].ledger.total is not None, 10, 0.01)
+        started = time.monotonic()
+        running.stop()
+        follower.join(timeout=30)
+    assert time.monotonic() - started < 5
+    assert lines and lines[-1].error == "the agent is shutting down"
+    assert "Exception in ASGI application" not in caplog.text

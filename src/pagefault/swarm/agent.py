@@ -142,14 +142,15 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+        # libtorrent aborts the process (std::terminate) if the interpreter exits while a
+        # thread is still inside wait_for_alert: the loop wakes within its 500 ms wait.
+        # First, too: a piece read back after its job stopped had no admission to go to.
+        if self._alerts.is_alive():
+            self._alerts.join()
         for job in self.jobs.values():
             job.stop()
         if self.api is not None:
             self.api.stop()
-        # libtorrent aborts the process (std::terminate) if the interpreter exits while a
-        # thread is still inside wait_for_alert: the loop wakes within its 500 ms wait
-        if self._alerts.is_alive():
-            self._alerts.join()
 
     def open(self, uri: str) -> ModelJob:
         """The job for ``uri``, started on first request."""

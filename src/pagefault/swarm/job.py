@@ -87,9 +87,15 @@ class ModelJob:
 
     def stop(self) -> None:
         self._stop.set()
+        self.ledger.interrupt()  # its followers (loaders' feeds) learn it now
         if self.filling is not None:
             self.filling.close()
         self._release_lease()
+
+    @property
+    def stopping(self) -> bool:
+        """The agent is shutting down: no more pieces will come from this job."""
+        return self._stop.is_set()
 
     @property
     def state(self) -> str:

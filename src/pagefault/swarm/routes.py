@@ -130,7 +130,8 @@ def agent_server(agent: Agent, address: str) -> ApiServer:
                 )
                 cursor += len(pieces)
                 complete = job.ledger.complete and cursor >= (job.ledger.total or 0)
-                line = FeedLine(pieces=pieces, complete=complete, error=job.error)
+                error = job.error or ("the agent is shutting down" if job.stopping else None)
+                line = FeedLine(pieces=pieces, complete=complete, error=error)
                 yield line.model_dump_json() + "\n"
                 if line.complete or line.error:
                     return
