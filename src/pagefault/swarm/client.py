@@ -23,10 +23,11 @@ from pagefault.sources.describe import RemoteFile
 from pagefault.sources.local import read_fully
 from pagefault.swarm.jsonhttp import call, lines
 from pagefault.swarm.messages import FeedLine, ModelFile, ModelStatus, Timeline, read_message
+from pagefault.swarm.protocol import FEED_BEAT_S
 
 __all__ = ["AgentClient", "AgentModel", "SwarmFileSource"]
 
-FEED_SILENCE_S = 30.0  # an agent's feed said nothing for this long: it is hung
+FEED_SILENCE_S = 3 * FEED_BEAT_S  # an agent's feed said nothing for this long: it is hung
 # The agent verified no piece at all for this long (its own stall policy acts after 10 s):
 # something is wrong with it, and the load reads the rest from the origin instead.
 NO_PROGRESS_S = 60.0
@@ -72,7 +73,7 @@ class AgentClient:
     def feed(self, model_id: str) -> Iterator[FeedLine]:
         """The pieces of the model verified on the node, as they come (each once), until
         it is complete or its job failed. ``ControlError`` when the agent goes silent for
-        ``FEED_SILENCE_S`` (it sends a line at least every 10 s) or goes away."""
+        ``FEED_SILENCE_S`` (it sends a line at least every ``FEED_BEAT_S``) or goes away."""
         url = f"{self.url}/v1/models/{quote(model_id)}/feed"
         for line in lines(url, timeout=FEED_SILENCE_S):
             yield read_message(FeedLine, line, sender=f"agent {self.url}")
@@ -137,12 +138,10 @@ class AgentModel:
                     raise SourceError(self._failure)
                 left = self._progressed + self._no_progress_s - time.monotonic()
                 if left <= 0:
-                    self._failure = (
+                    raise self._failed(
                         f"agent {self.client.url}: model {model.id}: no piece verified on "
                         f"the node for {self._no_progress_s:g} s"
                     )
-                    self._changed.notify_all()
-                    raise SourceError(self._failure)
                 self._changed.wait(left)
             count = last - first + 1
             while first + count in self._verified:
@@ -182,8 +181,12 @@ class AgentModel:
 
     def _fail(self, why: str) -> SourceError:
         with self._changed:
-            self._failure = self._failure or why
-            self._changed.notify_all()
+            return self._failed(why)
+
+    def _failed(self, why: str) -> SourceError:
+        """Keep the first failure for every reader waiting or to come (lock held)."""
+        self._failure = self._failure or why
+        self._changed.notify_all()
         return SourceError(why)
 
 

@@ -68,10 +68,7 @@ def lines(url: str, *, timeout: float) -> Iterator[Any]:
     unreadable line."""
     with _answer(urllib.request.Request(url), timeout) as response:
         while True:
-            try:
-                line = response.readline()
-            except (OSError, http.client.HTTPException) as exc:
-                raise ControlError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+            line = response.readline()  # a failed read: a ControlError from _answer
             if not line:
                 return
             try:
@@ -82,8 +79,9 @@ def lines(url: str, *, timeout: float) -> Iterator[Any]:
 
 @contextmanager
 def _answer(request: urllib.request.Request, timeout: float) -> Iterator[HTTPResponse]:
-    """The open answer to ``request``; an HTTP error status or a failed connection as a
-    ``ControlError`` naming the request and the server's own ``error``."""
+    """The open answer to ``request``; an HTTP error status, a failed connection or a read
+    that fails while the answer is open, as a ``ControlError`` naming the request (and
+    the server's own ``error``)."""
     what = f"{request.get_method()} {request.full_url}"
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

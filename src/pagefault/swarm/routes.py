@@ -28,19 +28,18 @@ from pagefault.swarm.messages import (
     SwarmStatus,
     Timeline,
 )
-from pagefault.swarm.protocol import HEALTH_PATH
+from pagefault.swarm.protocol import FEED_BEAT_S, HEALTH_PATH
 from pagefault.swarm.server import ApiServer, control_app
 
 if TYPE_CHECKING:
     from pagefault.swarm.agent import Agent
     from pagefault.swarm.coordinator import Coordinator
 
-__all__ = ["FEED_BEAT_S", "agent_server", "coordinator_server"]
+__all__ = ["agent_server", "coordinator_server"]
 
 Name = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,128}$")]  # a node or swarm
 ModelId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{24}$")]
-_LONG_POLLS = 256  # feeds waiting at once: each holds a thread while it waits
-FEED_BEAT_S = 10.0  # a feed sends a line at least this often: its loader sees the agent live
+_WAITING_FEEDS = 256  # feeds waiting for a piece at once: each holds a thread meanwhile
 
 
 def coordinator_server(coordinator: Coordinator, address: str) -> ApiServer:
@@ -100,7 +99,7 @@ def coordinator_server(coordinator: Coordinator, address: str) -> ApiServer:
 def agent_server(agent: Agent, address: str) -> ApiServer:
     """The agent's local API on ``address`` (not yet started)."""
     app = control_app(None)  # the node's own processes, on its loopback
-    long_polls = anyio.CapacityLimiter(_LONG_POLLS)
+    waiting_feeds = anyio.CapacityLimiter(_WAITING_FEEDS)
 
     @app.post("/v1/models")
     def open_model(request: ModelRequest) -> ModelStatus:
@@ -126,7 +125,7 @@ def agent_server(agent: Agent, address: str) -> ApiServer:
             cursor = 0
             while True:
                 pieces = await anyio.to_thread.run_sync(
-                    job.ledger.since, cursor, FEED_BEAT_S, limiter=long_polls
+                    job.ledger.since, cursor, FEED_BEAT_S, limiter=waiting_feeds
                 )
                 cursor += len(pieces)
                 complete = job.ledger.complete and cursor >= (job.ledger.total or 0)
