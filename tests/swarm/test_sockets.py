@@ -14,8 +14,9 @@ from pagefault.swarm.config import AgentConfig
 from pagefault.swarm.sockets import cap_unsent_bytes, receive_buffer_bytes
 
 
-def sysctl(tmp_path: Path, value: int) -> Path:
-    path = tmp_path / "tcp_notsent_lowat"
+def sysctl(tmp_path: Path, value: int, name: str = "tcp_notsent_lowat") -> Path:
+    """A stand-in for /proc/sys/net/.../``name`` holding ``value``."""
+    path = tmp_path / name
     path.write_text(f"{value}\n")
     return path
 
@@ -51,20 +52,14 @@ def test_missing_setting_means_none(tmp_path: Path) -> None:
     assert cap_unsent_bytes(16384, tmp_path / "absent") is None
 
 
-def rmem_max(tmp_path: Path, value: int) -> Path:
-    path = tmp_path / "rmem_max"
-    path.write_text(f"{value}\n")
-    return path
-
-
 def test_a_slow_declared_link_gets_a_short_receive_buffer(tmp_path: Path) -> None:
-    limit = rmem_max(tmp_path, 212992)
+    limit = sysctl(tmp_path, 212992, "rmem_max")
     assert receive_buffer_bytes(40, limit) == 32 * 1024  # the floor: 5 ms would be 25 KB
     assert receive_buffer_bytes(200, limit) == 125_000  # 5 ms of 25 MB/s
 
 
 def test_an_undeclared_or_fast_link_keeps_autotuning(tmp_path: Path) -> None:
-    limit = rmem_max(tmp_path, 212992)
+    limit = sysctl(tmp_path, 212992, "rmem_max")
     assert receive_buffer_bytes(0, limit) == 0
     assert receive_buffer_bytes(10_000, limit) == 0  # 6.25 MB: more than rmem_max allows
     assert receive_buffer_bytes(40, tmp_path / "absent") == 0
