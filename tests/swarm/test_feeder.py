@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,7 +42,13 @@ def test_a_feeder_started_over_complete_files_fetches_nothing(tmp_path: Path) ->
     manifest = make_piece_manifest(entry, piece_size=256 << 10)
     shutil.copytree(model, tmp_path / "seed" / TORRENT_DIR)  # what the first agent left
     _session, torrent = tls_node(SwarmCA.create(), manifest, tmp_path, "seed")  # kept alive
-    feeder = OriginFeeder(torrent, manifest, lambda name: CountingSource(model / name), threads=4)
+    feeder = OriginFeeder(
+        torrent,
+        manifest,
+        lambda name: CountingSource(model / name),
+        threads=4,
+        stop=threading.Event(),
+    )
     CountingSource.reads = 0
     assert feeder.start("a restart")
     _wait_idle(feeder)
@@ -57,7 +64,13 @@ def test_each_reason_to_read_the_origin_is_logged_once(
     entry = write_synthetic_checkpoint(model, SyntheticConfig(1 << 20, shards=1))
     manifest = make_piece_manifest(entry, piece_size=256 << 10)
     _session, torrent = tls_node(SwarmCA.create(), manifest, tmp_path, "node")  # kept alive
-    feeder = OriginFeeder(torrent, manifest, lambda name: LocalFileSource(model / name), threads=2)
+    feeder = OriginFeeder(
+        torrent,
+        manifest,
+        lambda name: LocalFileSource(model / name),
+        threads=2,
+        stop=threading.Event(),
+    )
     with caplog.at_level("INFO", logger="pagefault.agent"):
         for reason in ("designated fetcher", "designated fetcher", "swarm stalled"):
             assert feeder.start(reason, wanted=lambda piece: False)  # a pass with nothing to read
@@ -67,4 +80,23 @@ def test_each_reason_to_read_the_origin_is_logged_once(
         "fetching from the origin: designated fetcher",
         "fetching from the origin: swarm stalled",
     ]
+    feeder.close()
+
+
+def test_a_stopped_job_reads_nothing_more_from_the_origin(tmp_path: Path) -> None:
+    """An agent shutting down mid-fetch: its passes end at once, without reading (they
+    used to read on, then log the pool's refusal at interpreter exit as a failed fetch)."""
+    model = tmp_path / "model"
+    entry = write_synthetic_checkpoint(model, SyntheticConfig(1 << 20, shards=1))
+    manifest = make_piece_manifest(entry, piece_size=256 << 10)
+    _session, torrent = tls_node(SwarmCA.create(), manifest, tmp_path, "node")  # kept alive
+    stop = threading.Event()
+    feeder = OriginFeeder(
+        torrent, manifest, lambda name: CountingSource(model / name), threads=2, stop=stop
+    )
+    stop.set()
+    CountingSource.reads = 0
+    assert feeder.start("designated fetcher")
+    _wait_idle(feeder)
+    assert CountingSource.reads == 0 and feeder.bytes == 0
     feeder.close()

@@ -37,12 +37,14 @@ class OriginFeeder:
         open_source: Callable[[str], Source],
         *,
         threads: int,
+        stop: threading.Event,
     ) -> None:
         self.torrent = torrent
         self.layout = torrent.layout
         self.manifest = manifest
         self.open_source = open_source
         self.threads = threads
+        self._stop = stop  # the job's: set when the agent shuts down
         self.bytes = 0
         self._lock = threading.Lock()
         self._running = False
@@ -73,7 +75,7 @@ class OriginFeeder:
 
     def _feed(self, wanted: Callable[[int], bool]) -> None:
         def feed_one(piece: int) -> None:
-            if wanted(piece):
+            if not self._stop.is_set() and wanted(piece):
                 self._feed_one(piece)
 
         try:
@@ -84,6 +86,8 @@ class OriginFeeder:
                 time.sleep(_CHECK_POLL_S)
             map_pieces(feed_one, self.layout.fetch_order(), threads=self.threads, name="feed")
         except Exception:
+            if self._stop.is_set():  # a pass cut short by shutdown (its pool refuses work)
+                return
             _log.exception("origin fetch failed; will retry on the next stall")
         finally:
             with self._lock:

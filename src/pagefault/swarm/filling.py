@@ -85,7 +85,7 @@ class Filling:
             torrent.set_piece_deadline(piece, 0)
         urgent = frozenset(self.layout.header_pieces)
         self.gate = FetchGate(torrent, stop, urgent, link_mbit=link_mbit)
-        self.feeder = OriginFeeder(torrent, manifest, origin, threads=origin_threads)
+        self.feeder = OriginFeeder(torrent, manifest, origin, threads=origin_threads, stop=stop)
         ledger.expect(self.layout.num_pieces)
 
     @property
