@@ -17,7 +17,7 @@ it only once the HAVE arrives, which queues behind the data already sent. Two qu
   ms. With the agent's declared link rate (``--link-mbit``) known, a peer socket's receive
   buffer is sized to ``RECEIVE_WINDOW_S`` of it: the window still fills the link at round
   trips up to that long, and no more queues. Queues fell to ~20 KB, hops to 18-21 ms, and
-  eight nodes finished in 5.98 s against 6.12 s (medians of six interleaved fleets;
+  eight nodes finished in 5.98 s against 6.14 s (medians of interleaved fleets;
   docs/benchmarks.md, "Session 22"). A buffer larger than ``net.core.rmem_max`` is not
   set: the kernel would clamp it, and a fixed buffer turns autotuning off, which would cap
   a fast link.
