@@ -18,7 +18,7 @@ from pagefault.synthetic import SyntheticConfig, write_synthetic_checkpoint
 def test_a_blocked_host_is_refused_in_every_stripe_and_no_other(tmp_path: Path) -> None:
     """libtorrent bans a peer's address and port only: the corrupt node came back from new
     ports and, linked and holding every piece, kept a fetcher from reading the piece it
-    had spoiled (tests/swarm/test_swarm.py, the corrupt peer, timed out 1 run in 8)."""
+    had spoiled (tests/swarm/test_swarm.py, the corrupt peer, timed out twice in 22 runs)."""
     config = AgentConfig(node="n1", listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=tmp_path)
     agent = Agent(config, CacheConfig(enabled=False))
     entry = write_synthetic_checkpoint(tmp_path / "m", SyntheticConfig(1 << 20, shards=1))
