@@ -30,3 +30,4 @@ def test_a_blocked_host_is_refused_in_every_stripe_and_no_other(tmp_path: Path) 
     assert rules.access("10.9.8.7") != 0
     assert rules.access("10.9.8.6") == rules.access("10.9.8.8") == 0
     assert all(handle.flags() & lt.torrent_flags.apply_ip_filter for handle in torrent.handles)
+    assert not torrent.redial(0, ("10.9.8.7", 6881))  # its link closed on purpose: no dial

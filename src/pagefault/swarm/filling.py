@@ -71,7 +71,6 @@ class Filling:
         self.coordinator = coordinator
         self.reasons = reasons  # shared with the job: what did not go the usual way
         self.upstreams: list[Peer | None] = []  # per stripe; None: the origin
-        self._banned: set[str] = set()  # hosts libtorrent banned for bad pieces: no redial
         self.stall = StallPolicy(stall_s)
         self.admission = PieceAdmission(
             self.layout,
@@ -119,7 +118,6 @@ class Filling:
     def peer_banned(self, ip: str, why: str) -> None:
         """A peer sent pieces that failed their hash: have the coordinator drop it."""
         _log.warning("swarm %s: banned peer %s (%s)", self.swarm, ip, why)
-        self._banned.add(ip)
         self.reasons.append(f"banned peer {ip}: {why}")
         for up in self.upstreams:
             if up and split_address(up.address)[0] == ip:
@@ -141,8 +139,6 @@ class Filling:
             timer.start()
 
     def _redial(self, stripe: int, address: tuple[str, int], up: Peer, why: str) -> None:
-        if address[0] in self._banned:  # it sent bad pieces: its link closed on purpose
-            return
         if not self.ledger.complete and self.torrent.redial(stripe, address):
             _log.info(
                 "swarm %s: link to upstream %s closed (%s); dialed again", self.swarm, up.node, why

@@ -47,6 +47,7 @@ class StripedTorrent:
 
     handles: tuple[lt.torrent_handle, ...]
     layout: TorrentLayout
+    session: lt.session = field(compare=False, repr=False)  # whose IP filter a dial obeys
     _dialed: set[int] = field(default_factory=set, compare=False, repr=False)  # stripes
     _redialed: set[tuple[int, tuple[str, int]]] = field(
         default_factory=set, compare=False, repr=False
@@ -83,7 +84,7 @@ class StripedTorrent:
                 handle.set_ssl_certificate_buffer(node.cert_pem.decode(), node.key_pem.decode(), "")
             handles.append(handle)
         assert layout is not None, "stripes >= 1"
-        return cls(tuple(handles), layout)
+        return cls(tuple(handles), layout, session)
 
     @property
     def stripes(self) -> int:
@@ -142,7 +143,9 @@ class StripedTorrent:
 
     def redial(self, stripe: int, address: tuple[str, int]) -> bool:
         """Dial ``address`` in ``stripe``'s torrent again at once, the first time that
-        link drops, unless a link to its host is up again (False: nothing dialed).
+        link drops, unless a link to its host is up again or the session refuses the host
+        (``Agent.block``: it sent corrupt pieces, and its link closed on purpose); False:
+        nothing dialed.
 
         An upstream that had just joined cuts the link of a child whose handshake was
         under way when its own first dial paused its torrent (``connect_peer``); libtorrent
@@ -155,8 +158,10 @@ class StripedTorrent:
         other's link as a duplicate, so a node looks first. Once per link, so an upstream
         that keeps refusing cannot make a node cut its children over and over."""
         handle = self.handles[stripe % self.stripes]
-        if (stripe, address) in self._redialed or any(
-            peer.ip[0] == address[0] for peer in handle.get_peer_info()
+        if (
+            (stripe, address) in self._redialed
+            or self.session.get_ip_filter().access(address[0]) != 0
+            or any(peer.ip[0] == address[0] for peer in handle.get_peer_info())
         ):
             return False
         self._redialed.add((stripe, address))
