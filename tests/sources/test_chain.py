@@ -171,3 +171,53 @@ def test_a_read_through_the_cache_waits_once_for_all_its_missing_pieces(
     source.read_into(0, [memoryview(out)])
     assert len(swarm.waits) == 1, "every piece is in the cache now: no wait at all"
     assert counters.bytes_by_source()["peers"] == 4 * PIECE
+
+
+class SeedingAgent(MemorySource):
+    """The agent in a process of its own: its node cache (a second ``NodeCache`` over the
+    same directories) keeps each admitted piece in the RAM tier and links the disk tier
+    to its seed file, as admission does."""
+
+    def __init__(self, data: bytes, node: NodeCache, seed: Path) -> None:
+        super().__init__("swarm:x", data)
+        self.data = data
+        self.node = node
+        self.seed = seed
+        seed.write_bytes(data)
+
+    def await_range(self, offset: int, length: int) -> None:
+        for start in range(offset, offset + length, PIECE):
+            piece = self.data[start : start + PIECE]
+            if not self.node.holds(hash_piece([piece])):
+                held_at = (self.seed.absolute(), start)
+                self.node.store(hash_piece([piece]), [memoryview(piece)], held_at=held_at)
+
+
+def test_a_piece_the_agent_stored_is_not_stored_again_by_the_reader(tmp_path: Path) -> None:
+    """The agent's disk tier links to its seed file; a reader in another process saw
+    that link only once it re-read the link tables (at most every 50 ms), and until then
+    wrote a second, fsynced copy of each piece it read: 40 of 192 pieces in one load."""
+    config = CacheConfig(disk_dir=tmp_path / "disk", ram_dir=tmp_path / "ram", piece_size=PIECE)
+    reader, agent_side = NodeCache(config), NodeCache(config)
+    data = b"".join(bytes([i]) * PIECE for i in range(4))
+    pieces = [data[i : i + PIECE] for i in range(0, len(data), PIECE)]
+    counters = SourceCounters()
+    swarm = SeedingAgent(data, agent_side, tmp_path / "seed.bin")
+    chain = ChainSource([Link("peers", swarm, fills_cache=True), Link("origin", swarm)], counters)
+    source = CachedFileSource(
+        chain,
+        reader,
+        FileRecord("x.safetensors", len(data), "k"),
+        piece_size=PIECE,
+        digests=[hash_piece([p]) for p in pieces],
+        published=True,
+        counters=counters,
+    )
+    for index, piece in enumerate(pieces):  # one piece per read: each waits on its own
+        out = bytearray(PIECE)
+        source.read_into(index * PIECE, [memoryview(out)])
+        assert bytes(out) == piece
+    disk = next(tier for tier in reader.tiers if tier.name == "disk")
+    assert [p.sha for p in disk.scan() if p.size >= PIECE] == [], "no second copy on disk"
+    assert counters.bytes_by_source()["peers"] == len(data)
+    assert all(reader.find(hash_piece([p])) is not None for p in pieces)

@@ -212,12 +212,20 @@ class CachedFileSource:
         )
         if self._published and expected is not None:
             check = partial(piece_matches, digest=expected)
-            self._below.read_checked(start, views, check, from_cache, what=f"piece {index}")
+            delivery = self._below.read_checked(
+                start, views, check, from_cache, what=f"piece {index}"
+            )
             actual = expected
         else:
-            self._below.read_checked(start, views, None, from_cache)
+            delivery = self._below.read_checked(start, views, None, from_cache)
             actual = hash_piece(views, SHA256)
-        self._cache.store(actual, views)
+        if delivery.from_cache:
+            # The agent stored it (its disk tier links to the seed file): storing it
+            # again wrote a second, fsynced disk copy whenever this process had not yet
+            # re-read the agent's link table (every 50 ms at most).
+            self._cache.promote(actual, views)
+        else:
+            self._cache.store(actual, views)
         if expected is None:
             self._cache.catalog.learn(self._file.key, index, actual)
             self._digests[index] = actual

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pagefault.errors import IntegrityError, SourceError
 from pagefault.sources.base import AwaitableSource, Buffer, Source
 
-__all__ = ["SOURCE_KINDS", "ChainSource", "Link", "SourceCounters"]
+__all__ = ["SOURCE_KINDS", "ChainSource", "Delivery", "Link", "SourceCounters"]
 
 log = logging.getLogger("pagefault.sources")
 
@@ -76,6 +76,16 @@ class Link:
             raise ValueError(f"link kind {self.kind!r}; expected one of {SOURCE_KINDS}")
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """Which link delivered a range, and whether the reader took it from the node cache
+    (``from_cache``: that link's filler stored it there already, so there is nothing to
+    tee)."""
+
+    kind: str
+    from_cache: bool = False
+
+
 class ChainSource:
     """One file read through ``links`` in order (the last is normally the origin)."""
 
@@ -103,9 +113,9 @@ class ChainSource:
         check: Check | None = None,
         from_cache: Callable[[], bool] | None = None,
         what: str = "",
-    ) -> str:
+    ) -> Delivery:
         """Fill ``buffers`` from the first link that delivers (and passes ``check``);
-        returns that link's kind. Counts the bytes under it. ``from_cache()`` fills them
+        says which one it was. Counts the bytes under it. ``from_cache()`` fills them
         from the node cache, if it has them, after a cache-filling link's wait. ``what``
         names the range in messages (``piece 3``)."""
         size = sum(memoryview(b).nbytes for b in buffers)
@@ -116,7 +126,7 @@ class ChainSource:
             try:
                 if from_cache is not None and self._awaited(link, offset, size, from_cache):
                     self._counters.add(link.kind, size)
-                    return link.kind
+                    return Delivery(link.kind, from_cache=True)
                 link.source.read_into(offset, buffers)
             except SourceError as exc:
                 if last:
@@ -131,7 +141,7 @@ class ChainSource:
                 log.warning("%s; reading it from the next source", message)
                 continue
             self._counters.add(link.kind, size)
-            return link.kind
+            return Delivery(link.kind)
         raise AssertionError("unreachable: the last link either returns or raises")
 
     @property
