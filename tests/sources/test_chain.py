@@ -126,19 +126,26 @@ def test_the_cache_drops_a_corrupt_swarm_piece_and_keeps_the_origins(tmp_path: P
 
 class AgentLikeSource(MemorySource):
     """Fills the node cache over time, as the agent does: ``await_range`` stores the
-    range's pieces there (what admission does) and records each wait."""
+    range's pieces there (what admission does) and records each wait. With ``seed``,
+    the agent's disk tier links to that file instead of copying, as admission does."""
 
-    def __init__(self, data: bytes, node: NodeCache) -> None:
+    def __init__(self, data: bytes, node: NodeCache, seed: Path | None = None) -> None:
         super().__init__("swarm:x", data)
         self.data = data
         self.node = node
+        self.seed = seed
         self.waits: list[tuple[int, int]] = []
+        if seed is not None:
+            seed.write_bytes(data)
 
     def await_range(self, offset: int, length: int) -> None:
         self.waits.append((offset, length))
         for start in range(offset, offset + length, PIECE):
             piece = self.data[start : start + PIECE]
-            self.node.store(hash_piece([piece]), [memoryview(piece)])
+            if self.node.holds(hash_piece([piece])):
+                continue
+            held_at = None if self.seed is None else (self.seed.absolute(), start)
+            self.node.store(hash_piece([piece]), [memoryview(piece)], held_at=held_at)
 
 
 def test_a_read_through_the_cache_waits_once_for_all_its_missing_pieces(
@@ -173,36 +180,16 @@ def test_a_read_through_the_cache_waits_once_for_all_its_missing_pieces(
     assert counters.bytes_by_source()["peers"] == 4 * PIECE
 
 
-class SeedingAgent(MemorySource):
-    """The agent in a process of its own: its node cache (a second ``NodeCache`` over the
-    same directories) keeps each admitted piece in the RAM tier and links the disk tier
-    to its seed file, as admission does."""
-
-    def __init__(self, data: bytes, node: NodeCache, seed: Path) -> None:
-        super().__init__("swarm:x", data)
-        self.data = data
-        self.node = node
-        self.seed = seed
-        seed.write_bytes(data)
-
-    def await_range(self, offset: int, length: int) -> None:
-        for start in range(offset, offset + length, PIECE):
-            piece = self.data[start : start + PIECE]
-            if not self.node.holds(hash_piece([piece])):
-                held_at = (self.seed.absolute(), start)
-                self.node.store(hash_piece([piece]), [memoryview(piece)], held_at=held_at)
-
-
 def test_a_piece_the_agent_stored_is_not_stored_again_by_the_reader(tmp_path: Path) -> None:
     """The agent's disk tier links to its seed file; a reader in another process saw
     that link only once it re-read the link tables (at most every 50 ms), and until then
     wrote a second, fsynced copy of each piece it read: 40 of 192 pieces in one load."""
     config = CacheConfig(disk_dir=tmp_path / "disk", ram_dir=tmp_path / "ram", piece_size=PIECE)
-    reader, agent_side = NodeCache(config), NodeCache(config)
+    reader, agent_side = NodeCache(config), NodeCache(config)  # two processes' views
     data = b"".join(bytes([i]) * PIECE for i in range(4))
     pieces = [data[i : i + PIECE] for i in range(0, len(data), PIECE)]
     counters = SourceCounters()
-    swarm = SeedingAgent(data, agent_side, tmp_path / "seed.bin")
+    swarm = AgentLikeSource(data, agent_side, seed=tmp_path / "seed.bin")
     chain = ChainSource([Link("peers", swarm, fills_cache=True), Link("origin", swarm)], counters)
     source = CachedFileSource(
         chain,

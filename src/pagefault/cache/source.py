@@ -220,9 +220,9 @@ class CachedFileSource:
             delivery = self._below.read_checked(start, views, None, from_cache)
             actual = hash_piece(views, SHA256)
         if delivery.from_cache:
-            # The agent stored it (its disk tier links to the seed file): storing it
-            # again wrote a second, fsynced disk copy whenever this process had not yet
-            # re-read the agent's link table (every 50 ms at most).
+            # The agent stored it (its disk tier links to the seed file). Storing it
+            # again would write a second, fsynced disk copy whenever this process has
+            # not yet re-read the agent's link table (every 50 ms at most).
             self._cache.promote(actual, views)
         else:
             self._cache.store(actual, views)
