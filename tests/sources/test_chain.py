@@ -148,6 +148,23 @@ class AgentLikeSource(MemorySource):
             self.node.store(hash_piece([piece]), [memoryview(piece)], held_at=held_at)
 
 
+def through_agent(
+    node: NodeCache, swarm: AgentLikeSource, counters: SourceCounters
+) -> CachedFileSource:
+    """``swarm``'s file read through ``node``'s cache: the agent link, then the origin."""
+    chain = ChainSource([Link("peers", swarm, fills_cache=True), Link("origin", swarm)], counters)
+    pieces = [swarm.data[i : i + PIECE] for i in range(0, len(swarm.data), PIECE)]
+    return CachedFileSource(
+        chain,
+        node,
+        FileRecord("x.safetensors", len(swarm.data), "k"),
+        piece_size=PIECE,
+        digests=[hash_piece([p]) for p in pieces],
+        published=True,
+        counters=counters,
+    )
+
+
 def test_a_read_through_the_cache_waits_once_for_all_its_missing_pieces(
     tmp_path: Path,
 ) -> None:
@@ -161,16 +178,7 @@ def test_a_read_through_the_cache_waits_once_for_all_its_missing_pieces(
     node.store(hash_piece([pieces[1]]), [memoryview(pieces[1])])  # one already on the node
     counters = SourceCounters()
     swarm = AgentLikeSource(data, node)
-    chain = ChainSource([Link("peers", swarm, fills_cache=True), Link("origin", swarm)], counters)
-    source = CachedFileSource(
-        chain,
-        node,
-        FileRecord("x.safetensors", len(data), "k"),
-        piece_size=PIECE,
-        digests=[hash_piece([p]) for p in pieces],
-        published=True,
-        counters=counters,
-    )
+    source = through_agent(node, swarm, counters)
     out = bytearray(5 * PIECE)
     source.read_into(0, [memoryview(out)])
     assert bytes(out) == data[: 5 * PIECE]
@@ -190,16 +198,7 @@ def test_a_piece_the_agent_stored_is_not_stored_again_by_the_reader(tmp_path: Pa
     pieces = [data[i : i + PIECE] for i in range(0, len(data), PIECE)]
     counters = SourceCounters()
     swarm = AgentLikeSource(data, agent_side, seed=tmp_path / "seed.bin")
-    chain = ChainSource([Link("peers", swarm, fills_cache=True), Link("origin", swarm)], counters)
-    source = CachedFileSource(
-        chain,
-        reader,
-        FileRecord("x.safetensors", len(data), "k"),
-        piece_size=PIECE,
-        digests=[hash_piece([p]) for p in pieces],
-        published=True,
-        counters=counters,
-    )
+    source = through_agent(reader, swarm, counters)
     for index, piece in enumerate(pieces):  # one piece per read: each waits on its own
         out = bytearray(PIECE)
         source.read_into(index * PIECE, [memoryview(out)])
