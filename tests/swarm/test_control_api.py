@@ -139,3 +139,25 @@ def test_a_stopping_agent_ends_its_feeds_with_the_reason(
     assert time.monotonic() - started < 5
     assert lines and lines[-1].error == "the agent is shutting down"
     assert "Exception in ASGI application" not in caplog.text
+
+
+def test_an_open_answers_with_the_layout_in_one_round_trip(tmp_path: Path) -> None:
+    """The agent holds an open until the model's layout is known: a loader polled for it
+    every 50 ms before, and its first answer had no files."""
+    model_dir = tmp_path / "srv" / "model"
+    entry = write_synthetic_checkpoint(model_dir, SyntheticConfig(4 << 20, shards=2))
+    write_piece_manifest(make_piece_manifest(entry, piece_size=1 << 20), model_dir / MANIFEST_NAME)
+    config = AgentConfig(node="a5", listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=tmp_path)
+    running = Agent(config, CacheConfig(enabled=False)).start()
+    assert running.api is not None
+    try:
+        with HTTPOrigin(tmp_path / "srv") as origin:
+            uri = f"{origin.url}/model/"
+            first = call(
+                f"http://{running.api.address}/v1/models", method="POST", body={"uri": uri}
+            )
+            assert sorted(f["name"] for f in first["files"]) == sorted(
+                p.name for p in model_dir.iterdir() if p.name != MANIFEST_NAME
+            )
+    finally:
+        running.stop()

@@ -42,7 +42,9 @@ class AgentClient:
         self.url = url.rstrip("/")
 
     def open(self, uri: str, *, timeout: float | None = None) -> ModelStatus:
-        """Ask the agent for a model; returns its description once the layout is known."""
+        """Ask the agent for a model; returns its description once the layout is known.
+        The agent holds each answer until then (for up to a second), so a model whose
+        description takes longer is asked for again."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             answer = call(

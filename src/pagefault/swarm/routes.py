@@ -40,6 +40,9 @@ __all__ = ["agent_server", "coordinator_server"]
 Name = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,128}$")]  # a node or swarm
 ModelId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{24}$")]
 _WAITING_FEEDS = 256  # feeds waiting for a piece at once: each holds a thread meanwhile
+# How long an open waits for the model's layout before answering without it (the caller
+# asks again): well inside a control call's timeout (client.CALL_TIMEOUT_S).
+_LAYOUT_WAIT_S = 1.0
 
 
 def coordinator_server(coordinator: Coordinator, address: str) -> ApiServer:
@@ -103,7 +106,9 @@ def agent_server(agent: Agent, address: str) -> ApiServer:
 
     @app.post("/v1/models")
     def open_model(request: ModelRequest) -> ModelStatus:
-        return agent.open(request.uri).describe()
+        job = agent.open(request.uri)
+        job.wait_for_layout(_LAYOUT_WAIT_S)
+        return job.describe()
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
