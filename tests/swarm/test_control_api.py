@@ -28,13 +28,24 @@ from tests.polling import eventually
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[str]:
-    config = AgentConfig(node="a1", listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=tmp_path)
-    running = Agent(config, CacheConfig(enabled=False)).start()
+    running = _started_agent("a1", tmp_path)
     assert running.api is not None
     try:
         yield f"http://{running.api.address}"
     finally:
         running.stop()
+
+
+def _served_model(model_dir: Path, size: int, *, shards: int) -> Path:
+    """A synthetic model with a 1 MiB piece manifest, for an origin to serve."""
+    entry = write_synthetic_checkpoint(model_dir, SyntheticConfig(size, shards=shards))
+    write_piece_manifest(make_piece_manifest(entry, piece_size=1 << 20), model_dir / MANIFEST_NAME)
+    return model_dir
+
+
+def _started_agent(node: str, data_dir: Path) -> Agent:
+    config = AgentConfig(node=node, listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=data_dir)
+    return Agent(config, CacheConfig(enabled=False)).start()
 
 
 def _refused(url: str, **kwargs: object) -> ControlError:
@@ -109,8 +120,7 @@ def test_a_taken_address_is_a_clear_error(agent: str) -> None:
 def test_stop_ends_the_alert_loop_before_the_process_may_exit(tmp_path: Path) -> None:
     """An interpreter exiting while a thread waits in libtorrent's wait_for_alert aborts
     the process (std::terminate, status 134): a SIGTERMed agent must not."""
-    config = AgentConfig(node="a3", listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=tmp_path)
-    running = Agent(config, CacheConfig(enabled=False)).start()
+    running = _started_agent("a3", tmp_path)
     running.stop()
     assert not running._alerts.is_alive()
 
@@ -120,11 +130,8 @@ def test_a_stopping_agent_ends_its_feeds_with_the_reason(
 ) -> None:
     """A loader following a model when its agent shuts down hears why at once (not after a
     silent 30 s), and the shutdown cancels no open answer (that logged a traceback)."""
-    model_dir = tmp_path / "srv" / "model"
-    entry = write_synthetic_checkpoint(model_dir, SyntheticConfig(16 << 20, shards=1))
-    write_piece_manifest(make_piece_manifest(entry, piece_size=1 << 20), model_dir / MANIFEST_NAME)
-    config = AgentConfig(node="a4", listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=tmp_path)
-    running = Agent(config, CacheConfig(enabled=False)).start()
+    _served_model(tmp_path / "srv" / "model", 16 << 20, shards=1)
+    running = _started_agent("a4", tmp_path)
     assert running.api is not None
     client = AgentClient(f"http://{running.api.address}")
     lines: list[FeedLine] = []
@@ -144,11 +151,8 @@ def test_a_stopping_agent_ends_its_feeds_with_the_reason(
 def test_an_open_answers_with_the_layout_in_one_round_trip(tmp_path: Path) -> None:
     """The agent holds an open until the model's layout is known: a loader polled for it
     every 50 ms before, and its first answer had no files."""
-    model_dir = tmp_path / "srv" / "model"
-    entry = write_synthetic_checkpoint(model_dir, SyntheticConfig(4 << 20, shards=2))
-    write_piece_manifest(make_piece_manifest(entry, piece_size=1 << 20), model_dir / MANIFEST_NAME)
-    config = AgentConfig(node="a5", listen="127.0.0.1:0", api="127.0.0.1:0", data_dir=tmp_path)
-    running = Agent(config, CacheConfig(enabled=False)).start()
+    model_dir = _served_model(tmp_path / "srv" / "model", 4 << 20, shards=2)
+    running = _started_agent("a5", tmp_path)
     assert running.api is not None
     try:
         with HTTPOrigin(tmp_path / "srv") as origin:
