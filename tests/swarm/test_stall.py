@@ -12,7 +12,7 @@ def test_a_broken_upstream_link_falls_back_after_stall_s() -> None:
     clock.now += 9.9
     assert policy.stalled(missing=50, due=True, coordinated=True) is None
     clock.now += 0.2
-    assert policy.stalled(missing=50, due=True, coordinated=True) == ("no piece for 10 s")
+    assert policy.stalled(missing=50, due=True, coordinated=True) == "no piece for 10 s"
     policy.restart()
     assert policy.stalled(missing=50, due=True, coordinated=True) is None
 

@@ -175,6 +175,8 @@ class CachedFileSource:
                 return self._reject(hit, digest, "fails its checksum")
         if count:
             self._count_hit(hit, digest, views)
+        else:
+            self._keep_warm(hit, digest, views)
         return True
 
     def _map_cached(self, mapping: mmap.mmap, index: int, view: memoryview, digest: str) -> bool:
@@ -219,12 +221,10 @@ class CachedFileSource:
         else:
             delivery = self._below.read_checked(start, views, None, from_cache)
             actual = hash_piece(views, SHA256)
-        if delivery.from_cache:
-            # The agent stored it (its disk tier links to the seed file). Storing it
-            # again would write a second, fsynced disk copy whenever this process has
-            # not yet re-read the agent's link table (every 50 ms at most).
-            self._cache.promote(actual, views)
-        else:
+        # A piece read out of the cache is there already (the agent's disk tier links to
+        # its seed file): storing it again wrote a second, fsynced disk copy whenever this
+        # process had not yet re-read the agent's link table (every 50 ms at most).
+        if not delivery.from_cache:
             self._cache.store(actual, views)
         if expected is None:
             self._cache.catalog.learn(self._file.key, index, actual)
@@ -233,6 +233,10 @@ class CachedFileSource:
     def _count_hit(self, hit: CacheHit, digest: str, views: list[memoryview]) -> None:
         size = sum(len(v) for v in views)
         self._counters.add(self._delivered.pop(digest, hit.tier.name), size)
+        self._keep_warm(hit, digest, views)
+
+    def _keep_warm(self, hit: CacheHit, digest: str, views: list[memoryview]) -> None:
+        """A piece read from a slower tier goes into the RAM tier too."""
         if hit.tier is not self._cache.ram:
             self._cache.promote(digest, views)
 
